@@ -1,0 +1,188 @@
+//! Command-line interface: argument structs and the mapping from outcomes to exit codes.
+//!
+//! Each subcommand lives in `cli/<name>.rs` as an args struct whose `run` only turns arguments
+//! into library calls and prints results. Logs go to stderr, results to stdout. Nothing here
+//! decides whether something is authentic: that is the library's job.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use qasid::ErrorClass;
+
+mod bundle;
+mod index;
+mod keygen;
+mod mirror;
+mod publish;
+mod push;
+mod read;
+mod verify;
+
+/// Signed news bundles that stay readable where news sites are blocked.
+///
+/// A publisher signs articles into bundles and publishes a signed index; mirrors copy them;
+/// readers fetch from any mirror they can reach and check every byte against the publisher's
+/// key. Trust comes only from that key, never from a mirror.
+#[derive(Debug, Parser)]
+#[command(name = "qasid", version = version_text())]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 runtime error (I/O, network), 2 usage or bad input, \
+3 verification failed (not authentic, not whole).\nFormats: docs/FORMAT.md and docs/PROTOCOL.md."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Keygen(keygen::KeygenArgs),
+    Bundle(bundle::BundleArgs),
+    Verify(verify::VerifyArgs),
+    Read(read::ReadArgs),
+    Publish(publish::PublishArgs),
+    Push(push::PushArgs),
+    Mirror(mirror::MirrorArgs),
+    #[command(subcommand)]
+    Index(index::IndexCommand),
+}
+
+fn version_text() -> &'static str {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (formats: qasid-bundle/1, qasid-index/1)"
+    )
+}
+
+/// Sets up tracing to stderr. `RUST_LOG` wins over `-v`.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "qasid=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi_on_stderr())
+        .init();
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
+fn ansi_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Keygen(args) => args.run(),
+        Command::Bundle(args) => args.run(),
+        Command::Verify(args) => args.run(),
+        Command::Read(args) => args.run(),
+        Command::Publish(args) => args.run(),
+        Command::Push(args) => args.run(),
+        Command::Mirror(args) => args.run(),
+        Command::Index(cmd) => cmd.run(),
+    }
+}
+
+/// A failed command: what to tell the user and which exit code to use.
+#[derive(Debug)]
+pub struct Failure {
+    class: ErrorClass,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(class: ErrorClass, error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            class,
+            error: error.into(),
+        }
+    }
+
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(ErrorClass::Usage, error)
+    }
+
+    pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(ErrorClass::Runtime, error)
+    }
+
+    /// Prints the error chain on one line to stderr and returns the documented exit code.
+    pub fn report(self) -> ExitCode {
+        // A closed stdout (`qasid ... | head`) is not an error worth a message.
+        if let Some(io) = self.error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return ExitCode::SUCCESS;
+            }
+        }
+        let prefix = match self.class {
+            ErrorClass::Verification => "verification failed",
+            ErrorClass::Usage | ErrorClass::Runtime => "error",
+        };
+        eprintln!("qasid: {prefix}: {:#}", self.error);
+        ExitCode::from(exit_code(self.class))
+    }
+}
+
+fn exit_code(class: ErrorClass) -> u8 {
+    match class {
+        ErrorClass::Runtime => 1,
+        ErrorClass::Usage => 2,
+        ErrorClass::Verification => 3,
+    }
+}
+
+/// Library errors that know their class convert into failures with `?`.
+macro_rules! classified_errors {
+    ($($ty:ty),* $(,)?) => {$(
+        impl From<$ty> for Failure {
+            fn from(e: $ty) -> Self {
+                Failure::new(e.class(), e)
+            }
+        }
+    )*};
+}
+
+classified_errors!(
+    qasid::keys::KeyError,
+    qasid::bundle::BundleError,
+    qasid::config::ConfigError,
+    qasid::store::StoreError,
+    qasid::mirror::MirrorError,
+    qasid::index::IndexError,
+    qasid::repo::RepoError,
+);
+
+/// Loads a secret key file, asking for the passphrase only if it is encrypted, and warns when
+/// the file is readable by other users.
+pub fn load_secret_key(path: &std::path::Path) -> Result<qasid::keys::SecretKey, Failure> {
+    if qasid::keys::key_file_too_open(path) {
+        tracing::warn!(
+            "{} is readable by other users; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(qasid::keys::load_secret_key(path, || {
+        qasid::keys::passphrase_from_env_or_prompt("Passphrase for the secret key: ", false)
+    })?)
+}
+
+/// Writes a result line to stdout, turning a closed pipe into a quiet success.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)
+        .map_err(|e| Failure::runtime(std::io::Error::from(e)))?;
+    writeln!(out).map_err(Failure::runtime)
+}

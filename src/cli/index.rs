@@ -1,0 +1,232 @@
+//! `qasid index show`: fetch, verify and print a publisher's index.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::{Args, Subcommand};
+use qasid::index::{
+    default_state_dir, http_client, update_from_dir, update_from_http, Entry, Freshness, Index,
+    MirrorUrl, Outcome, Tracker, Transfer,
+};
+use qasid::keys::PublicKey;
+use qasid::limits::IndexLimits;
+
+use super::{print_json, Failure};
+
+/// Inspect a publisher's signed index.
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    Show(ShowArgs),
+}
+
+impl IndexCommand {
+    pub fn run(self) -> Result<(), Failure> {
+        match self {
+            IndexCommand::Show(args) => args.run(),
+        }
+    }
+}
+
+/// Verify a publisher's index from a repo folder or a mirror URL, and print it.
+///
+/// The index head must be signed by PUBKEY and every piece must match the hash the head
+/// gives. The accepted index is remembered in the state folder: an older index offered later
+/// is refused (rollback), and two different indexes signed for the same history position are
+/// reported as EQUIVOCATION with both saved as evidence (exit 3). An expired index is still
+/// shown, with a STALE warning on stderr: it is authentic, but may be old news or a mirror
+/// freezing you on it.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qasid index show --repo site --publisher keys/publisher.pub
+  qasid index show --repo https://mirror.example/ --publisher RWQ...base64... --json
+  qasid index show --repo site --publisher keys/publisher.pub --all   # full history")]
+pub struct ShowArgs {
+    /// A repo or mirror folder, or the http(s) URL of one (the folder holding qasid/v1/).
+    #[arg(long, value_name = "DIR|URL")]
+    repo: String,
+    /// The publisher's public key: a publisher.pub file or its one-line base64 form.
+    #[arg(long, value_name = "PUBKEY")]
+    publisher: String,
+    /// Show every entry of the history, marking the current ones, not just the listing.
+    #[arg(long)]
+    all: bool,
+    /// Print a JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Where accepted indexes are remembered [default: $XDG_STATE_HOME/qasid or
+    /// ~/.local/state/qasid].
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+}
+
+impl ShowArgs {
+    pub fn run(self) -> Result<(), Failure> {
+        let publisher = PublicKey::from_arg(&self.publisher)?;
+        let state = match self.state.clone().or_else(default_state_dir) {
+            Some(dir) => dir,
+            None => {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "no state folder: set --state, XDG_STATE_HOME or HOME"
+                )))
+            }
+        };
+        let limits = IndexLimits::default();
+        let mut tracker = Tracker::open(&state, &publisher, limits.clone())?;
+        let now = SystemTime::now();
+        let (outcome, transfer) = if is_url(&self.repo) {
+            let base = MirrorUrl::parse(&self.repo, &limits).map_err(Failure::usage)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Failure::runtime)?;
+            runtime.block_on(update_from_http(&mut tracker, &http_client(), &base, now))?
+        } else {
+            update_from_dir(&mut tracker, std::path::Path::new(&self.repo), now)?
+        };
+        let index = tracker
+            .held()
+            .expect("a successful update leaves an accepted index");
+        if let Outcome::KeptFresher {
+            offered,
+            expired_since,
+        } = &outcome
+        {
+            eprintln!(
+                "qasid: warning: the source offered index sequence {offered}, expired {} ago; \
+                 keeping the fresher sequence {} seen before",
+                humantime::format_duration(*expired_since),
+                index.head().sequence()
+            );
+        }
+        if let Freshness::Expired { since } = index.freshness(now) {
+            eprintln!(
+                "qasid: warning: STALE INDEX: expired {} ago. It is authentic, but newer \
+                 articles may exist that this source is not showing you.",
+                humantime::format_duration(since)
+            );
+        }
+        if self.json {
+            print_json(&json_document(index, &outcome, transfer, now, self.all))
+        } else {
+            print_text(index, self.all);
+            Ok(())
+        }
+    }
+}
+
+fn is_url(repo: &str) -> bool {
+    repo.starts_with("http://") || repo.starts_with("https://")
+}
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn print_text(index: &Index, all: bool) {
+    let head = index.head();
+    println!(
+        "publisher: {} ({})",
+        head.publisher().id(),
+        head.publisher().to_base64()
+    );
+    println!("sequence:  {}", head.sequence());
+    println!("issued:    {}", time(head.issued()));
+    println!("expires:   {}", time(head.expires()));
+    println!("index:     {} (sha256 of index.json)", index.signed().id());
+    for mirror in head.mirrors() {
+        println!("mirror:    {mirror}");
+    }
+    let current = index.current();
+    println!(
+        "articles:  {} listed, {} log entries",
+        current.len(),
+        head.log().entries()
+    );
+    if all {
+        let listed: std::collections::HashSet<usize> = current.iter().map(|(i, _)| *i).collect();
+        for (i, entry) in index.entries().iter().enumerate() {
+            let mark = if listed.contains(&i) { '*' } else { ' ' };
+            match entry {
+                Entry::Add(a) => println!(
+                    "{mark} {i:>6} add     {} v{}  {}  {}  {}  {}",
+                    a.name(),
+                    a.version(),
+                    a.date(),
+                    a.language(),
+                    a.bundle().sha256,
+                    a.title()
+                ),
+                Entry::Retract { name } => println!("  {i:>6} retract {name}"),
+            }
+        }
+    } else {
+        for (_, a) in current {
+            println!(
+                "  {} v{}  {}  {}  {}  {}",
+                a.name(),
+                a.version(),
+                a.date(),
+                a.language(),
+                a.bundle().sha256,
+                a.title()
+            );
+        }
+    }
+}
+
+fn json_document(
+    index: &Index,
+    outcome: &Outcome,
+    transfer: Transfer,
+    now: SystemTime,
+    all: bool,
+) -> serde_json::Value {
+    let head = index.head();
+    let article = |a: &qasid::index::ArticleVersion| {
+        serde_json::json!({
+            "name": a.name(),
+            "version": a.version(),
+            "title": a.title(),
+            "date": a.date(),
+            "language": a.language(),
+            "author": a.author(),
+            "bundle": a.bundle(),
+        })
+    };
+    let current = index.current();
+    let mut doc = serde_json::json!({
+        "verified": true,
+        "publisher": head.publisher().to_base64(),
+        "publisher_id": head.publisher().id().to_string(),
+        "sequence": head.sequence(),
+        "issued": time(head.issued()),
+        "expires": time(head.expires()),
+        "stale": matches!(head.freshness(now), Freshness::Expired { .. }),
+        "index_sha256": index.signed().id(),
+        "previous": head.previous(),
+        "mirrors": head.mirrors(),
+        "entries": head.log().entries(),
+        "pieces": head.log().pieces().len(),
+        "updated": matches!(outcome, Outcome::Updated { .. }),
+        "fetched_bytes": transfer.head_bytes + transfer.piece_bytes,
+        "current": current.iter().map(|(_, a)| article(a)).collect::<Vec<_>>(),
+    });
+    if all {
+        let listed: std::collections::HashSet<usize> = current.iter().map(|(i, _)| *i).collect();
+        doc["history"] = index
+            .entries()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match e {
+                Entry::Add(a) => {
+                    let mut v = article(a);
+                    v["op"] = "add".into();
+                    v["current"] = listed.contains(&i).into();
+                    v
+                }
+                Entry::Retract { name } => serde_json::json!({"op": "retract", "name": name}),
+            })
+            .collect();
+    }
+    doc
+}

@@ -1,0 +1,209 @@
+//! `qasid mirror`: run the mirror daemon from `mirrors.toml` and flags (flags win).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use qasid::config::{self, Config, Keep, PublisherConfig, UpstreamConfig};
+use qasid::keys::PublicKey;
+use qasid::limits::IndexLimits;
+use qasid::mirror::{self, Metrics, MirrorState};
+use qasid::store::Store;
+
+use super::Failure;
+
+/// Run a mirror: serve the static layout from a store, accept pushes from trusted publishers,
+/// and show the articles as web pages.
+///
+/// Settings come from --config (see mirrors.toml for every key and its default); each flag
+/// overrides its key. List flags (--publisher, --upstream) replace the file's list when given.
+/// Logs "listening on http://ADDR" on stderr and runs until SIGINT or SIGTERM, then lets
+/// requests in flight finish.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  qasid mirror --config mirrors.toml\n  qasid mirror --listen 0.0.0.0:8080 --store /srv/qasid --publisher keys/publisher.pub"
+)]
+pub struct MirrorArgs {
+    /// The configuration file (mirrors.toml). Without it, defaults and flags only.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (mirror.listen; default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// The store folder (mirror.store; default ./qasid-store).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Keep every verified object ("all", the default) or only what current indexes list
+    /// (mirror.keep).
+    #[arg(long, value_name = "all|current")]
+    keep: Option<Keep>,
+    /// Largest object a publisher may push, e.g. 268435456 or "256 MiB" (mirror.max_push_bytes).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_byte_size)]
+    max_push_bytes: Option<u64>,
+    /// Most simultaneous connections (mirror.max_connections; default 1024).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// Time a client has to send its request headers (mirror.header_timeout; default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    header_timeout: Option<Duration>,
+    /// Drop a connection that moves no byte for this long (mirror.idle_timeout; default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// On SIGINT/SIGTERM, how long requests in flight may take (mirror.shutdown_grace).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    shutdown_grace: Option<Duration>,
+    /// A publisher to trust: a publisher.pub file or its one-line base64 key. Repeatable
+    /// ([[publisher]] key).
+    #[arg(long = "publisher", value_name = "PUBKEY")]
+    publishers: Vec<String>,
+    /// An upstream mirror to pull from. Repeatable ([[upstream]] url).
+    #[arg(long = "upstream", value_name = "URL", value_parser = config::parse_mirror_url)]
+    upstreams: Vec<reqwest::Url>,
+    /// Proxy for the --upstream URLs given on the command line ([[upstream]] proxy).
+    #[arg(long, value_name = "URL", value_parser = config::parse_proxy_url)]
+    upstream_proxy: Option<reqwest::Url>,
+    /// How often sync polls the upstreams (sync.interval; default 5m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    sync_interval: Option<Duration>,
+    /// Also pull from the mirrors listed in publishers' signed indexes (sync.use_index_mirrors).
+    #[arg(long, value_name = "BOOL")]
+    use_index_mirrors: Option<bool>,
+}
+
+impl MirrorArgs {
+    /// The configuration: the file (if any), then each given flag on top.
+    fn config(&self) -> Result<Config, Failure> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let m = &mut c.mirror;
+        if let Some(v) = self.listen {
+            m.listen = v;
+        }
+        if let Some(v) = &self.store {
+            m.store = v.clone();
+        }
+        if let Some(v) = self.keep {
+            m.keep = v;
+        }
+        if let Some(v) = self.max_push_bytes {
+            m.max_push_bytes = v;
+        }
+        if let Some(v) = self.max_connections {
+            m.max_connections = usize::try_from(v).map_err(Failure::usage)?;
+        }
+        if let Some(v) = self.header_timeout {
+            m.header_timeout = v;
+        }
+        if let Some(v) = self.idle_timeout {
+            m.idle_timeout = v;
+        }
+        if let Some(v) = self.shutdown_grace {
+            m.shutdown_grace = v;
+        }
+        if !self.publishers.is_empty() {
+            c.publishers = self
+                .publishers
+                .iter()
+                .map(|p| {
+                    Ok(PublisherConfig {
+                        name: None,
+                        key: PublicKey::from_arg(p)?,
+                    })
+                })
+                .collect::<Result<_, Failure>>()?;
+        }
+        if !self.upstreams.is_empty() {
+            c.upstreams = self
+                .upstreams
+                .iter()
+                .map(|url| UpstreamConfig {
+                    url: url.clone(),
+                    proxy: self.upstream_proxy.clone(),
+                })
+                .collect();
+        }
+        if let Some(v) = self.sync_interval {
+            c.sync.interval = v;
+        }
+        if let Some(v) = self.use_index_mirrors {
+            c.sync.use_index_mirrors = v;
+        }
+        Ok(c)
+    }
+
+    pub fn run(self) -> Result<(), Failure> {
+        let config = self.config()?;
+        if config.publishers.is_empty() {
+            tracing::warn!("no trusted publishers: every push is refused and nothing is served");
+        }
+        let store = Store::open(
+            &config.mirror.store,
+            config.mirror.keep,
+            IndexLimits::default(),
+        )?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Failure::runtime)?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(config.mirror.listen)
+                .await
+                .map_err(|e| {
+                    Failure::runtime(anyhow::anyhow!(
+                        "listening on {}: {e}",
+                        config.mirror.listen
+                    ))
+                })?;
+            let addr = listener.local_addr().map_err(Failure::runtime)?;
+            let state = MirrorState::new(&config, Arc::new(store), Arc::new(Metrics::new()))?;
+            eprintln!("listening on http://{addr}");
+            tracing::info!(
+                store = %config.mirror.store.display(),
+                publishers = config.publishers.len(),
+                "mirror started"
+            );
+            if !config.upstreams.is_empty() {
+                tracing::warn!(
+                    upstreams = config.upstreams.len(),
+                    "sync is not active in this build: configured upstreams are not pulled yet"
+                );
+            }
+            mirror::run(listener, Arc::new(state), shutdown_signal()).await?;
+            tracing::info!("mirror stopped");
+            Ok(())
+        })
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    eprintln!("shutting down");
+}

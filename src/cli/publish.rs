@@ -1,0 +1,139 @@
+//! `qasid publish`: add bundles to the publisher's repo folder and sign a new index.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use qasid::index::MirrorUrl;
+use qasid::limits::{BundleLimits, IndexLimits};
+use qasid::repo::{BundleStatus, PublishRequest, Repo};
+
+use super::{load_secret_key, print_json, Failure};
+
+/// Publish bundles into a repo folder and sign a new index.
+///
+/// The repo folder is a complete static mirror: serve it with any web server. Each bundle is
+/// verified against the key (a bundle signed by another key is refused), stored under its
+/// sha256, and listed in a new signed index (sequence + 1). Publishing a bundle that is
+/// already listed changes nothing. index.json is written last, so a server never sees a
+/// half-finished publish. Retracting drops a name from the current listing; the index keeps
+/// its history, and mirrors may keep archived copies of the bundles.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qasid publish launch.zip --repo site --key keys/publisher.key --mirror https://mirror.example/
+  qasid publish launch-v2.zip --repo site --key keys/publisher.key      # a correction
+  qasid publish --retract old-story --repo site --key keys/publisher.key
+  qasid publish --refresh --repo site --key keys/publisher.key --expires 7d   # from cron, daily
+
+The index expires (--expires, default 7d): readers then warn that what they see may be stale
+or frozen by a censor, so re-sign it with --refresh more often than it expires.")]
+pub struct PublishArgs {
+    /// Bundles to publish (FILE.zip.minisig next to a bundle is copied along).
+    #[arg(value_name = "FILE.zip", required_unless_present_any = ["refresh", "retract"])]
+    bundles: Vec<PathBuf>,
+    /// The repo folder (created if missing).
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// The publisher's secret key file (from `qasid keygen`).
+    #[arg(long, value_name = "SECRET")]
+    key: PathBuf,
+    /// A mirror's base URL to list in the signed index (repeat for several). Replaces the
+    /// listed mirrors; without it the previous list is kept.
+    #[arg(long = "mirror", value_name = "URL")]
+    mirrors: Vec<String>,
+    /// How long the new index is valid (e.g. 12h, 7d, 30d).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    expires: Duration,
+    /// Re-sign the current content with a new sequence number and expiry, nothing else.
+    #[arg(long, conflicts_with = "bundles")]
+    refresh: bool,
+    /// Drop these article names from the current listing.
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    retract: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl PublishArgs {
+    pub fn run(self) -> Result<(), Failure> {
+        let limits = IndexLimits::default();
+        let mirrors = if self.mirrors.is_empty() {
+            None
+        } else {
+            Some(
+                self.mirrors
+                    .iter()
+                    .map(|m| MirrorUrl::parse(m, &limits))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(Failure::usage)?,
+            )
+        };
+        let key = load_secret_key(&self.key)?;
+        let repo = Repo::new(&self.repo, key.public(), limits, BundleLimits::default());
+        let report = repo.publish(
+            &key,
+            &PublishRequest {
+                bundles: self.bundles,
+                retract: self.retract,
+                refresh: self.refresh,
+                mirrors,
+                expires_in: self.expires,
+                now: SystemTime::now(),
+            },
+        )?;
+        if self.json {
+            let head = report.signed.as_ref().map(|s| s.head());
+            return print_json(&serde_json::json!({
+                "published": report.signed.is_some(),
+                "sequence": head.map_or(report.previous_sequence, |h| Some(h.sequence())),
+                "expires": head.map(|h| humantime::format_rfc3339_seconds(h.expires()).to_string()),
+                "index_sha256": report.signed.as_ref().map(|s| s.id()),
+                "entries": head.map(|h| h.log().entries()),
+                "pieces": head.map(|h| h.log().pieces().len()),
+                "pieces_written": report.pieces_written.len(),
+                "bundles": report.bundles.iter().map(|b| serde_json::json!({
+                    "path": b.path,
+                    "name": b.name,
+                    "version": b.version,
+                    "sha256": b.sha256,
+                    "size": b.size,
+                    "added": b.status == BundleStatus::Added,
+                })).collect::<Vec<_>>(),
+                "retracted": report.retracted,
+            }));
+        }
+        for b in &report.bundles {
+            let what = match b.status {
+                BundleStatus::Added => "added    ",
+                BundleStatus::AlreadyPublished => "unchanged",
+            };
+            println!(
+                "{what} {} v{}  {} ({} bytes)",
+                b.name, b.version, b.sha256, b.size
+            );
+        }
+        for name in &report.retracted {
+            println!("retracted {name}");
+        }
+        match &report.signed {
+            Some(signed) => {
+                let h = signed.head();
+                println!(
+                    "signed index sequence {} ({} entries in {} pieces, {} piece files written), expires {}",
+                    h.sequence(),
+                    h.log().entries(),
+                    h.log().pieces().len(),
+                    report.pieces_written.len(),
+                    humantime::format_rfc3339_seconds(h.expires())
+                );
+            }
+            None => println!(
+                "nothing to publish: every bundle is already listed (index sequence {} unchanged; \
+                 use --refresh to re-sign it)",
+                report.previous_sequence.unwrap_or(0)
+            ),
+        }
+        Ok(())
+    }
+}

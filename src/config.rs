@@ -1,0 +1,366 @@
+//! `mirrors.toml`: the operator's configuration for the mirror, sync and reader, parsed and
+//! validated into a [`Config`] whose every value is usable as is.
+//!
+//! Owns the schema (unknown keys are refused), the defaults (in one place, each with its reason,
+//! on [`MirrorConfig`], [`SyncConfig`] and [`ReaderConfig`]'s `Default`s) and error reporting
+//! with file, line and column. It never opens sockets, starts anything or trusts a key that the
+//! operator did not write down: it only reads the file and the `.pub` files it names.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::keys::PublicKey;
+use crate::ErrorClass;
+
+mod wire;
+
+pub use wire::{parse_byte_size, parse_mirror_url, parse_proxy_url};
+
+/// The whole configuration: what `qasid mirror` (and later `qasid sync` and the reader) run with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    pub mirror: MirrorConfig,
+    /// Publishers this mirror trusts: only their content is accepted, stored and served.
+    pub publishers: Vec<PublisherConfig>,
+    /// Mirrors to pull from (read by the sync daemon).
+    pub upstreams: Vec<UpstreamConfig>,
+    pub sync: SyncConfig,
+    pub reader: ReaderConfig,
+}
+
+/// What to keep in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Every verified object ever stored (an archive). The default: in a blackout an archived
+    /// copy of a retracted or superseded article is still news.
+    #[default]
+    All,
+    /// Only objects that the current index of some trusted publisher lists; the sync daemon
+    /// prunes the rest after a grace period.
+    Current,
+}
+
+impl std::str::FromStr for Keep {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Keep::All),
+            "current" => Ok(Keep::Current),
+            other => Err(format!(
+                "keep must be \"all\" or \"current\", not {other:?}"
+            )),
+        }
+    }
+}
+
+/// `[mirror]`: the HTTP server and its store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorConfig {
+    /// Address to listen on. Default 127.0.0.1:8080: loopback, so a mirror is only exposed to
+    /// the network when the operator says so (or puts a reverse proxy in front).
+    pub listen: SocketAddr,
+    /// The store folder (the static layout). Default `./qasid-store`.
+    pub store: PathBuf,
+    /// Retention. Default [`Keep::All`].
+    pub keep: Keep,
+    /// Largest object a publisher may push, in bytes. Default 256 MiB: articles with photos are
+    /// a few MB; every push in flight may hold this much in the store's temp folder before it
+    /// is verified, so the cap times `max_connections` bounds the temp disk an attacker can fill.
+    pub max_push_bytes: u64,
+    /// Most simultaneous connections; more wait in the kernel's accept queue. Default 1,024:
+    /// far above what a small mirror sees, well under a default `ulimit -n` of 1,024 + files.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers. Default 10 s: slowloris clients that
+    /// trickle headers are cut off without holding a connection slot for long.
+    pub header_timeout: Duration,
+    /// Longest pause while reading a request body or writing a response before the request is
+    /// dropped. Default 30 s: slow links (satellite, throttled mobile) stall for seconds, not
+    /// half a minute.
+    pub idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long requests in flight may take to finish. Default 30 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: PathBuf::from("qasid-store"),
+            keep: Keep::All,
+            max_push_bytes: 256 << 20,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[[publisher]]`: one trusted publisher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublisherConfig {
+    /// A label for logs and pages; the key is what is trusted.
+    pub name: Option<String>,
+    pub key: PublicKey,
+}
+
+/// `[[upstream]]`: a mirror or static host to pull from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// `http://`, `https://` or `file://` base URL under which `qasid/v1/...` is served.
+    pub url: reqwest::Url,
+    /// Proxy for this upstream (`http://`, `https://`, `socks5://` or `socks5h://`).
+    pub proxy: Option<reqwest::Url>,
+}
+
+/// `[sync]`: the sync daemon's schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncConfig {
+    /// Polling period (jittered by the sync daemon). Default 5 min: a signed index head is a few
+    /// KB and unchanged rounds cost one conditional request per publisher and upstream.
+    pub interval: Duration,
+    /// Also pull from the mirrors listed in publishers' signed indexes. Default false: the
+    /// operator decides which hosts the mirror talks to.
+    pub use_index_mirrors: bool,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            use_index_mirrors: false,
+        }
+    }
+}
+
+/// `[reader]`: settings for `qasid` as a reader (parsed here, used by the reader).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReaderConfig {
+    /// Mirror base URLs to race.
+    pub mirrors: Vec<reqwest::Url>,
+    /// Proxy for all reader requests.
+    pub proxy: Option<reqwest::Url>,
+    /// How long the reader waits for the first mirror before asking the next ones too.
+    /// Default 300 ms: about one intercontinental round trip plus a TLS handshake's worth.
+    pub race_window: Duration,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        Self {
+            mirrors: Vec::new(),
+            proxy: None,
+            race_window: Duration::from_millis(300),
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a value is out of range. `line` and
+    /// `column` are 1-based; `column` counts characters.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    pub fn class(&self) -> ErrorClass {
+        // Both mean the operator has to fix the command line or the file.
+        match self {
+            ConfigError::Read { .. } | ConfigError::Invalid { .. } => ErrorClass::Usage,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative `store` paths and `.pub` key paths are
+    /// resolved against the file's folder, so the config means the same from any working dir.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is used in messages and to resolve relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new(""));
+        wire::parse(text, base).map_err(|e| {
+            let (line, column) = line_column(text, e.offset);
+            ConfigError::Invalid {
+                path: path.display().to_string(),
+                line,
+                column,
+                message: e.message,
+            }
+        })
+    }
+
+    /// The trusted publisher keys.
+    pub fn publisher_keys(&self) -> Vec<PublicKey> {
+        self.publishers.iter().map(|p| p.key.clone()).collect()
+    }
+}
+
+/// 1-based line and character column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SecretKey;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/qasid/mirrors.toml"))
+    }
+
+    fn invalid(text: &str) -> (usize, usize, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            }) => (line, column, message),
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.mirror.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.sync.interval, Duration::from_secs(300));
+        assert_eq!(c.reader.race_window, Duration::from_millis(300));
+    }
+
+    #[test]
+    fn full_schema_parses() {
+        let key = SecretKey::from_seed(&[4u8; 32]).public().clone();
+        let text = format!(
+            r#"
+[mirror]
+listen = "0.0.0.0:9000"
+store = "store"
+keep = "current"
+max_push_bytes = "64 MiB"
+max_connections = 10
+header_timeout = "5s"
+idle_timeout = "1m"
+shutdown_grace = "2s"
+
+[[publisher]]
+name = "Example Daily"
+key = "{}"
+
+[[upstream]]
+url = "https://mirror.example.org/"
+proxy = "socks5h://127.0.0.1:9050"
+
+[sync]
+interval = "10m"
+use_index_mirrors = true
+
+[reader]
+mirrors = ["https://a.example/", "file:///media/usb/repo"]
+race_window = "200ms"
+"#,
+            key.to_base64()
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.mirror.listen.port(), 9000);
+        assert_eq!(c.mirror.store, Path::new("/etc/qasid/store"));
+        assert_eq!(c.mirror.keep, Keep::Current);
+        assert_eq!(c.mirror.max_push_bytes, 64 << 20);
+        assert_eq!(c.mirror.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.publishers[0].key, key);
+        assert_eq!(c.publishers[0].name.as_deref(), Some("Example Daily"));
+        assert_eq!(c.upstreams[0].proxy.as_ref().unwrap().scheme(), "socks5h");
+        assert!(c.sync.use_index_mirrors);
+        assert_eq!(c.reader.mirrors.len(), 2);
+        assert_eq!(c.reader.race_window, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn key_may_be_a_pub_file_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::from_seed(&[5u8; 32]).public().clone();
+        std::fs::write(dir.path().join("daily.pub"), key.to_file_text()).unwrap();
+        let path = dir.path().join("mirrors.toml");
+        std::fs::write(&path, "[[publisher]]\nkey = \"daily.pub\"\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().publishers[0].key, key);
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        let (line, column, message) = invalid("[mirror]\nlisten = \"127.0.0.1:1\"\nstore = \n");
+        assert_eq!((line, column), (3, 9), "{message}");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let (line, column, message) = invalid("[mirror]\n  lisen = \"127.0.0.1:1\"\n");
+        assert_eq!((line, column), (2, 3));
+        assert!(message.contains("lisen"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_point_at_the_value() {
+        let (line, column, message) = invalid("[mirror]\nlisten = \"localhost\"\n");
+        assert_eq!((line, column), (2, 10));
+        assert!(message.contains("listen"), "{message}");
+
+        let (line, _, message) = invalid("[sync]\ninterval = \"soon\"\n");
+        assert_eq!(line, 2);
+        assert!(message.contains("interval"), "{message}");
+
+        let (line, column, message) = invalid("[[publisher]]\nkey = \"RWSnotakey\"\n");
+        assert_eq!((line, column), (2, 7));
+        assert!(message.contains("publisher key"), "{message}");
+
+        let (line, _, message) = invalid("[[upstream]]\nurl = \"ftp://x.example/\"\n");
+        assert_eq!(line, 2);
+        assert!(message.contains("ftp"), "{message}");
+
+        let (_, _, message) = invalid("[mirror]\nkeep = \"some\"\n");
+        assert!(message.contains("\"all\" or \"current\""), "{message}");
+
+        let (_, _, message) = invalid("[mirror]\nmax_push_bytes = \"12 parsecs\"\n");
+        assert!(message.contains("max_push_bytes"), "{message}");
+    }
+
+    #[test]
+    fn line_column_counts_characters() {
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("قاصد = x", 4), (1, 3));
+        assert_eq!(line_column("قاصد = x", 5), (1, 3));
+        assert_eq!(line_column("", 10), (1, 1));
+    }
+}

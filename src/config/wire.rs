@@ -1,0 +1,330 @@
+//! The TOML shape of `mirrors.toml` as written, and its conversion into a validated `Config`.
+//!
+//! Values that need checking beyond their TOML type are read as `Spanned` strings so that a bad
+//! one is reported at its own position. Nothing outside `config` sees these types.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Config, MirrorConfig, PublisherConfig, ReaderConfig, SyncConfig, UpstreamConfig};
+use crate::keys::PublicKey;
+
+/// A problem at a byte offset of the file.
+pub(super) struct WireError {
+    pub offset: usize,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWire {
+    #[serde(default)]
+    mirror: MirrorWire,
+    #[serde(default)]
+    publisher: Vec<PublisherWire>,
+    #[serde(default)]
+    upstream: Vec<UpstreamWire>,
+    #[serde(default)]
+    sync: SyncWire,
+    #[serde(default)]
+    reader: ReaderWire,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MirrorWire {
+    listen: Option<Spanned<String>>,
+    store: Option<Spanned<String>>,
+    keep: Option<Spanned<String>>,
+    max_push_bytes: Option<Spanned<SizeWire>>,
+    max_connections: Option<Spanned<i64>>,
+    header_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    shutdown_grace: Option<Spanned<String>>,
+}
+
+/// A byte size: an integer, or a string such as `"64 MiB"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeWire {
+    Bytes(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublisherWire {
+    name: Option<String>,
+    key: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamWire {
+    url: Spanned<String>,
+    proxy: Option<Spanned<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncWire {
+    interval: Option<Spanned<String>>,
+    use_index_mirrors: Option<bool>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReaderWire {
+    #[serde(default)]
+    mirrors: Vec<Spanned<String>>,
+    proxy: Option<Spanned<String>>,
+    race_window: Option<Spanned<String>>,
+}
+
+fn at<T>(value: &Spanned<T>, message: String) -> WireError {
+    WireError {
+        offset: value.span().start,
+        message,
+    }
+}
+
+/// Parses and validates; `base` is the config file's folder, for relative paths.
+pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
+    let file: FileWire = toml::from_str(text).map_err(|e| WireError {
+        offset: e.span().map_or(0, |s| s.start),
+        message: e.message().trim_end().to_owned(),
+    })?;
+    let defaults = Config::default();
+    Ok(Config {
+        mirror: mirror(file.mirror, defaults.mirror, base)?,
+        publishers: file
+            .publisher
+            .into_iter()
+            .map(|p| publisher(p, base))
+            .collect::<Result<_, _>>()?,
+        upstreams: file
+            .upstream
+            .into_iter()
+            .map(|u| {
+                Ok(UpstreamConfig {
+                    url: mirror_url(&u.url, "upstream url")?,
+                    proxy: u.proxy.as_ref().map(proxy_url).transpose()?,
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        sync: SyncConfig {
+            interval: duration(file.sync.interval, "sync.interval", defaults.sync.interval)?,
+            use_index_mirrors: file
+                .sync
+                .use_index_mirrors
+                .unwrap_or(defaults.sync.use_index_mirrors),
+        },
+        reader: ReaderConfig {
+            mirrors: file
+                .reader
+                .mirrors
+                .iter()
+                .map(|m| mirror_url(m, "reader mirror"))
+                .collect::<Result<_, _>>()?,
+            proxy: file.reader.proxy.as_ref().map(proxy_url).transpose()?,
+            race_window: duration(
+                file.reader.race_window,
+                "reader.race_window",
+                defaults.reader.race_window,
+            )?,
+        },
+    })
+}
+
+fn mirror(m: MirrorWire, d: MirrorConfig, base: &Path) -> Result<MirrorConfig, WireError> {
+    Ok(MirrorConfig {
+        listen: match m.listen {
+            None => d.listen,
+            Some(s) => s.get_ref().parse::<SocketAddr>().map_err(|_| {
+                at(
+                    &s,
+                    format!(
+                        "mirror.listen: {:?} is not an address like 127.0.0.1:8080 or [::]:8080",
+                        s.get_ref()
+                    ),
+                )
+            })?,
+        },
+        store: match m.store {
+            None => d.store,
+            Some(s) if s.get_ref().is_empty() => {
+                return Err(at(&s, "mirror.store: empty path".into()))
+            }
+            Some(s) => base.join(s.get_ref()),
+        },
+        keep: match m.keep {
+            None => d.keep,
+            Some(s) => s
+                .get_ref()
+                .parse()
+                .map_err(|e| at(&s, format!("mirror.keep: {e}")))?,
+        },
+        max_push_bytes: match m.max_push_bytes {
+            None => d.max_push_bytes,
+            Some(s) => {
+                let parsed = match s.get_ref() {
+                    SizeWire::Bytes(n) => u64::try_from(*n).ok().filter(|&n| n > 0),
+                    SizeWire::Text(t) => parse_byte_size(t).ok(),
+                };
+                parsed.ok_or_else(|| {
+                    at(
+                        &s,
+                        "mirror.max_push_bytes: expected a positive size such as 268435456 or \
+                         \"256 MiB\""
+                            .into(),
+                    )
+                })?
+            }
+        },
+        max_connections: match m.max_connections {
+            None => d.max_connections,
+            Some(s) => usize::try_from(*s.get_ref())
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    at(
+                        &s,
+                        "mirror.max_connections: expected a positive number".into(),
+                    )
+                })?,
+        },
+        header_timeout: duration(m.header_timeout, "mirror.header_timeout", d.header_timeout)?,
+        idle_timeout: duration(m.idle_timeout, "mirror.idle_timeout", d.idle_timeout)?,
+        shutdown_grace: duration(m.shutdown_grace, "mirror.shutdown_grace", d.shutdown_grace)?,
+    })
+}
+
+fn publisher(p: PublisherWire, base: &Path) -> Result<PublisherConfig, WireError> {
+    let text = p.key.get_ref();
+    let key = match PublicKey::from_base64(text) {
+        Ok(key) => key,
+        Err(base64_error) => {
+            let path: PathBuf = base.join(text);
+            if path.is_file() {
+                let file = std::fs::read_to_string(&path)
+                    .map_err(|e| at(&p.key, format!("publisher key file {text}: {e}")))?;
+                PublicKey::from_file_text(&file)
+                    .map_err(|e| at(&p.key, format!("publisher key file {text}: {e}")))?
+            } else {
+                return Err(at(
+                    &p.key,
+                    format!(
+                        "publisher key: neither a one-line base64 key ({base64_error}) nor an \
+                         existing .pub file"
+                    ),
+                ));
+            }
+        }
+    };
+    Ok(PublisherConfig { name: p.name, key })
+}
+
+fn duration(
+    value: Option<Spanned<String>>,
+    what: &str,
+    default: Duration,
+) -> Result<Duration, WireError> {
+    match value {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s.get_ref())
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                at(
+                    &s,
+                    format!(
+                        "{what}: {:?} is not a duration such as \"300ms\", \"30s\" or \"5m\"",
+                        s.get_ref()
+                    ),
+                )
+            }),
+    }
+}
+
+/// A mirror base URL: http, https or file.
+fn mirror_url(s: &Spanned<String>, what: &str) -> Result<reqwest::Url, WireError> {
+    parse_mirror_url(s.get_ref()).map_err(|e| at(s, format!("{what}: {e}")))
+}
+
+fn proxy_url(s: &Spanned<String>) -> Result<reqwest::Url, WireError> {
+    parse_proxy_url(s.get_ref()).map_err(|e| at(s, format!("proxy: {e}")))
+}
+
+/// Parses a mirror base URL (`http`, `https` or `file`).
+pub fn parse_mirror_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" | "file" => Ok(url),
+        other => Err(format!(
+            "scheme {other:?} is not supported (use http, https or file)"
+        )),
+    }
+}
+
+/// Parses a proxy URL (`http`, `https`, `socks5` or `socks5h`).
+pub fn parse_proxy_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" | "socks5" | "socks5h" => Ok(url),
+        other => Err(format!(
+            "scheme {other:?} is not supported (use http, https, socks5 or socks5h)"
+        )),
+    }
+}
+
+/// Parses a byte size: a plain number of bytes, or a number and a unit (B, KB, MB, GB, KiB,
+/// MiB, GiB), with or without a space. Zero is refused.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 1048576 or \"256 MiB\""))?;
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?} is zero or too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("1024").unwrap(), 1024);
+        assert_eq!(parse_byte_size("64 MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_byte_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_byte_size("5 MB").unwrap(), 5_000_000);
+        assert!(parse_byte_size("0").is_err());
+        assert!(parse_byte_size("MiB").is_err());
+        assert!(parse_byte_size("3 parsecs").is_err());
+        assert!(parse_byte_size("99999999999 GiB").is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! `ContentId`: the sha256 of an object's exact bytes, and the hashing reader that computes it.
+//!
+//! A `ContentId` is only ever parsed from exactly 64 lowercase hex digits or computed from bytes;
+//! it is what bundles and index pieces are stored, named and checked by. This module never
+//! decides whether a hash is trusted: it only computes and compares.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// The sha256 of an object's bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentId([u8; 32]);
+
+/// A string was not 64 lowercase hex digits.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a sha256: expected 64 lowercase hex digits")]
+pub struct ParseContentIdError;
+
+impl ContentId {
+    /// Hashes a byte slice held in memory (small objects only: manifests, index pieces).
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// Wraps a finished digest.
+    pub fn from_digest(digest: Sha256) -> Self {
+        Self(digest.finalize().into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl FromStr for ContentId {
+    type Err = ParseContentIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Uppercase hex is refused so that one object has exactly one name (file, URL, ETag).
+        if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(ParseContentIdError);
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| ParseContentIdError)?;
+        Ok(Self(out))
+    }
+}
+
+impl fmt::Display for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentId({})", self.to_hex())
+    }
+}
+
+impl Serialize for ContentId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A reader that hashes and counts every byte passing through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The hash and length of everything read.
+    pub fn finish(self) -> (ContentId, u64) {
+        (ContentId::from_digest(self.hasher), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vector_and_round_trip() {
+        let id = ContentId::of_bytes(b"abc");
+        assert_eq!(
+            id.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(id.to_hex().parse::<ContentId>().unwrap(), id);
+    }
+
+    #[test]
+    fn rejects_uppercase_short_and_non_hex() {
+        let upper = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD";
+        assert!(upper.parse::<ContentId>().is_err());
+        assert!("ab".parse::<ContentId>().is_err());
+        assert!("../".repeat(22)[..64].parse::<ContentId>().is_err());
+    }
+
+    #[test]
+    fn hashing_reader_matches_of_bytes() {
+        let data = vec![7u8; 100_000];
+        let mut r = HashingReader::new(&data[..]);
+        io::copy(&mut r, &mut io::sink()).unwrap();
+        assert_eq!(r.finish(), (ContentId::of_bytes(&data), 100_000));
+    }
+}

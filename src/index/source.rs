@@ -1,0 +1,314 @@
+//! Reading a publisher's index and bundles from a repo folder or a mirror over HTTP.
+//!
+//! Owns the two transports that feed a [`Tracker`]: each reads `index.json` under its cap,
+//! offers it, fetches exactly the pieces the plan asks for (each capped at the size the signed
+//! head gives) and accepts the result. Bundles go through the same caps and hash check before
+//! the zip is opened. It never decides what is authentic: that is `head`, `log` and `tracker`.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::bundle::{self, BundleError, VerifiedBundle};
+use crate::content_id::ContentId;
+use crate::index::fetch::{read_capped, receive_file, FetchError, FileReceiver, VerifiedObject};
+use crate::index::head::{Freshness, MirrorUrl, SignedHead};
+use crate::index::layout::{on_disk, PublisherLayout};
+use crate::index::log::{ArticleVersion, PieceRef};
+use crate::index::tracker::{Offer, Outcome, PendingIndex, Tracker};
+use crate::index::IndexError;
+use crate::keys::PublicKey;
+use crate::limits::BundleLimits;
+use crate::ErrorClass;
+
+/// How many bytes an update read: the figure that must stay small for a client that is up to
+/// date (head + one batch piece).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Transfer {
+    pub head_bytes: u64,
+    pub piece_bytes: u64,
+    pub pieces: u64,
+}
+
+/// Updates `tracker` from a repo (or mirror) folder laid out as docs/PROTOCOL.md describes.
+pub fn update_from_dir(
+    tracker: &mut Tracker,
+    root: &Path,
+    now: SystemTime,
+) -> Result<(Outcome, Transfer), IndexError> {
+    let layout = PublisherLayout::new(tracker.publisher());
+    let head_path = on_disk(root, &layout.index());
+    let file = File::open(&head_path).map_err(IndexError::io(&head_path))?;
+    let envelope = read_capped(file, tracker.limits().max_head_bytes).map_err(IndexError::Head)?;
+    let mut transfer = Transfer {
+        head_bytes: envelope.len() as u64,
+        ..Transfer::default()
+    };
+    let from = tracker.held().map(|h| h.head().sequence());
+    let update = match tracker.offer(&envelope, now)? {
+        Offer::Update(mut pending) => {
+            while let Some(batch) = next_round(&mut pending)? {
+                for piece in batch {
+                    let path = on_disk(root, &layout.piece(&piece.sha256));
+                    let file = File::open(&path).map_err(IndexError::io(&path))?;
+                    let bytes = read_capped(file, piece.size).map_err(piece_error(&piece))?;
+                    transfer.count(&bytes);
+                    pending.supply(&piece, bytes)?;
+                }
+            }
+            pending.finish()?
+        }
+        Offer::Unchanged => return Ok((Outcome::Unchanged, transfer)),
+        Offer::KeptFresher { offered } => return Ok((kept_fresher(&offered, now), transfer)),
+    };
+    let to = tracker.accept(update)?.head().sequence();
+    Ok((Outcome::Updated { from, to }, transfer))
+}
+
+/// Updates `tracker` from a mirror: `base` is the URL of the folder holding `qasid/v1/`.
+pub async fn update_from_http(
+    tracker: &mut Tracker,
+    client: &reqwest::Client,
+    base: &MirrorUrl,
+    now: SystemTime,
+) -> Result<(Outcome, Transfer), IndexError> {
+    let layout = PublisherLayout::new(tracker.publisher());
+    let url = base.join(&layout.index());
+    let envelope = get_bytes(client, &url, tracker.limits().max_head_bytes)
+        .await
+        .map_err(|e| e.into_index_error(&url, IndexError::Head))?;
+    let mut transfer = Transfer {
+        head_bytes: envelope.len() as u64,
+        ..Transfer::default()
+    };
+    let from = tracker.held().map(|h| h.head().sequence());
+    let update = match tracker.offer(&envelope, now)? {
+        Offer::Update(mut pending) => {
+            while let Some(batch) = next_round(&mut pending)? {
+                for piece in batch {
+                    let url = base.join(&layout.piece(&piece.sha256));
+                    let bytes = get_bytes(client, &url, piece.size)
+                        .await
+                        .map_err(|e| e.into_index_error(&url, piece_error(&piece)))?;
+                    transfer.count(&bytes);
+                    pending.supply(&piece, bytes)?;
+                }
+            }
+            pending.finish()?
+        }
+        Offer::Unchanged => return Ok((Outcome::Unchanged, transfer)),
+        Offer::KeptFresher { offered } => return Ok((kept_fresher(&offered, now), transfer)),
+    };
+    let to = tracker.accept(update)?.head().sequence();
+    Ok((Outcome::Updated { from, to }, transfer))
+}
+
+impl Transfer {
+    fn count(&mut self, piece: &[u8]) {
+        self.piece_bytes += piece.len() as u64;
+        self.pieces += 1;
+    }
+}
+
+/// The next pieces to fetch, or `None` when the plan is complete.
+fn next_round(pending: &mut PendingIndex<'_>) -> Result<Option<Vec<PieceRef>>, IndexError> {
+    let needed = pending.needed()?;
+    Ok((!needed.is_empty()).then_some(needed))
+}
+
+fn piece_error(piece: &PieceRef) -> impl Fn(FetchError) -> IndexError + '_ {
+    |source| IndexError::Piece {
+        piece: piece.sha256,
+        source,
+    }
+}
+
+fn kept_fresher(offered: &SignedHead, now: SystemTime) -> Outcome {
+    Outcome::KeptFresher {
+        offered: offered.head().sequence(),
+        expired_since: match offered.head().freshness(now) {
+            Freshness::Expired { since } => since,
+            Freshness::Fresh => Duration::ZERO,
+        },
+    }
+}
+
+/// A client for mirrors: bounded connect and read timeouts (a blocked mirror often hangs
+/// rather than refusing), no cookies, a plain user agent.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(Duration::from_secs(30))
+        .user_agent(concat!("qasid/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a client with static settings always builds")
+}
+
+/// A failed GET: the transport, or the received bytes.
+enum GetError {
+    Network(String),
+    Fetch(FetchError),
+}
+
+impl GetError {
+    fn into_index_error(
+        self,
+        url: &str,
+        wrap: impl FnOnce(FetchError) -> IndexError,
+    ) -> IndexError {
+        match self {
+            GetError::Network(reason) => IndexError::Network {
+                url: url.to_owned(),
+                reason,
+            },
+            GetError::Fetch(e) => wrap(e),
+        }
+    }
+}
+
+/// GETs `url`, handing each chunk to `sink` and never reading more than `limit` + 1 bytes'
+/// worth of chunks (a larger announced length is refused before the body is read).
+async fn get_into(
+    client: &reqwest::Client,
+    url: &str,
+    limit: u64,
+    mut sink: impl FnMut(&[u8]) -> Result<(), FetchError>,
+) -> Result<(), GetError> {
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| GetError::Network(e.without_url().to_string()))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(GetError::Network(format!("HTTP {status}")));
+    }
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(GetError::Fetch(FetchError::TooLarge { limit }));
+    }
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| GetError::Network(e.without_url().to_string()))?
+    {
+        sink(&chunk).map_err(GetError::Fetch)?;
+    }
+    Ok(())
+}
+
+async fn get_bytes(client: &reqwest::Client, url: &str, limit: u64) -> Result<Vec<u8>, GetError> {
+    let mut bytes = Vec::new();
+    get_into(client, url, limit, |chunk| {
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(FetchError::TooLarge { limit });
+        }
+        bytes.extend_from_slice(chunk);
+        Ok(())
+    })
+    .await?;
+    Ok(bytes)
+}
+
+/// Why a bundle listed in an index was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleFetchError {
+    /// The bytes are not the ones the index names (checked before the zip is opened).
+    #[error("bundle {sha256}")]
+    Fetch {
+        sha256: ContentId,
+        #[source]
+        source: FetchError,
+    },
+    #[error("{url}: {reason}")]
+    Network { url: String, reason: String },
+    /// The bytes match the index, but the bundle itself does not verify.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The bundle is authentic but is not the article version the index entry names.
+    #[error("bundle {sha256} holds {found}, but the index lists it as {expected}")]
+    NotTheListedArticle {
+        sha256: ContentId,
+        expected: String,
+        found: String,
+    },
+}
+
+impl BundleFetchError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            BundleFetchError::Fetch { source, .. } => source.class(),
+            BundleFetchError::Network { .. } => ErrorClass::Runtime,
+            BundleFetchError::Bundle(e) => e.class(),
+            BundleFetchError::NotTheListedArticle { .. } => ErrorClass::Verification,
+        }
+    }
+}
+
+/// A bundle received for an index entry: its file (in a temp place until persisted) and the
+/// verification result.
+#[derive(Debug)]
+pub struct FetchedBundle {
+    pub object: VerifiedObject,
+    pub bundle: VerifiedBundle,
+}
+
+/// Receives the bundle of `article` from `reader` into a temp file in `dir`: size cap, size
+/// and sha256 first, and only then the zip is verified against `publisher`.
+pub fn receive_bundle(
+    reader: impl std::io::Read,
+    dir: &Path,
+    article: &ArticleVersion,
+    publisher: &PublicKey,
+    limits: &BundleLimits,
+) -> Result<FetchedBundle, BundleFetchError> {
+    let sha256 = article.bundle().sha256;
+    let object = receive_file(reader, dir, article.bundle())
+        .map_err(|source| BundleFetchError::Fetch { sha256, source })?;
+    check_bundle(object, article, publisher, limits)
+}
+
+/// [`receive_bundle`] from a mirror: `base` is the URL of the folder holding `qasid/v1/`.
+pub async fn fetch_bundle_http(
+    client: &reqwest::Client,
+    base: &MirrorUrl,
+    article: &ArticleVersion,
+    publisher: &PublicKey,
+    dir: &Path,
+    limits: &BundleLimits,
+) -> Result<FetchedBundle, BundleFetchError> {
+    let sha256 = article.bundle().sha256;
+    let fetch = |source| BundleFetchError::Fetch { sha256, source };
+    let url = base.join(&PublisherLayout::new(publisher).bundle(&sha256));
+    let mut receiver = FileReceiver::new(dir, article.bundle()).map_err(fetch)?;
+    get_into(client, &url, article.bundle().size, |chunk| {
+        receiver.accept(chunk)
+    })
+    .await
+    .map_err(|e| match e {
+        GetError::Network(reason) => BundleFetchError::Network {
+            url: url.clone(),
+            reason,
+        },
+        GetError::Fetch(source) => fetch(source),
+    })?;
+    let object = receiver.finish().map_err(fetch)?;
+    check_bundle(object, article, publisher, limits)
+}
+
+fn check_bundle(
+    object: VerifiedObject,
+    article: &ArticleVersion,
+    publisher: &PublicKey,
+    limits: &BundleLimits,
+) -> Result<FetchedBundle, BundleFetchError> {
+    let bundle = bundle::verify_file(object.path(), publisher, limits)?;
+    let m = bundle.manifest();
+    if m.name() != article.name() || m.version() != article.version() {
+        return Err(BundleFetchError::NotTheListedArticle {
+            sha256: article.bundle().sha256,
+            expected: format!("{} v{}", article.name(), article.version()),
+            found: format!("{} v{}", m.name(), m.version()),
+        });
+    }
+    Ok(FetchedBundle { object, bundle })
+}

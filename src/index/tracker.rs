@@ -1,0 +1,642 @@
+//! The client's memory of a publisher's index, and the rules for accepting a new head.
+//!
+//! Owns rollback refusal, equivocation detection (with evidence files), the freshness choice
+//! between two valid heads, and the incremental piece plan (download only what cannot be
+//! rebuilt from entries already held). It never does network I/O: callers fetch what
+//! [`PendingIndex::needed`] asks for (see `source`), so sync, mirrors and readers share it.
+//!
+//! State folder (one per publisher): `<state>/index/<pubkey-hex>/head.json` (the accepted
+//! envelope, byte for byte) and `pieces/<sha256>.json` (its pieces). Evidence of equivocation
+//! goes to `<state>/evidence/<pubkey-hex>-<sequence>-<time>/`. The state is re-verified with the
+//! trusted key whenever it is loaded.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::content_id::ContentId;
+use crate::index::fetch::{read_capped, FetchError};
+use crate::index::head::{Freshness, SignedHead};
+use crate::index::log::{decode_piece, encode_piece_refs, Entry, PieceRef};
+use crate::index::{atomic, Index, IndexError};
+use crate::keys::PublicKey;
+use crate::limits::IndexLimits;
+
+const HEAD_FILE: &str = "head.json";
+const PIECES_DIR: &str = "pieces";
+
+/// Where readers keep index state unless told otherwise: `$XDG_STATE_HOME/qasid`, else
+/// `~/.local/state/qasid` (the XDG base directory default). `None` without a home folder.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|home| home.join(".local").join("state"))
+    })?;
+    Some(base.join("qasid"))
+}
+
+/// How two signed heads contradict each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// Two different heads carry the same sequence number.
+    SameSequence { sequence: u64 },
+    /// The head right after the held one does not name it as `previous`.
+    BrokenChain { sequence: u64 },
+    /// The new log is shorter than the held one.
+    LogShrank { held: u64, offered: u64 },
+    /// The new log has a different entry at a position the held log already fixed.
+    LogDiverged { entry: u64 },
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Conflict::SameSequence { sequence } => {
+                write!(f, "two different indexes with sequence {sequence}")
+            }
+            Conflict::BrokenChain { sequence } => write!(
+                f,
+                "index {sequence} does not chain to the index {} held",
+                sequence - 1
+            ),
+            Conflict::LogShrank { held, offered } => {
+                write!(f, "the log shrank from {held} to {offered} entries")
+            }
+            Conflict::LogDiverged { entry } => {
+                write!(f, "the logs differ at entry {entry}")
+            }
+        }
+    }
+}
+
+/// What [`Tracker::offer`] decided about an authentic head.
+#[derive(Debug)]
+pub enum Offer<'a> {
+    /// Byte-identical to the held head: nothing to do.
+    Unchanged,
+    /// Newer but expired, while the held head is still fresh: the held one stays.
+    KeptFresher { offered: Box<SignedHead> },
+    /// Acceptable so far: fetch what the plan needs, then [`Tracker::accept`] it.
+    Update(Box<PendingIndex<'a>>),
+}
+
+/// What an update did, for callers to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new head (and its entries) was accepted.
+    Updated { from: Option<u64>, to: u64 },
+    /// The offered head was the one already held.
+    Unchanged,
+    /// The offered head was newer but expired, and the fresher held head was kept.
+    KeptFresher {
+        offered: u64,
+        expired_since: Duration,
+    },
+}
+
+/// Where a tracker keeps its state; `None` for one-shot, in-memory verification.
+#[derive(Debug)]
+struct Storage {
+    dir: PathBuf,
+    evidence: PathBuf,
+}
+
+/// The accepted index of one publisher, and the checks any newer one must pass.
+#[derive(Debug)]
+pub struct Tracker {
+    publisher: PublicKey,
+    limits: IndexLimits,
+    storage: Option<Storage>,
+    held: Option<Index>,
+}
+
+impl Tracker {
+    /// Opens (creating if needed) the state for `publisher` under `state_dir`, re-verifying
+    /// whatever is held there.
+    pub fn open(
+        state_dir: &Path,
+        publisher: &PublicKey,
+        limits: IndexLimits,
+    ) -> Result<Self, IndexError> {
+        let dir = state_dir.join("index").join(publisher.hex());
+        let pieces = dir.join(PIECES_DIR);
+        fs::create_dir_all(&pieces).map_err(IndexError::io(&pieces))?;
+        let mut tracker = Self {
+            publisher: publisher.clone(),
+            limits,
+            storage: Some(Storage {
+                evidence: state_dir.join("evidence"),
+                dir,
+            }),
+            held: None,
+        };
+        tracker.held = tracker.load_held()?;
+        Ok(tracker)
+    }
+
+    /// A tracker that holds nothing and stores nothing: verifies one index from scratch.
+    pub fn ephemeral(publisher: &PublicKey, limits: IndexLimits) -> Self {
+        Self {
+            publisher: publisher.clone(),
+            limits,
+            storage: None,
+            held: None,
+        }
+    }
+
+    pub fn publisher(&self) -> &PublicKey {
+        &self.publisher
+    }
+
+    pub fn limits(&self) -> &IndexLimits {
+        &self.limits
+    }
+
+    /// The accepted index, if any.
+    pub fn held(&self) -> Option<&Index> {
+        self.held.as_ref()
+    }
+
+    /// Consumes the tracker, returning the accepted index.
+    pub fn into_held(self) -> Option<Index> {
+        self.held
+    }
+
+    fn load_held(&self) -> Result<Option<Index>, IndexError> {
+        let Some(storage) = &self.storage else {
+            return Ok(None);
+        };
+        let head_path = storage.dir.join(HEAD_FILE);
+        let file = match fs::File::open(&head_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(IndexError::io(&head_path)(e)),
+        };
+        let corrupt = |source: IndexError| IndexError::StateCorrupt {
+            path: storage.dir.clone(),
+            source: Box::new(source),
+        };
+        let envelope = read_capped(file, self.limits.max_head_bytes)
+            .map_err(|e| corrupt(IndexError::Head(e)))?;
+        let signed =
+            SignedHead::verify(&envelope, &self.publisher, &self.limits).map_err(corrupt)?;
+        let mut pending = PendingIndex::new(self, signed, None);
+        // A fresh plan asks for every listed piece in its first round.
+        for piece in pending.needed()? {
+            let path = storage
+                .dir
+                .join(PIECES_DIR)
+                .join(format!("{}.json", piece.sha256));
+            let file = fs::File::open(&path).map_err(|e| corrupt(IndexError::io(&path)(e)))?;
+            let bytes = read_capped(file, piece.size).map_err(|source| {
+                corrupt(IndexError::Piece {
+                    piece: piece.sha256,
+                    source,
+                })
+            })?;
+            pending.supply(&piece, bytes).map_err(corrupt)?;
+        }
+        let update = pending.finish().map_err(corrupt)?;
+        Ok(Some(Index {
+            signed: update.offered,
+            entries: update.tail,
+        }))
+    }
+
+    /// Checks an `index.json` envelope against the trusted key and the held history.
+    ///
+    /// Errors: signature and format failures, [`IndexError::Rollback`] for a lower sequence,
+    /// [`IndexError::Equivocation`] (evidence saved) for a contradicting head.
+    pub fn offer(&self, envelope: &[u8], now: SystemTime) -> Result<Offer<'_>, IndexError> {
+        let offered = SignedHead::verify(envelope, &self.publisher, &self.limits)?;
+        let Some(held) = &self.held else {
+            return Ok(Offer::Update(Box::new(PendingIndex::new(
+                self, offered, None,
+            ))));
+        };
+        let held_seq = held.head().sequence();
+        let seq = offered.head().sequence();
+        if seq < held_seq {
+            return Err(IndexError::Rollback {
+                held: held_seq,
+                offered: seq,
+            });
+        }
+        if seq == held_seq {
+            if offered.envelope() == held.signed().envelope() {
+                return Ok(Offer::Unchanged);
+            }
+            return Err(self.equivocation(&offered, Conflict::SameSequence { sequence: seq }, &[]));
+        }
+        if seq == held_seq + 1 && offered.head().previous() != Some(held.signed().id()) {
+            return Err(self.equivocation(&offered, Conflict::BrokenChain { sequence: seq }, &[]));
+        }
+        let (held_entries, offered_entries) =
+            (held.head().log().entries(), offered.head().log().entries());
+        if offered_entries < held_entries {
+            let conflict = Conflict::LogShrank {
+                held: held_entries,
+                offered: offered_entries,
+            };
+            return Err(self.equivocation(&offered, conflict, &[]));
+        }
+        let offered_stale = matches!(offered.head().freshness(now), Freshness::Expired { .. });
+        if offered_stale && held.freshness(now) == Freshness::Fresh {
+            return Ok(Offer::KeptFresher {
+                offered: Box::new(offered),
+            });
+        }
+        Ok(Offer::Update(Box::new(PendingIndex::new(
+            self,
+            offered,
+            Some(held),
+        ))))
+    }
+
+    /// Stores a completed update (pieces first, head last) and makes it the held index.
+    pub fn accept(&mut self, update: Update) -> Result<&Index, IndexError> {
+        let held_id = self.held.as_ref().map(|h| *h.signed().id());
+        if update.base != held_id {
+            return Err(IndexError::Malformed {
+                what: "index update",
+                reason: "it was prepared against another held index".into(),
+            });
+        }
+        if let Some(storage) = &self.storage {
+            let pieces = storage.dir.join(PIECES_DIR);
+            for (id, bytes) in &update.store {
+                let path = pieces.join(format!("{id}.json"));
+                if !path.exists() {
+                    atomic::write(&storage.dir, &path, bytes).map_err(IndexError::io(&path))?;
+                }
+            }
+            let head = storage.dir.join(HEAD_FILE);
+            atomic::write(&storage.dir, &head, update.offered.envelope())
+                .map_err(IndexError::io(&head))?;
+            remove_unlisted_pieces(&pieces, update.offered.head().log().pieces());
+        }
+        let mut entries = self.held.take().map(|h| h.entries).unwrap_or_default();
+        entries.extend(update.tail);
+        Ok(self.held.insert(Index {
+            signed: update.offered,
+            entries,
+        }))
+    }
+
+    /// Saves both heads (and any extra proof) and builds the error to return.
+    fn equivocation(
+        &self,
+        offered: &SignedHead,
+        conflict: Conflict,
+        extra: &[(String, &[u8])],
+    ) -> IndexError {
+        let evidence = match (&self.storage, &self.held) {
+            (Some(storage), Some(held)) => {
+                match write_evidence(storage, held, offered, &conflict, extra) {
+                    Ok(dir) => Some(dir),
+                    Err(e) => {
+                        tracing::error!("could not save equivocation evidence: {e}");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        IndexError::Equivocation {
+            publisher: self.publisher.id(),
+            conflict,
+            evidence,
+        }
+    }
+}
+
+/// Deletes piece files the accepted head no longer lists. Best effort: a leftover file costs
+/// only space and is removed next time.
+fn remove_unlisted_pieces(dir: &Path, listed: &[PieceRef]) {
+    let keep: HashSet<String> = listed
+        .iter()
+        .map(|p| format!("{}.json", p.sha256))
+        .collect();
+    let Ok(read) = fs::read_dir(dir) else { return };
+    for entry in read.flatten() {
+        let name = entry.file_name();
+        if !keep.contains(name.to_string_lossy().as_ref()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn write_evidence(
+    storage: &Storage,
+    held: &Index,
+    offered: &SignedHead,
+    conflict: &Conflict,
+    extra: &[(String, &[u8])],
+) -> std::io::Result<PathBuf> {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "");
+    let base = format!(
+        "{}-{}-{stamp}",
+        held.head().publisher().hex(),
+        offered.head().sequence()
+    );
+    fs::create_dir_all(&storage.evidence)?;
+    let mut dir = storage.evidence.join(&base);
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = storage.evidence.join(format!("{base}-{n}"));
+    }
+    fs::create_dir(&dir)?;
+    fs::write(dir.join("held.json"), held.signed().envelope())?;
+    fs::write(dir.join("new.json"), offered.envelope())?;
+    for (name, bytes) in extra {
+        fs::write(dir.join(name), bytes)?;
+    }
+    let readme = format!(
+        "qasid found proof that publisher {id} ({key}) signed two conflicting histories:\n\
+         {conflict}.\n\n\
+         held.json  the index this machine had accepted (sequence {held_seq}, sha256 {held_id})\n\
+         new.json   the index just offered (sequence {new_seq}, sha256 {new_id})\n\
+         *-piece-*.json, if present: index pieces showing the differing entries.\n\n\
+         Both files are qasid-index-envelope/1 documents signed with the publisher's key; \
+         docs/PROTOCOL.md (\"Equivocation\") says how anyone can check them. A stolen key or a \
+         coerced publisher looks exactly like this. Keep these files, and tell the publisher \
+         through a channel you trust.\n",
+        id = held.head().publisher().id(),
+        key = held.head().publisher().to_base64(),
+        held_seq = held.head().sequence(),
+        held_id = held.signed().id(),
+        new_seq = offered.head().sequence(),
+        new_id = offered.id(),
+    );
+    fs::write(dir.join("README.txt"), readme)?;
+    for file in ["held.json", "new.json", "README.txt"] {
+        fs::File::open(dir.join(file))?.sync_all()?;
+    }
+    atomic::sync_parent(&dir.join("README.txt"))?;
+    Ok(dir)
+}
+
+/// A head that passed the history checks, and the plan for its pieces: which listed pieces
+/// are already held, which can be rebuilt from held entries, and which must be fetched.
+#[derive(Debug)]
+pub struct PendingIndex<'a> {
+    tracker: &'a Tracker,
+    offered: SignedHead,
+    held: Option<&'a Index>,
+    /// Pieces of the held head, by sha256: a listed piece found here needs no work at all.
+    held_pieces: HashMap<ContentId, PieceRef>,
+    /// Entries past the held log, filled from received pieces.
+    tail: Vec<Option<Entry>>,
+    /// Per listed piece: its entries are known to match its sha256.
+    done: Vec<bool>,
+    /// Pieces received so far (never requested twice).
+    supplied: HashSet<ContentId>,
+    /// Listed pieces to store with the head, as (sha256, bytes).
+    store: Vec<(ContentId, Vec<u8>)>,
+}
+
+/// A fully checked head and the entries it adds; hand it to [`Tracker::accept`].
+#[derive(Debug)]
+pub struct Update {
+    base: Option<ContentId>,
+    offered: SignedHead,
+    tail: Vec<Entry>,
+    store: Vec<(ContentId, Vec<u8>)>,
+}
+
+impl Update {
+    /// The head this update would make current.
+    pub fn head(&self) -> &SignedHead {
+        &self.offered
+    }
+}
+
+impl<'a> PendingIndex<'a> {
+    fn new(tracker: &'a Tracker, offered: SignedHead, held: Option<&'a Index>) -> Self {
+        let held_len = held.map_or(0, |h| h.entries.len() as u64);
+        let tail_len = offered.head().log().entries().saturating_sub(held_len);
+        let held_pieces = held
+            .map(|h| {
+                h.head()
+                    .log()
+                    .pieces()
+                    .iter()
+                    .map(|p| (p.sha256, *p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            done: vec![false; offered.head().log().pieces().len()],
+            tail: (0..tail_len).map(|_| None).collect(),
+            tracker,
+            offered,
+            held,
+            held_pieces,
+            supplied: HashSet::new(),
+            store: Vec::new(),
+        }
+    }
+
+    /// The head being checked.
+    pub fn head(&self) -> &SignedHead {
+        &self.offered
+    }
+
+    fn held_entries(&self) -> &'a [Entry] {
+        self.held.map_or(&[], |h| &h.entries[..])
+    }
+
+    fn entry_at(&self, pos: u64) -> Option<&Entry> {
+        let held = self.held_entries();
+        match usize::try_from(pos).ok()? {
+            i if i < held.len() => Some(&held[i]),
+            i => self.tail.get(i - held.len())?.as_ref(),
+        }
+    }
+
+    /// The pieces to fetch next (each by sha256, capped at its size). Rebuilds every listed
+    /// piece whose entries are known and checks its hash. Call until it returns nothing; a
+    /// piece is never asked for twice, so the loop ends.
+    pub fn needed(&mut self) -> Result<Vec<PieceRef>, IndexError> {
+        let log = self.offered.head().log();
+        let mut fetch = Vec::new();
+        let mut unknown = false;
+        for (i, piece) in log.pieces().iter().enumerate() {
+            if self.done[i] {
+                continue;
+            }
+            if self.held_pieces.get(&piece.sha256) == Some(piece) {
+                self.done[i] = true;
+                continue;
+            }
+            let rebuilt = {
+                let refs: Option<Vec<&Entry>> = (piece.first..piece.end())
+                    .map(|pos| self.entry_at(pos))
+                    .collect();
+                refs.map(|refs| {
+                    encode_piece_refs(self.offered.head().publisher(), piece.first, &refs)
+                })
+            };
+            match rebuilt {
+                Some(bytes) => {
+                    if bytes.len() as u64 == piece.size
+                        && ContentId::of_bytes(&bytes) == piece.sha256
+                    {
+                        self.done[i] = true;
+                        self.store.push((piece.sha256, bytes));
+                    } else if !self.supplied.contains(&piece.sha256) {
+                        // The signed piece disagrees with entries we hold: fetch it for proof.
+                        fetch.push(*piece);
+                    }
+                }
+                None => {
+                    unknown = true;
+                    if !self.supplied.contains(&piece.sha256) {
+                        fetch.push(*piece);
+                    }
+                }
+            }
+        }
+        // A client that holds everything before the newest batch needs only that batch: every
+        // other new piece is rebuilt from it on the next call.
+        let batch = *log.batch();
+        let held_len = self.held_entries().len() as u64;
+        if unknown
+            && self.held.is_some()
+            && batch.first <= held_len
+            && !self.supplied.contains(&batch.sha256)
+        {
+            fetch.retain(|p| self.entry_range_known(p));
+            if !fetch.iter().any(|p| p.sha256 == batch.sha256) {
+                fetch.push(batch);
+            }
+        }
+        Ok(fetch)
+    }
+
+    fn entry_range_known(&self, piece: &PieceRef) -> bool {
+        (piece.first..piece.end()).all(|pos| self.entry_at(pos).is_some())
+    }
+
+    /// Checks and takes in a piece [`PendingIndex::needed`] asked for. Entries it shares with
+    /// the held log must be identical (else: equivocation, evidence saved).
+    pub fn supply(&mut self, piece: &PieceRef, bytes: Vec<u8>) -> Result<(), IndexError> {
+        let log = self.offered.head().log();
+        let listed = log.pieces().iter().position(|p| p == piece);
+        if listed.is_none() && log.batch() != piece {
+            return Err(IndexError::Malformed {
+                what: "index piece",
+                reason: format!("{} is not a piece of this index", piece.sha256),
+            });
+        }
+        let piece_error = |source| IndexError::Piece {
+            piece: piece.sha256,
+            source,
+        };
+        if bytes.len() as u64 != piece.size {
+            return Err(piece_error(if bytes.len() as u64 > piece.size {
+                FetchError::TooLarge { limit: piece.size }
+            } else {
+                FetchError::Truncated {
+                    expected: piece.size,
+                    actual: bytes.len() as u64,
+                }
+            }));
+        }
+        let actual = ContentId::of_bytes(&bytes);
+        if actual != piece.sha256 {
+            return Err(piece_error(FetchError::HashMismatch {
+                expected: piece.sha256,
+                actual,
+            }));
+        }
+        let entries = decode_piece(
+            &bytes,
+            self.offered.head().publisher(),
+            piece,
+            &self.tracker.limits,
+        )?;
+        let held = self.held_entries();
+        for (pos, entry) in (piece.first..).zip(entries) {
+            let i = pos as usize;
+            if i < held.len() {
+                if held[i] != entry {
+                    let mut proof = vec![(format!("new-piece-{}.json", piece.sha256), &bytes[..])];
+                    let held_piece = self.held_piece_bytes(pos);
+                    if let Some((id, held_bytes)) = &held_piece {
+                        proof.push((format!("held-piece-{id}.json"), &held_bytes[..]));
+                    }
+                    let conflict = Conflict::LogDiverged { entry: pos };
+                    return Err(self.tracker.equivocation(&self.offered, conflict, &proof));
+                }
+            } else {
+                let slot = &mut self.tail[i - held.len()];
+                match slot {
+                    Some(known) if *known != entry => {
+                        return Err(IndexError::Malformed {
+                            what: "index",
+                            reason: format!("its pieces disagree about entry {pos}"),
+                        })
+                    }
+                    Some(_) => {}
+                    None => *slot = Some(entry),
+                }
+            }
+        }
+        self.supplied.insert(piece.sha256);
+        if let Some(i) = listed {
+            self.done[i] = true;
+            self.store.push((piece.sha256, bytes));
+        }
+        Ok(())
+    }
+
+    /// The held piece holding entry `pos`, read back from the state folder (for evidence).
+    fn held_piece_bytes(&self, pos: u64) -> Option<(ContentId, Vec<u8>)> {
+        let storage = self.tracker.storage.as_ref()?;
+        let piece = self
+            .held?
+            .head()
+            .log()
+            .pieces()
+            .iter()
+            .find(|p| (p.first..p.end()).contains(&pos))?;
+        let path = storage
+            .dir
+            .join(PIECES_DIR)
+            .join(format!("{}.json", piece.sha256));
+        Some((piece.sha256, fs::read(path).ok()?))
+    }
+
+    /// Completes the check once [`PendingIndex::needed`] returns nothing.
+    pub fn finish(self) -> Result<Update, IndexError> {
+        let incomplete = || IndexError::Malformed {
+            what: "index update",
+            reason: "pieces are still missing".into(),
+        };
+        if !self.done.iter().all(|d| *d) {
+            return Err(incomplete());
+        }
+        let tail = self
+            .tail
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(incomplete)?;
+        Ok(Update {
+            base: self.held.map(|h| *h.signed().id()),
+            offered: self.offered,
+            tail,
+            store: self.store,
+        })
+    }
+}

@@ -1,0 +1,90 @@
+//! The JSON shapes of the index exactly as they travel: envelope, head, piece, entry.
+//!
+//! Owns field names and field order (serde serialises struct fields in declaration order, which
+//! is what makes a piece's bytes canonical). These types hold unchecked data: nothing outside
+//! `index` sees them, and every value read into them is validated before use.
+
+use serde::{Deserialize, Serialize};
+
+use crate::content_id::ContentId;
+use crate::index::log::{ObjectRef, PieceRef};
+
+pub(crate) const ENVELOPE_FORMAT: &str = "qasid-index-envelope/1";
+pub(crate) const HEAD_FORMAT: &str = "qasid-index/1";
+pub(crate) const PIECE_FORMAT: &str = "qasid-index-piece/1";
+
+/// `index.json`: the signed head, wrapped so the signed bytes travel untouched.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnvelopeWire {
+    pub format: String,
+    /// Standard base64 (with padding) of the exact head bytes that were signed.
+    pub head: String,
+    /// Standard base64 of the 64-byte ed25519 signature over `"qasid-index-head-v1\n" ‖ head`.
+    pub signature: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeadWire {
+    pub format: String,
+    pub publisher: String,
+    pub sequence: u64,
+    pub issued: String,
+    pub expires: String,
+    pub previous: Option<ContentId>,
+    pub mirrors: Vec<String>,
+    pub log: LogWire,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogWire {
+    pub entries: u64,
+    pub pieces: Vec<PieceRef>,
+    pub batch: PieceRef,
+}
+
+/// A piece as read. Writing goes through `log::encode_piece`, which borrows validated entries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PieceWire {
+    pub format: String,
+    pub publisher: String,
+    pub first: u64,
+    pub entries: Vec<EntryWire>,
+}
+
+/// One log entry as read. Writing goes through `log::Entry`'s `Serialize`, whose field order
+/// matches this one (checked by the byte-exact round-trip tests in `log`).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub(crate) enum EntryWire {
+    Add {
+        name: String,
+        version: u64,
+        title: String,
+        date: String,
+        language: String,
+        author: String,
+        bundle: ObjectRef,
+    },
+    Retract {
+        name: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_refuse_unknown_fields_and_ops() {
+        let ok = r#"{"op":"retract","name":"a"}"#;
+        assert!(serde_json::from_str::<EntryWire>(ok).is_ok());
+        let extra = r#"{"op":"retract","name":"a","why":"x"}"#;
+        assert!(serde_json::from_str::<EntryWire>(extra).is_err());
+        let op = r#"{"op":"delete","name":"a"}"#;
+        assert!(serde_json::from_str::<EntryWire>(op).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! Every cap on untrusted or user-supplied input, with the reason for its default.
+//!
+//! Limits are plain data: modules take a `&BundleLimits` (and later index and network limits)
+//! instead of hard-coding numbers, so the CLI can expose them and tests can shrink them.
+//! This module never reads files or the network.
+
+/// Caps applied when writing and when verifying a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleLimits {
+    /// Largest bundle file accepted, in bytes. 2 GiB: articles with photos are a few MB; the cap
+    /// leaves room for video while keeping every offset inside classic (non-zip64) zip fields.
+    pub max_bundle_bytes: u64,
+    /// Largest single article file (uncompressed), in bytes. 1 GiB + 1 MiB so the benchmark's
+    /// 1 GiB stored file fits; anything larger is almost certainly not an article.
+    pub max_file_bytes: u64,
+    /// Largest sum of uncompressed file sizes, in bytes. Equal to the bundle cap: a bundle may
+    /// not expand to more than it could hold stored.
+    pub max_total_bytes: u64,
+    /// Most files in one bundle. 4,096: an article with that many assets is an attack.
+    pub max_entries: usize,
+    /// Largest manifest, in bytes. 1 MiB holds the metadata of 4,096 files with long names.
+    pub max_manifest_bytes: u64,
+    /// Highest uncompressed/compressed ratio allowed for a deflated entry. 100: text deflates
+    /// 3-10x, a sparse image maybe 50x; zip bombs reach 1000x and more.
+    pub max_compression_ratio: u64,
+    /// Longest entry path in bytes. 255 keeps every name valid on common file systems.
+    pub max_path_bytes: usize,
+    /// Deepest folder nesting inside a bundle. 16 is plenty for `images/2026/...`.
+    pub max_path_depth: usize,
+}
+
+impl Default for BundleLimits {
+    fn default() -> Self {
+        Self {
+            max_bundle_bytes: 2 << 30,
+            max_file_bytes: (1 << 30) + (1 << 20),
+            max_total_bytes: 2 << 30,
+            max_entries: 4096,
+            max_manifest_bytes: 1 << 20,
+            max_compression_ratio: 100,
+            max_path_bytes: 255,
+            max_path_depth: 16,
+        }
+    }
+}
+
+/// Largest `article.md` the terminal renderer will hold in memory. 8 MiB of Markdown is a
+/// book; rendering reads the file whole, so it needs its own cap.
+pub const MAX_RENDERED_ARTICLE_BYTES: u64 = 8 << 20;
+
+/// Caps applied when reading a publisher's index (head envelope, pieces) and when writing one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexLimits {
+    /// Largest `index.json` envelope, in bytes, read before anything is parsed. 64 KiB: a head
+    /// lists at most `max_pieces` piece references (~150 bytes each) and `max_mirrors` URLs, so
+    /// a real one stays a few KB; the cap is what keeps a hostile mirror from streaming forever.
+    pub max_head_bytes: u64,
+    /// Largest single index piece, in bytes. 256 MiB: the biggest piece holds up to the whole
+    /// log, ~250 bytes per entry, so 1,000,000 entries fit with room to spare. The signed head
+    /// gives each piece's exact size; this cap only bounds what a signed head may ask for.
+    pub max_piece_bytes: u64,
+    /// Most entries in one publisher's log. 1,000,000: ten times the largest publisher the
+    /// design targets (100,000 article versions).
+    pub max_entries: u64,
+    /// Most pieces one head may list. 64: the publisher's merge rule keeps at most
+    /// log2(entries) + 1 pieces (21 at 1,000,000 entries).
+    pub max_pieces: usize,
+    /// Most mirror URLs in a head. 64 is more than any reader will race.
+    pub max_mirrors: usize,
+    /// Longest mirror URL, in bytes. 2,048 is the de-facto limit of browsers and proxies.
+    pub max_mirror_url_bytes: usize,
+    /// Longest text field in an entry (title, author), in bytes. 2,048 holds any headline in
+    /// any script (Urdu or Persian take two bytes a letter) and keeps entries small.
+    pub max_text_bytes: usize,
+}
+
+impl Default for IndexLimits {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: 64 << 10,
+            max_piece_bytes: 256 << 20,
+            max_entries: 1_000_000,
+            max_pieces: 64,
+            max_mirrors: 64,
+            max_mirror_url_bytes: 2048,
+            max_text_bytes: 2048,
+        }
+    }
+}

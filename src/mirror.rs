@@ -1,0 +1,311 @@
+//! The mirror's HTTP server: the static layout read from the store, publisher pushes, the
+//! reader pages, `/healthz` and `/metrics`.
+//!
+//! Owns routing and the headers every response carries. Requests are classified by their raw
+//! path: layout objects go through [`route`]'s strict parser (nothing is percent-decoded, so
+//! only validated hex names reach the store), pages through [`reading`]. Only trusted
+//! publishers are served or accepted. It never verifies content itself (the store and the
+//! bundle and index modules do), never serves a path it did not parse, and never leaks an
+//! internal path or error detail in a response (those go to the log).
+//!
+//! - [`client`]: the publisher's side, `qasid push`.
+//! - `conn`: accept loop, connection limit, timeouts, graceful shutdown.
+//! - `route`: URL path → store object.
+//! - `serve`: GET/HEAD of objects (ETag, 304, Range, cache headers, streaming).
+//! - `push`: PUT of objects (caps, hash check, verification, JSON errors).
+//! - `reading`: the reader pages.
+//! - `metrics`: counters and gauges for `/metrics`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+
+use crate::config::Config;
+use crate::keys::PublicKey;
+use crate::limits::{BundleLimits, IndexLimits};
+use crate::pages::SiteInfo;
+use crate::store::{PublisherId, Store};
+
+pub mod client;
+mod conn;
+mod metrics;
+mod push;
+mod reading;
+mod route;
+mod serve;
+
+pub use conn::ConnLimits;
+pub use metrics::{Metrics, PushOutcome, RouteClass, UpstreamState};
+
+/// A publisher this mirror carries.
+#[derive(Debug, Clone)]
+pub struct TrustedPublisher {
+    pub key: PublicKey,
+    /// Display name from the configuration.
+    pub name: Option<String>,
+}
+
+/// Why the mirror could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The reading cache folder could not be prepared.
+    #[error("preparing {path}: {source}")]
+    Prepare {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listener failed.
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl MirrorError {
+    pub fn class(&self) -> crate::ErrorClass {
+        crate::ErrorClass::Runtime
+    }
+}
+
+/// Everything request handlers share.
+pub struct MirrorState {
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    /// Trusted publishers in configuration order (the home page's order).
+    publishers: Vec<TrustedPublisher>,
+    by_id: HashMap<PublisherId, usize>,
+    max_push_bytes: u64,
+    bundle_limits: BundleLimits,
+    index_limits: IndexLimits,
+    site: SiteInfo,
+    reading: reading::Reading,
+    conn: ConnLimits,
+}
+
+impl MirrorState {
+    /// Builds the state from a validated configuration and an open store.
+    pub fn new(
+        config: &Config,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, MirrorError> {
+        let read_dir = store.root().join(".state").join("read");
+        let reading =
+            reading::Reading::new(read_dir.clone()).map_err(|source| MirrorError::Prepare {
+                path: read_dir.display().to_string(),
+                source,
+            })?;
+        let mut publishers = Vec::new();
+        let mut by_id = HashMap::new();
+        for p in &config.publishers {
+            let id = PublisherId::of(&p.key);
+            if by_id.contains_key(&id) {
+                continue;
+            }
+            by_id.insert(id, publishers.len());
+            publishers.push(TrustedPublisher {
+                key: p.key.clone(),
+                name: p.name.clone(),
+            });
+        }
+        Ok(Self {
+            store,
+            metrics,
+            publishers,
+            by_id,
+            max_push_bytes: config.mirror.max_push_bytes,
+            bundle_limits: BundleLimits::default(),
+            index_limits: IndexLimits::default(),
+            site: reading::site_info("qasid mirror"),
+            reading,
+            conn: ConnLimits {
+                max_connections: config.mirror.max_connections,
+                header_timeout: config.mirror.header_timeout,
+                idle_timeout: config.mirror.idle_timeout,
+                shutdown_grace: config.mirror.shutdown_grace,
+            },
+        })
+    }
+
+    /// The trusted key for a publisher folder, if this mirror carries it.
+    pub fn trusted(&self, id: &PublisherId) -> Option<&PublicKey> {
+        self.by_id.get(id).map(|&i| &self.publishers[i].key)
+    }
+
+    /// The trusted publishers, in configuration order.
+    pub fn publishers(&self) -> &[TrustedPublisher] {
+        &self.publishers
+    }
+
+    fn trusted_name(&self, key: &PublicKey) -> Option<String> {
+        let i = *self.by_id.get(&PublisherId::of(key))?;
+        self.publishers[i].name.clone()
+    }
+
+    fn store_index_limits(&self) -> &IndexLimits {
+        &self.index_limits
+    }
+}
+
+/// Serves the mirror on `listener` until `shutdown` completes; then stops accepting, lets
+/// requests in flight finish (up to the configured grace period) and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<MirrorState>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), MirrorError> {
+    let limits = state.conn;
+    conn::serve(listener, router(state), limits, shutdown)
+        .await
+        .map_err(MirrorError::Serve)
+}
+
+/// The mirror's routes and middleware.
+pub fn router(state: Arc<MirrorState>) -> Router {
+    let compress_json_and_html = |_: StatusCode, _, headers: &axum::http::HeaderMap, _: &_| {
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"))
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/", get(home))
+        .route("/read/{*rest}", get(read))
+        // Layout paths are matched by `route::parse` on the raw path, not by the router (which
+        // would percent-decode them first).
+        .fallback(object)
+        .layer(CompressionLayer::new().compress_when(compress_json_and_html))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            common_headers,
+        ))
+        .with_state(state)
+}
+
+/// Counts every request and sets the headers every response carries.
+async fn common_headers(
+    State(state): State<Arc<MirrorState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let class = classify(request.method(), request.uri().path());
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // A compressed body is a different representation: its validator must be weak.
+    if headers.contains_key(header::CONTENT_ENCODING) {
+        if let Some(tag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
+            if !tag.starts_with("W/") {
+                if let Ok(weak) = HeaderValue::from_str(&format!("W/{tag}")) {
+                    headers.insert(header::ETAG, weak);
+                }
+            }
+        }
+    }
+    state.metrics.request(class, response.status().as_u16());
+    response
+}
+
+fn classify(method: &Method, path: &str) -> RouteClass {
+    if method == Method::PUT {
+        RouteClass::Push
+    } else if path.starts_with("/qasid/") {
+        if path.ends_with("/index.json") {
+            RouteClass::Index
+        } else {
+            RouteClass::Object
+        }
+    } else if path == "/" || path.starts_with("/read/") {
+        RouteClass::Page
+    } else if path == "/healthz" || path == "/metrics" {
+        RouteClass::Ops
+    } else {
+        RouteClass::Other
+    }
+}
+
+/// A short plain-text error (layout routes, where a client is a program, not a browser).
+fn plain_error(status: StatusCode, message: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        "ok\n",
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<MirrorState>>) -> Response {
+    let text = state.metrics.render(state.store.counts());
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+async fn home(State(state): State<Arc<MirrorState>>) -> Response {
+    reading::home(state).await
+}
+
+async fn read(State(state): State<Arc<MirrorState>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let rest = parts.uri.path().strip_prefix("/read/").unwrap_or("");
+    reading::read(state.clone(), rest, &parts.method, &parts.headers).await
+}
+
+/// Everything the router does not match: a layout object (the raw path parsed strictly) or
+/// 404. GET and HEAD read, PUT pushes, other methods get 405.
+async fn object(State(state): State<Arc<MirrorState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(path) = route::parse(parts.uri.path()) else {
+        return plain_error(StatusCode::NOT_FOUND, "not found");
+    };
+    if parts.method == Method::PUT {
+        return push::put(state, path, &parts.headers, body).await;
+    }
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        let mut response = plain_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, PUT"));
+        return response;
+    }
+    if state.trusted(&path.publisher).is_none() {
+        return plain_error(StatusCode::NOT_FOUND, "not found");
+    }
+    serve::object(state, path, &parts.method, &parts.headers).await
+}

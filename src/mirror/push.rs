@@ -1,0 +1,373 @@
+//! PUT of layout objects by publishers: size-capped, hash-checked, verified, then stored.
+//!
+//! Owns the push protocol: the publisher in the URL must be trusted (403 before a byte of the
+//! body is read), `Content-Length` is required and capped (411, 413), the body streams into a
+//! temp file while it is hashed and must match the sha256 in the URL, and the store then runs
+//! the same verification as `qasid verify` (bundles), the index module's checks (pieces,
+//! `index.json`) or minisign's (`.minisig`) before anything becomes visible. Every refusal is a
+//! JSON `{"error", "reason"}` with a 4xx status; server-side failures are a bare 500 whose
+//! details go to the log only. It never writes into the store itself.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
+
+use super::metrics::PushOutcome;
+use super::route::ObjectPath;
+use super::MirrorState;
+use crate::index::{layout::PublisherLayout, FetchError, IndexError, ObjectRef, VerifiedObject};
+use crate::keys::PublicKey;
+use crate::store::{Installed, MissingObject, ObjectKind, StoreError, MAX_MINISIG_BYTES};
+use crate::ErrorClass;
+
+/// A refusal or failure, as sent to the client.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    reason: String,
+    /// Layout paths of objects the client should push first (409 "missing objects").
+    missing: Vec<String>,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, error: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            reason: reason.into(),
+            missing: Vec::new(),
+        }
+    }
+
+    fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            "the mirror could not complete the request; see its log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.error, "reason": self.reason });
+        if !self.missing.is_empty() {
+            body["missing"] = serde_json::json!(self.missing);
+        }
+        let mut bytes = serde_json::to_vec(&body).expect("serialising strings cannot fail");
+        bytes.push(b'\n');
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response()
+    }
+}
+
+/// Handles a PUT to an object path.
+pub(super) async fn put(
+    state: Arc<MirrorState>,
+    path: ObjectPath,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let kind = path.kind.label();
+    let result = match state.trusted(&path.publisher) {
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "untrusted publisher",
+            format!("this mirror does not carry publisher {}", path.publisher),
+        )),
+        Some(key) => put_trusted(&state, key.clone(), path, headers, body).await,
+    };
+    match result {
+        Ok(installed) => {
+            let (status, outcome, word) = match installed {
+                Installed::New => (StatusCode::CREATED, PushOutcome::Accepted, "stored"),
+                Installed::AlreadyPresent => (StatusCode::OK, PushOutcome::Present, "present"),
+            };
+            state.metrics.push(kind, outcome);
+            let mut bytes = serde_json::to_vec(&serde_json::json!({ "status": word }))
+                .expect("serialising a string cannot fail");
+            bytes.push(b'\n');
+            (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+        }
+        Err(e) => {
+            if e.status.is_client_error() {
+                state.metrics.push(kind, PushOutcome::Refused);
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn put_trusted(
+    state: &Arc<MirrorState>,
+    key: PublicKey,
+    path: ObjectPath,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Installed, ApiError> {
+    let index_limits = state.store_index_limits();
+    let cap = match path.kind {
+        ObjectKind::PublisherPub => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                "publisher.pub is written by the mirror from the key it trusts",
+            ))
+        }
+        ObjectKind::Bundle(_) => state.max_push_bytes,
+        ObjectKind::Piece(_) => state.max_push_bytes.min(index_limits.max_piece_bytes),
+        ObjectKind::Minisig(_) => MAX_MINISIG_BYTES,
+        ObjectKind::Index => index_limits.max_head_bytes,
+    };
+    let length = content_length(headers, cap)?;
+    let store = state.store.clone();
+    let bundle_limits = state.bundle_limits.clone();
+    let layout = PublisherLayout::new(&key);
+    let result = match path.kind {
+        ObjectKind::Bundle(id) | ObjectKind::Piece(id) => {
+            let expected = ObjectRef {
+                sha256: id,
+                size: length,
+            };
+            let pid = path.publisher;
+            if store.contains(&pid, &path.kind) {
+                return Ok(Installed::AlreadyPresent);
+            }
+            let object = receive_file(state, expected, body)
+                .await
+                .map_err(|e| refusal(state, &layout, e))?;
+            let is_bundle = matches!(path.kind, ObjectKind::Bundle(_));
+            blocking(move || {
+                if is_bundle {
+                    store
+                        .install_bundle(&key, object, &bundle_limits)
+                        .map(|(installed, _)| installed)
+                } else {
+                    store.stage_piece(&key, object)
+                }
+            })
+            .await
+        }
+        ObjectKind::Minisig(bundle) => {
+            let bytes = receive_bytes(state, length, body).await?;
+            blocking(move || store.install_minisig(&key, bundle, &bytes)).await
+        }
+        ObjectKind::Index => {
+            let bytes = receive_bytes(state, length, body).await?;
+            blocking(move || store.install_index(&key, &bytes)).await
+        }
+        ObjectKind::PublisherPub => unreachable!("refused above"),
+    };
+    result.map_err(|e| refusal(state, &layout, e))
+}
+
+/// `Content-Length`, required and at most `cap`.
+fn content_length(headers: &HeaderMap, cap: u64) -> Result<u64, ApiError> {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                "length required",
+                "send the object with a Content-Length header",
+            )
+        })?;
+    if length > cap {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too large",
+            format!("{length} bytes is more than this mirror accepts for this object ({cap})"),
+        ));
+    }
+    Ok(length)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(StoreError::Io {
+            path: "<blocking task>".into(),
+            source: std::io::Error::other(e),
+        })
+    })
+}
+
+/// Streams the body into a temp file, hashing it, through a bounded channel to a blocking
+/// writer (so a slow disk slows the client instead of filling memory).
+async fn receive_file(
+    state: &Arc<MirrorState>,
+    expected: ObjectRef,
+    mut body: Body,
+) -> Result<VerifiedObject, Received> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let store = state.store.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut receiver = store.receiver(expected)?;
+        while let Some(chunk) = rx.blocking_recv() {
+            receiver.accept(&chunk).map_err(StoreError::Object)?;
+        }
+        receiver.finish().map_err(StoreError::Object)
+    });
+    let mut body_error = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    state.metrics.bytes_received(data.len() as u64);
+                    if tx.send(data).await.is_err() {
+                        // The writer stopped (hash, size or disk error): its result says why.
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                body_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = writer.await.map_err(|e| {
+        tracing::error!("push writer task failed: {e}");
+        Received::Api(ApiError::internal())
+    })?;
+    if let Some(e) = body_error {
+        tracing::debug!("push body ended early: {e}");
+        return Err(Received::Api(incomplete()));
+    }
+    written.map_err(Received::Store)
+}
+
+/// Why receiving a body failed: the transfer itself, or the store's checks of the bytes.
+enum Received {
+    Api(ApiError),
+    Store(StoreError),
+}
+
+fn incomplete() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "incomplete body",
+        "the request body did not match its Content-Length",
+    )
+}
+
+/// Reads a small body (index, minisig) whose length was already capped.
+async fn receive_bytes(
+    state: &Arc<MirrorState>,
+    length: u64,
+    body: Body,
+) -> Result<Vec<u8>, ApiError> {
+    let bytes = axum::body::to_bytes(body, length as usize)
+        .await
+        .map_err(|_| incomplete())?;
+    state.metrics.bytes_received(bytes.len() as u64);
+    Ok(bytes.to_vec())
+}
+
+/// Turns a store error into the client's answer, counting verification failures.
+fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>) -> ApiError {
+    let e = match e.into() {
+        Received::Api(api) => return api,
+        Received::Store(e) => e,
+    };
+    let (status, error, metric) = match &e {
+        StoreError::Io { .. } => {
+            tracing::error!("push failed: {e}");
+            return ApiError::internal();
+        }
+        StoreError::Object(FetchError::HashMismatch { .. }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hash mismatch",
+            "hash_mismatch",
+        ),
+        StoreError::Object(FetchError::TooLarge { .. } | FetchError::Truncated { .. }) => {
+            (StatusCode::BAD_REQUEST, "size mismatch", "size_mismatch")
+        }
+        StoreError::Object(FetchError::Read(_) | FetchError::Io { .. }) => {
+            tracing::error!("push failed: {e}");
+            return ApiError::internal();
+        }
+        StoreError::Bundle { source, .. } if source.class() == ErrorClass::Verification => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bundle verification failed",
+            "bundle",
+        ),
+        StoreError::Index(IndexError::Equivocation {
+            publisher,
+            conflict,
+            ..
+        }) => {
+            tracing::error!("push refused: {e}");
+            state.metrics.verification_failure("equivocation");
+            // The evidence folder's path stays in the log.
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "conflicting index",
+                format!(
+                    "publisher {publisher} signed two conflicting indexes ({conflict}); \
+                     evidence was saved"
+                ),
+            );
+        }
+        StoreError::Index(inner) if inner.class() == ErrorClass::Verification => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "index verification failed",
+            "index",
+        ),
+        StoreError::Minisig { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "signature verification failed",
+            "minisig",
+        ),
+        StoreError::OlderIndex { .. } => (StatusCode::CONFLICT, "older index", "older_index"),
+        StoreError::StaleIndex { .. } => (StatusCode::CONFLICT, "stale index", "stale_index"),
+        StoreError::MissingObjects(_) => (StatusCode::CONFLICT, "missing objects", ""),
+        StoreError::BundleMissing(id) => {
+            let mut api = ApiError::new(StatusCode::CONFLICT, "missing objects", e.to_string());
+            api.missing = vec![layout.bundle(id)];
+            return api;
+        }
+        StoreError::Bundle { .. } | StoreError::Index(_) => {
+            tracing::error!("push failed: {e}");
+            return ApiError::internal();
+        }
+    };
+    if !metric.is_empty() {
+        state.metrics.verification_failure(metric);
+    }
+    tracing::info!("push refused: {e}");
+    let mut api = ApiError::new(status, error, e.to_string());
+    if let StoreError::MissingObjects(list) = &e {
+        api.missing = list.iter().map(|m| missing_path(layout, m)).collect();
+    }
+    api
+}
+
+impl From<StoreError> for Received {
+    fn from(e: StoreError) -> Self {
+        Received::Store(e)
+    }
+}
+
+/// The layout path of a missing object, as the client would PUT it.
+fn missing_path(layout: &PublisherLayout, m: &MissingObject) -> String {
+    match m.kind {
+        ObjectKind::Piece(id) => layout.piece(&id),
+        ObjectKind::Bundle(id) => layout.bundle(&id),
+        ObjectKind::Minisig(id) => layout.minisig(&id),
+        ObjectKind::Index => layout.index(),
+        ObjectKind::PublisherPub => layout.publisher_pub(),
+    }
+}

@@ -1,0 +1,449 @@
+//! The publisher's folder, which is also a complete static mirror (`qasid/v1/...`).
+//!
+//! Owns every write into a repo: bundles stored by sha256, immutable index pieces, and the
+//! signed head `index.json`. Every file is written to a private temp folder (`.qasid/tmp`,
+//! never part of the served layout), fsynced and renamed into place, and `index.json` is
+//! always written last, so a server serving the folder never serves a head whose files are
+//! missing, even if `publish` is killed. It never overwrites a stored object, never rehashes
+//! stored bundles, and never signs over an `index.json` that does not verify with the key.
+
+use std::fs::{self, File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::bundle::BundleError;
+use crate::content_id::ContentId;
+use crate::index::layout::{on_disk, PublisherLayout};
+use crate::index::{
+    atomic, update_from_dir, ArticleFields, ArticleVersion, EncodedPiece, Entry, Head, HeadFields,
+    Index, IndexError, LogRef, MirrorUrl, PieceRef, SignedHead, Tracker,
+};
+use crate::keys::{KeyId, PublicKey, SecretKey};
+use crate::limits::{BundleLimits, IndexLimits};
+use crate::ErrorClass;
+
+mod pieces;
+mod stage;
+
+/// Shortest `--expires`: a head must outlive the time mirrors take to copy it.
+const MIN_EXPIRY: Duration = Duration::from_secs(60);
+/// Longest `--expires`. A longer validity lets a censor freeze readers on old news for longer
+/// before they are warned; a year is already generous for a publisher without cron.
+const MAX_EXPIRY: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Folder, under the repo root, for the lock and temp files: not part of the served layout.
+pub const PRIVATE_DIR: &str = ".qasid";
+
+/// Why a publish was refused or failed. Nothing was signed when any of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("another `qasid publish` holds the lock on {}; try again when it finishes", path.display())]
+    Locked { path: PathBuf },
+    #[error(
+        "the repo's index.json does not verify with this key, refusing to sign over it \
+         (wrong --key or --repo, or a damaged repo)"
+    )]
+    CurrentIndex {
+        #[source]
+        source: Box<IndexError>,
+    },
+    #[error("{}", path.display())]
+    Bundle {
+        path: PathBuf,
+        #[source]
+        source: BundleError,
+    },
+    #[error("{}: larger than the {limit}-byte bundle limit", path.display())]
+    BundleTooLarge { path: PathBuf, limit: u64 },
+    #[error("{}: does not verify with the key", path.display())]
+    Minisig {
+        path: PathBuf,
+        #[source]
+        source: crate::keys::KeyError,
+    },
+    #[error("{}: larger than the {limit}-byte limit for minisig files", path.display())]
+    MinisigTooLarge { path: PathBuf, limit: u64 },
+    #[error("{}: cannot be listed in the index", path.display())]
+    Unlistable {
+        path: PathBuf,
+        #[source]
+        source: Box<IndexError>,
+    },
+    #[error(
+        "{name} v{version} is already published as bundle {existing}; publish a correction \
+         as a higher version"
+    )]
+    VersionConflict {
+        name: String,
+        version: u64,
+        existing: ContentId,
+    },
+    #[error(
+        "{name} v{version} is older than the published v{latest}; publish corrections as a \
+         higher version"
+    )]
+    OlderVersion {
+        name: String,
+        version: u64,
+        latest: u64,
+    },
+    #[error("the key is {found}, but this repo is being published as {expected}")]
+    KeyMismatch { expected: KeyId, found: KeyId },
+    #[error("the new index would be invalid")]
+    NewIndex {
+        #[source]
+        source: Box<IndexError>,
+    },
+    #[error("cannot retract {name:?}: it is not in the current listing")]
+    NotListed { name: String },
+    #[error("nothing is published in this repo yet: publish a bundle first")]
+    NothingPublished,
+    #[error("--expires must be between 1 minute and 366 days")]
+    BadExpiry,
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RepoError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RepoError::Locked { .. } | RepoError::Io { .. } => ErrorClass::Runtime,
+            RepoError::CurrentIndex { source } => match source.class() {
+                ErrorClass::Runtime => ErrorClass::Runtime,
+                _ => ErrorClass::Verification,
+            },
+            RepoError::Bundle { source, .. } => source.class(),
+            RepoError::Minisig { source, .. } => match source.class() {
+                ErrorClass::Runtime => ErrorClass::Runtime,
+                _ => ErrorClass::Verification,
+            },
+            RepoError::BundleTooLarge { .. } | RepoError::MinisigTooLarge { .. } => {
+                ErrorClass::Verification
+            }
+            RepoError::Unlistable { .. }
+            | RepoError::VersionConflict { .. }
+            | RepoError::OlderVersion { .. }
+            | RepoError::NotListed { .. }
+            | RepoError::KeyMismatch { .. }
+            | RepoError::NewIndex { .. }
+            | RepoError::NothingPublished
+            | RepoError::BadExpiry => ErrorClass::Usage,
+        }
+    }
+}
+
+/// What to publish. Bundles and retractions may be combined into one publish.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// Bundle files to add (each verified against the key; already present ones are skipped).
+    pub bundles: Vec<PathBuf>,
+    /// Names to drop from the current listing.
+    pub retract: Vec<String>,
+    /// Sign a new head even if nothing else changes (new sequence and expiry): for cron.
+    pub refresh: bool,
+    /// Replace the signed mirror list; `None` keeps the current one.
+    pub mirrors: Option<Vec<MirrorUrl>>,
+    /// How long the new head is valid.
+    pub expires_in: Duration,
+    /// The time to sign as `issued`.
+    pub now: SystemTime,
+}
+
+/// What happened to one input bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundleStatus {
+    /// Added to the log in this publish.
+    Added,
+    /// The same bytes are already listed: nothing to do.
+    AlreadyPublished,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishedBundle {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: u64,
+    pub sha256: ContentId,
+    pub size: u64,
+    pub status: BundleStatus,
+}
+
+/// The result of [`Repo::publish`].
+#[derive(Debug)]
+pub struct PublishReport {
+    pub bundles: Vec<PublishedBundle>,
+    pub retracted: Vec<String>,
+    /// The new signed head, or `None` when there was nothing to publish (nothing was signed).
+    pub signed: Option<SignedHead>,
+    /// The head that was current before (after this call, if nothing was published).
+    pub previous_sequence: Option<u64>,
+    /// Piece files written by this publish (the batch piece and any merged pieces).
+    pub pieces_written: Vec<PieceRef>,
+}
+
+/// A publisher's folder in a repo root.
+#[derive(Debug)]
+pub struct Repo {
+    root: PathBuf,
+    publisher: PublicKey,
+    layout: PublisherLayout,
+    index_limits: IndexLimits,
+    bundle_limits: BundleLimits,
+}
+
+impl Repo {
+    pub fn new(
+        root: &Path,
+        publisher: &PublicKey,
+        index_limits: IndexLimits,
+        bundle_limits: BundleLimits,
+    ) -> Self {
+        Self {
+            root: root.to_owned(),
+            publisher: publisher.clone(),
+            layout: PublisherLayout::new(publisher),
+            index_limits,
+            bundle_limits,
+        }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        on_disk(&self.root, relative)
+    }
+
+    /// The verified current index, or `None` if this publisher has published nothing here.
+    pub fn current(&self) -> Result<Option<Index>, RepoError> {
+        if !self.path(&self.layout.index()).exists() {
+            return Ok(None);
+        }
+        let mut tracker = Tracker::ephemeral(&self.publisher, self.index_limits.clone());
+        update_from_dir(&mut tracker, &self.root, SystemTime::now()).map_err(|source| {
+            RepoError::CurrentIndex {
+                source: Box::new(source),
+            }
+        })?;
+        Ok(tracker.into_held())
+    }
+
+    /// Publishes `request` signed with `key` (whose public half must be this repo's publisher).
+    pub fn publish(
+        &self,
+        key: &SecretKey,
+        request: &PublishRequest,
+    ) -> Result<PublishReport, RepoError> {
+        if key.public() != &self.publisher {
+            return Err(RepoError::KeyMismatch {
+                expected: self.publisher.id(),
+                found: key.public().id(),
+            });
+        }
+        if !(MIN_EXPIRY..=MAX_EXPIRY).contains(&request.expires_in) {
+            return Err(RepoError::BadExpiry);
+        }
+        let tmp_dir = self.prepare_dirs()?;
+        let _lock = self.lock()?;
+        clear_temp_files(&tmp_dir);
+        let current = self.current()?;
+        let entries = current.as_ref().map_or(&[][..], |c| c.entries());
+        if current.is_none() && request.refresh {
+            return Err(RepoError::NothingPublished);
+        }
+
+        let mut plan = pieces::NewEntries::new(entries);
+        let mut staged = Vec::new();
+        let mut report_bundles = Vec::new();
+        for input in &request.bundles {
+            let bundle = stage::stage(input, &tmp_dir, &self.publisher, &self.bundle_limits)?;
+            let m = bundle.verified.manifest();
+            let article = ArticleVersion::new(
+                ArticleFields {
+                    name: m.name().to_owned(),
+                    version: m.version(),
+                    title: m.title().to_owned(),
+                    date: m.created().to_owned(),
+                    language: m.language().to_owned(),
+                    author: m.author().to_owned(),
+                    bundle: bundle.object,
+                },
+                &self.index_limits,
+            )
+            .map_err(|source| RepoError::Unlistable {
+                path: input.clone(),
+                source: Box::new(source),
+            })?;
+            let status = plan.add(article)?;
+            report_bundles.push(PublishedBundle {
+                path: input.clone(),
+                name: m.name().to_owned(),
+                version: m.version(),
+                sha256: bundle.sha256(),
+                size: bundle.object.size,
+                status,
+            });
+            staged.push(bundle);
+        }
+        for name in &request.retract {
+            plan.retract(name)?;
+        }
+        let new_entries = plan.into_entries();
+        if new_entries.is_empty() && !request.refresh {
+            return Ok(PublishReport {
+                bundles: report_bundles,
+                retracted: Vec::new(),
+                signed: None,
+                previous_sequence: current.map(|c| c.head().sequence()),
+                pieces_written: Vec::new(),
+            });
+        }
+
+        // Bundles first, then pieces, then the head: nothing the head names can be missing.
+        for bundle in staged {
+            let sha = bundle.sha256();
+            bundle.persist(
+                &self.path(&self.layout.bundle(&sha)),
+                &self.path(&self.layout.minisig(&sha)),
+            )?;
+        }
+        let (log, written) = match &current {
+            Some(c) if new_entries.is_empty() => (c.head().log().clone(), Vec::new()),
+            _ => self.write_pieces(&tmp_dir, current.as_ref(), &new_entries)?,
+        };
+        let previous = current.as_ref().map(|c| c.signed());
+        let mirrors = match (&request.mirrors, previous) {
+            (Some(m), _) => m.clone(),
+            (None, Some(p)) => p.head().mirrors().to_vec(),
+            (None, None) => Vec::new(),
+        };
+        let head = Head::new(
+            HeadFields {
+                publisher: self.publisher.clone(),
+                sequence: previous.map_or(1, |p| p.head().sequence() + 1),
+                issued: request.now,
+                expires: request.now + request.expires_in,
+                previous: previous.map(|p| *p.id()),
+                mirrors,
+                log,
+            },
+            &self.index_limits,
+        )
+        .map_err(|source| RepoError::NewIndex {
+            source: Box::new(source),
+        })?;
+        let signed = SignedHead::sign(head, key).map_err(|source| RepoError::NewIndex {
+            source: Box::new(source),
+        })?;
+        self.write_file(
+            &tmp_dir,
+            &self.layout.publisher_pub(),
+            |p| !p.exists(),
+            self.publisher.to_file_text().as_bytes(),
+        )?;
+        self.write_file(&tmp_dir, &self.layout.index(), |_| true, signed.envelope())?;
+        Ok(PublishReport {
+            bundles: report_bundles,
+            retracted: request.retract.clone(),
+            previous_sequence: previous.map(|p| p.head().sequence()),
+            signed: Some(signed),
+            pieces_written: written,
+        })
+    }
+
+    /// Writes the batch piece and the pieces the merge rule produces; returns the new log.
+    fn write_pieces(
+        &self,
+        tmp_dir: &Path,
+        current: Option<&Index>,
+        new_entries: &[Entry],
+    ) -> Result<(LogRef, Vec<PieceRef>), RepoError> {
+        let old_entries = current.map_or(&[][..], |c| c.entries());
+        let old_pieces = current.map_or(&[][..], |c| c.head().log().pieces());
+        let batch = EncodedPiece::new(&self.publisher, old_entries.len() as u64, new_entries);
+        let layout = pieces::merge(
+            &self.publisher,
+            old_entries,
+            old_pieces,
+            new_entries,
+            &batch,
+        );
+        let mut written = Vec::new();
+        for piece in layout.new_pieces.iter().chain([&batch]) {
+            let relative = self.layout.piece(&piece.reference.sha256);
+            if self.write_file(tmp_dir, &relative, |p| !p.exists(), &piece.bytes)? {
+                written.push(piece.reference);
+            }
+        }
+        let total = (old_entries.len() + new_entries.len()) as u64;
+        let log = LogRef::new(total, layout.pieces, batch.reference, &self.index_limits).map_err(
+            |source| RepoError::NewIndex {
+                source: Box::new(source),
+            },
+        )?;
+        Ok((log, written))
+    }
+
+    /// Atomically writes `bytes` to a layout path if `should(path)`; says whether it wrote.
+    fn write_file(
+        &self,
+        tmp_dir: &Path,
+        relative: &str,
+        should: impl Fn(&Path) -> bool,
+        bytes: &[u8],
+    ) -> Result<bool, RepoError> {
+        let path = self.path(relative);
+        if !should(&path) {
+            return Ok(false);
+        }
+        atomic::write(tmp_dir, &path, bytes).map_err(|source| RepoError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(true)
+    }
+
+    /// Creates the layout folders and the private temp folder; returns the temp folder.
+    fn prepare_dirs(&self) -> Result<PathBuf, RepoError> {
+        let tmp = self.root.join(PRIVATE_DIR).join("tmp");
+        for dir in [
+            tmp.clone(),
+            self.path(&self.layout.pieces_dir()),
+            self.path(&self.layout.bundles_dir()),
+        ] {
+            fs::create_dir_all(&dir).map_err(|source| RepoError::Io { path: dir, source })?;
+        }
+        Ok(tmp)
+    }
+
+    /// Takes the repo's publish lock (released when the file is dropped, or the process dies).
+    fn lock(&self) -> Result<File, RepoError> {
+        let path = self.root.join(PRIVATE_DIR).join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| RepoError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(TryLockError::WouldBlock) => Err(RepoError::Locked { path }),
+            Err(TryLockError::Error(source)) => Err(RepoError::Io { path, source }),
+        }
+    }
+}
+
+/// Removes temp files a killed publish left behind. Called with the lock held, so no other
+/// publish is using them.
+fn clear_temp_files(tmp_dir: &Path) {
+    let Ok(read) = fs::read_dir(tmp_dir) else {
+        return;
+    };
+    for entry in read.flatten() {
+        let _ = fs::remove_file(entry.path());
+    }
+}

@@ -1,0 +1,779 @@
+//! The mirror's content-addressed store: a folder laid out exactly like a publisher's static
+//! repository (`qasid/v1/publishers/<key hex>/...`), so any static web server serving it is a
+//! mirror too.
+//!
+//! Owns every write into that folder and the rules for them: a bundle is installed only after
+//! its size and sha256 matched its name and it verified against the publisher's key; a piece
+//! only after its hash matched and the index module parsed it; `index.json` only after the index
+//! module's history checks (no rollback, no equivocation, fresher kept) and only once every
+//! piece and bundle it lists is present. Writes are atomic (temp file in `<store>/.tmp`, fsync,
+//! rename, fsync folder) and immutable objects are never replaced by different bytes, so a
+//! reader of the folder never sees a partial or inconsistent state. It never decides which
+//! publishers to trust (callers pass the trusted key) and never touches the network.
+//!
+//! Outside the served layout: `<store>/.tmp/` (temp files, cleaned on open) and
+//! `<store>/.state/` (the index module's tracker state and equivocation evidence).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use crate::bundle::{self, BundleError, VerifiedBundle};
+use crate::config::Keep;
+use crate::content_id::ContentId;
+use crate::index::layout::{self, PublisherLayout};
+use crate::index::{
+    self, Entry, FetchError, Index, IndexError, ObjectRef, Offer, PieceRef, Tracker, VerifiedObject,
+};
+use crate::keys::PublicKey;
+use crate::limits::{BundleLimits, IndexLimits};
+use crate::ErrorClass;
+
+mod object;
+
+pub use object::{ObjectKind, ParsePublisherIdError, PublisherId};
+
+/// Temp files untouched for this long when a store is opened were left by a crashed writer.
+/// Ten minutes: a live writer (push, sync, publish) touches its temp file at least every idle
+/// timeout (30 s by default) while receiving, and verifying even a 2 GiB bundle takes well
+/// under a minute, so no live writer loses its file.
+const STALE_TMP_AGE: Duration = Duration::from_secs(600);
+
+/// Staged index pieces that no installed index claimed within this time are removed when the
+/// store is opened. One day: a publisher pushes pieces and their index within seconds, and a
+/// sync fetches them within a round; anything older was abandoned (or pushed by someone filling
+/// the disk, which only ever reaches the unserved staging folder).
+const STALE_STAGED_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Largest `.minisig` file accepted. 4 KiB: a minisign signature file with its comments is
+/// about 300 bytes.
+pub const MAX_MINISIG_BYTES: u64 = 4096;
+
+/// Immutable objects up to this size are kept in memory once read. 256 KiB: bundles of text
+/// articles with a photo or two, every minisig and most pieces.
+pub const CACHE_MAX_OBJECT: u64 = 256 << 10;
+
+/// Total bytes of the in-memory object cache. 16 MiB: hundreds of small bundles, well inside
+/// the mirror's memory budget (64 MiB peak under load).
+const CACHE_TOTAL: usize = 16 << 20;
+
+/// Whether an install wrote something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// Verified and written.
+    New,
+    /// The same object (same name, so the same bytes) was already there; nothing written.
+    AlreadyPresent,
+}
+
+/// An object an index lists that the store does not have yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingObject {
+    pub kind: ObjectKind,
+    pub object: ObjectRef,
+}
+
+/// Objects in the store, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectCounts {
+    pub bundles: u64,
+    pub minisigs: u64,
+    pub pieces: u64,
+    pub indexes: u64,
+}
+
+/// Why the store refused or failed an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file in the store could not be read or written.
+    #[error("store {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes are not the object their name promises (size or sha256).
+    #[error("{0}")]
+    Object(#[source] FetchError),
+    /// The bundle failed verification against the publisher's key.
+    #[error("bundle {id}: {source}")]
+    Bundle {
+        id: ContentId,
+        #[source]
+        source: BundleError,
+    },
+    /// A piece or `index.json` failed the index module's checks.
+    #[error("{0}")]
+    Index(#[source] IndexError),
+    /// The detached signature does not verify, or is malformed.
+    #[error("bundle {bundle}: detached signature refused: {reason}")]
+    Minisig { bundle: ContentId, reason: String },
+    /// A `.minisig` was offered for a bundle the store does not have.
+    #[error("bundle {0} is not in the store")]
+    BundleMissing(ContentId),
+    /// The offered index is not newer than the one the store holds (replay or rollback).
+    #[error("older index: offered sequence {offered}, the store holds sequence {held}")]
+    OlderIndex { held: u64, offered: u64 },
+    /// The offered index is newer but expired while the held one is still fresh.
+    #[error("stale index: offered sequence {offered} has expired and the held one is fresher")]
+    StaleIndex { offered: u64 },
+    /// The index lists pieces or bundles that are not in the store yet.
+    #[error("missing objects: the index lists {} object(s) the store does not have", .0.len())]
+    MissingObjects(Vec<MissingObject>),
+}
+
+impl StoreError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Io { .. }
+            | StoreError::MissingObjects(_)
+            | StoreError::BundleMissing(_) => ErrorClass::Runtime,
+            StoreError::Object(e) => e.class(),
+            StoreError::Bundle { source, .. } => source.class(),
+            StoreError::Index(e) => e.class(),
+            StoreError::Minisig { .. }
+            | StoreError::OlderIndex { .. }
+            | StoreError::StaleIndex { .. } => ErrorClass::Verification,
+        }
+    }
+
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Per-publisher state: the index module's tracker (what has been accepted) and the index that
+/// is installed as `index.json` (what is served). The tracker may be ahead while bundles of its
+/// index are still arriving.
+struct PublisherState {
+    tracker: Tracker,
+    installed: Option<Arc<Index>>,
+}
+
+/// The store. Share it behind an `Arc`; every method blocks on file I/O (call from
+/// `spawn_blocking` in async code).
+pub struct Store {
+    root: PathBuf,
+    tmp: PathBuf,
+    state: PathBuf,
+    keep: Keep,
+    index_limits: IndexLimits,
+    /// One entry per publisher the store has been asked about. A std `Mutex`: index installs
+    /// are rare, short and blocking, and must be serialised per publisher so that two racing
+    /// installs can never end with the older one renamed last.
+    publishers: Mutex<HashMap<PublisherId, PublisherState>>,
+    counts: Counts,
+    /// Bytes of small immutable objects already read. Safe to keep because the store never
+    /// replaces an immutable object with other bytes; anything that ever removes one from
+    /// disk must evict it here too.
+    cache: Mutex<ObjectCache>,
+}
+
+/// A bounded first-in-first-out cache of object bytes.
+#[derive(Default)]
+struct ObjectCache {
+    map: HashMap<(PublisherId, ObjectKind), bytes::Bytes>,
+    order: std::collections::VecDeque<(PublisherId, ObjectKind)>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Counts {
+    bundles: AtomicU64,
+    minisigs: AtomicU64,
+    pieces: AtomicU64,
+    indexes: AtomicU64,
+}
+
+impl Store {
+    /// Opens (creating if needed) a store folder, removes stale temp files and counts objects.
+    pub fn open(root: &Path, keep: Keep, index_limits: IndexLimits) -> Result<Store, StoreError> {
+        let tmp = root.join(".tmp");
+        let state = root.join(".state");
+        let publishers = layout::on_disk(root, &format!("{}/publishers", layout::PREFIX));
+        for dir in [&tmp, &state, &publishers] {
+            fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        }
+        let store = Store {
+            root: root.to_owned(),
+            tmp,
+            state,
+            keep,
+            index_limits,
+            publishers: Mutex::new(HashMap::new()),
+            counts: Counts::default(),
+            cache: Mutex::new(ObjectCache::default()),
+        };
+        store.clean_tmp(STALE_TMP_AGE)?;
+        store.clean_staged(STALE_STAGED_AGE)?;
+        store.count_objects()?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where temp files for this store go (same file system as the objects).
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    pub fn keep(&self) -> Keep {
+        self.keep
+    }
+
+    /// The file an object lives in (whether or not it exists).
+    pub fn path(&self, publisher: &PublisherId, kind: &ObjectKind) -> PathBuf {
+        let base = format!("{}/publishers/{publisher}", layout::PREFIX);
+        let relative = match kind {
+            ObjectKind::Index => format!("{base}/index.json"),
+            ObjectKind::PublisherPub => format!("{base}/publisher.pub"),
+            ObjectKind::Piece(id) => format!("{base}/pieces/{id}.json"),
+            ObjectKind::Bundle(id) => format!("{base}/bundles/{id}.zip"),
+            ObjectKind::Minisig(id) => format!("{base}/bundles/{id}.zip.minisig"),
+        };
+        layout::on_disk(&self.root, &relative)
+    }
+
+    /// Whether an object is present.
+    pub fn contains(&self, publisher: &PublisherId, kind: &ObjectKind) -> bool {
+        self.path(publisher, kind).is_file()
+    }
+
+    /// The bytes of an immutable object read earlier through [`Store::remember`].
+    pub fn cached(&self, publisher: &PublisherId, kind: &ObjectKind) -> Option<bytes::Bytes> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.map.get(&(*publisher, *kind)).cloned()
+    }
+
+    /// Keeps the bytes of a small immutable object that were just read from its file. The
+    /// mutable `index.json` and objects over [`CACHE_MAX_OBJECT`] are never kept.
+    pub fn remember(&self, publisher: &PublisherId, kind: &ObjectKind, bytes: bytes::Bytes) {
+        if !kind.is_immutable() || bytes.len() as u64 > CACHE_MAX_OBJECT {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (*publisher, *kind);
+        if cache.map.contains_key(&key) {
+            return;
+        }
+        while cache.bytes + bytes.len() > CACHE_TOTAL {
+            let Some(old) = cache.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = cache.map.remove(&old) {
+                cache.bytes -= b.len();
+            }
+        }
+        cache.bytes += bytes.len();
+        cache.order.push_back(key);
+        cache.map.insert(key, bytes);
+    }
+
+    /// Current object counts.
+    pub fn counts(&self) -> ObjectCounts {
+        ObjectCounts {
+            bundles: self.counts.bundles.load(Ordering::Relaxed),
+            minisigs: self.counts.minisigs.load(Ordering::Relaxed),
+            pieces: self.counts.pieces.load(Ordering::Relaxed),
+            indexes: self.counts.indexes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Publisher folders present in the store (trusted or not: callers filter).
+    pub fn publisher_ids(&self) -> Result<Vec<PublisherId>, StoreError> {
+        let dir = layout::on_disk(&self.root, &format!("{}/publishers", layout::PREFIX));
+        let mut ids: Vec<PublisherId> = fs::read_dir(&dir)
+            .map_err(StoreError::io(&dir))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Removes temp files not modified for `age` (left behind by a crash).
+    pub fn clean_tmp(&self, age: Duration) -> Result<usize, StoreError> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.tmp).map_err(StoreError::io(&self.tmp))? {
+            let entry = entry.map_err(StoreError::io(&self.tmp))?;
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() >= age)
+                .unwrap_or(false);
+            if stale {
+                let path = entry.path();
+                let result = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                match result {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io(&path)(e)),
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed stale temp files from {}",
+                self.tmp.display()
+            );
+        }
+        Ok(removed)
+    }
+
+    fn count_objects(&self) -> Result<(), StoreError> {
+        for id in self.publisher_ids()? {
+            if self.contains(&id, &ObjectKind::Index) {
+                self.counts.indexes.fetch_add(1, Ordering::Relaxed);
+            }
+            let bundles = self.path(&id, &ObjectKind::Index).with_file_name("bundles");
+            for name in list_names(&bundles)? {
+                if name.ends_with(".zip") {
+                    self.counts.bundles.fetch_add(1, Ordering::Relaxed);
+                } else if name.ends_with(".zip.minisig") {
+                    self.counts.minisigs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let pieces = bundles.with_file_name("pieces");
+            let n = list_names(&pieces)?
+                .iter()
+                .filter(|n| n.ends_with(".json"))
+                .count();
+            self.counts.pieces.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Creates the publisher's folders and its `publisher.pub` (from the trusted key).
+    fn ensure_publisher(&self, publisher: &PublicKey) -> Result<(), StoreError> {
+        let id = PublisherId::of(publisher);
+        let pub_path = self.path(&id, &ObjectKind::PublisherPub);
+        if pub_path.is_file() {
+            return Ok(());
+        }
+        let l = PublisherLayout::new(publisher);
+        for dir in [l.pieces_dir(), l.bundles_dir()] {
+            let dir = layout::on_disk(&self.root, &dir);
+            fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        }
+        index::atomic::write(&self.tmp, &pub_path, publisher.to_file_text().as_bytes())
+            .map_err(StoreError::io(&pub_path))
+    }
+
+    /// A receiver for an object whose sha256 and size are known (from a URL and a
+    /// `Content-Length`, or from a signed index): feed it the bytes, then hand the result to
+    /// [`Store::install_bundle`] or [`Store::install_piece`].
+    pub fn receiver(&self, expected: ObjectRef) -> Result<index::FileReceiver, StoreError> {
+        index::FileReceiver::new(&self.tmp, expected).map_err(StoreError::Object)
+    }
+
+    /// Installs a bundle whose bytes matched its sha256 and size, after verifying it against
+    /// `publisher` with the same code as `qasid verify`.
+    pub fn install_bundle(
+        &self,
+        publisher: &PublicKey,
+        object: VerifiedObject,
+        limits: &BundleLimits,
+    ) -> Result<(Installed, Option<VerifiedBundle>), StoreError> {
+        let id = object.object().sha256;
+        let pid = PublisherId::of(publisher);
+        let dest = self.path(&pid, &ObjectKind::Bundle(id));
+        if dest.is_file() {
+            return Ok((Installed::AlreadyPresent, None));
+        }
+        let verified = bundle::verify_file(object.path(), publisher, limits)
+            .map_err(|source| StoreError::Bundle { id, source })?;
+        self.ensure_publisher(publisher)?;
+        match install_no_clobber(object, &dest)? {
+            Installed::New => {
+                self.counts.bundles.fetch_add(1, Ordering::Relaxed);
+                Ok((Installed::New, Some(verified)))
+            }
+            Installed::AlreadyPresent => Ok((Installed::AlreadyPresent, None)),
+        }
+    }
+
+    /// Installs a bundle's detached minisign signature after checking it against the stored
+    /// bundle and the publisher's key.
+    pub fn install_minisig(
+        &self,
+        publisher: &PublicKey,
+        bundle: ContentId,
+        bytes: &[u8],
+    ) -> Result<Installed, StoreError> {
+        let pid = PublisherId::of(publisher);
+        let dest = self.path(&pid, &ObjectKind::Minisig(bundle));
+        if dest.is_file() {
+            return Ok(Installed::AlreadyPresent);
+        }
+        let zip = self.path(&pid, &ObjectKind::Bundle(bundle));
+        if !zip.is_file() {
+            return Err(StoreError::BundleMissing(bundle));
+        }
+        if bytes.len() as u64 > MAX_MINISIG_BYTES {
+            return Err(StoreError::Minisig {
+                bundle,
+                reason: format!("larger than {MAX_MINISIG_BYTES} bytes"),
+            });
+        }
+        let refuse = |reason: String| StoreError::Minisig { bundle, reason };
+        let text = std::str::from_utf8(bytes).map_err(|_| refuse("not UTF-8 text".into()))?;
+        let file = fs::File::open(&zip).map_err(StoreError::io(&zip))?;
+        crate::keys::minisig::verify_file(publisher, io::BufReader::new(file), text)
+            .map_err(|e| refuse(e.to_string()))?;
+        let existed = dest.is_file();
+        index::atomic::write(&self.tmp, &dest, bytes).map_err(StoreError::io(&dest))?;
+        if !existed {
+            self.counts.minisigs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Installed::New)
+    }
+
+    /// Stages an index piece whose bytes matched its sha256 and size. Pieces are not signed
+    /// on their own, so a staged piece is not served: it moves into the layout only when a
+    /// verified `index.json` that lists it is installed (the index module checks its content
+    /// then). Staged pieces no index claims are removed after [`STALE_STAGED_AGE`].
+    pub fn stage_piece(
+        &self,
+        publisher: &PublicKey,
+        object: VerifiedObject,
+    ) -> Result<Installed, StoreError> {
+        let reference = object.object();
+        let pid = PublisherId::of(publisher);
+        if self.contains(&pid, &ObjectKind::Piece(reference.sha256)) {
+            return Ok(Installed::AlreadyPresent);
+        }
+        if reference.size > self.index_limits.max_piece_bytes {
+            return Err(StoreError::Index(IndexError::TooLarge {
+                what: "index piece",
+                limit: self.index_limits.max_piece_bytes,
+            }));
+        }
+        let dest = self.staged_piece(&pid, &reference.sha256);
+        if dest.is_file() {
+            return Ok(Installed::AlreadyPresent);
+        }
+        let dir = dest.parent().expect("staged pieces live in a folder");
+        fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        install_no_clobber(object, &dest)
+    }
+
+    fn staged_piece(&self, pid: &PublisherId, id: &ContentId) -> PathBuf {
+        self.state
+            .join("staged")
+            .join(pid.to_string())
+            .join(format!("{id}.json"))
+    }
+
+    /// Whether a piece is in the layout or staged.
+    fn has_piece(&self, pid: &PublisherId, id: &ContentId) -> bool {
+        self.contains(pid, &ObjectKind::Piece(*id)) || self.staged_piece(pid, id).is_file()
+    }
+
+    /// Moves the staged pieces a verified index lists into the layout.
+    fn publish_staged_pieces(&self, pid: &PublisherId, index: &Index) -> Result<(), StoreError> {
+        for piece in listed_pieces(index.head()) {
+            let dest = self.path(pid, &ObjectKind::Piece(piece.sha256));
+            if dest.is_file() {
+                continue;
+            }
+            let staged = self.staged_piece(pid, &piece.sha256);
+            fs::rename(&staged, &dest).map_err(StoreError::io(&dest))?;
+            self.counts.pieces.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(dir) = self.path(pid, &ObjectKind::Index).parent() {
+            index::atomic::sync_parent(&dir.join("pieces").join("x"))
+                .map_err(StoreError::io(dir))?;
+        }
+        Ok(())
+    }
+
+    /// Removes staged pieces older than `age` that no installed index claimed.
+    fn clean_staged(&self, age: Duration) -> Result<(), StoreError> {
+        let staged = self.state.join("staged");
+        let now = SystemTime::now();
+        for dir in fs::read_dir(&staged).into_iter().flatten().flatten() {
+            for file in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                let old = file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= age);
+                if old {
+                    let path = file.path();
+                    fs::remove_file(&path)
+                        .or_else(|e| match e.kind() {
+                            io::ErrorKind::NotFound => Ok(()),
+                            _ => Err(e),
+                        })
+                        .map_err(StoreError::io(&path))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lock_publishers(&self) -> MutexGuard<'_, HashMap<PublisherId, PublisherState>> {
+        // A panic mid-install leaves at worst a tracker that is re-read on the next open.
+        self.publishers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The publisher's state, loading it on first use: the tracker's history from `.state`,
+    /// then the installed `index.json` (verified), which the tracker catches up with if it is
+    /// newer (the store may have been filled by `qasid publish` or a plain copy).
+    fn state<'a>(
+        &self,
+        map: &'a mut HashMap<PublisherId, PublisherState>,
+        publisher: &PublicKey,
+    ) -> Result<&'a mut PublisherState, StoreError> {
+        use std::collections::hash_map::Entry as Slot;
+        match map.entry(PublisherId::of(publisher)) {
+            Slot::Occupied(slot) => Ok(slot.into_mut()),
+            Slot::Vacant(slot) => {
+                let mut tracker = Tracker::open(&self.state, publisher, self.index_limits.clone())
+                    .map_err(StoreError::Index)?;
+                let installed = self.read_installed(publisher)?;
+                if let Some(index) = &installed {
+                    if let Err(e) = self.feed(&mut tracker, index.signed().envelope()) {
+                        // Older than the tracker's history (normal while bundles arrive) or a
+                        // conflict, for which the index module has already saved evidence.
+                        tracing::debug!(
+                            publisher = %publisher.id(),
+                            "installed index not newer than the tracked one: {e}"
+                        );
+                    }
+                }
+                Ok(slot.insert(PublisherState {
+                    tracker,
+                    installed: installed.map(Arc::new),
+                }))
+            }
+        }
+    }
+
+    /// Reads and fully verifies the installed `index.json` and its pieces from the store.
+    fn read_installed(&self, publisher: &PublicKey) -> Result<Option<Index>, StoreError> {
+        let pid = PublisherId::of(publisher);
+        let path = self.path(&pid, &ObjectKind::Index);
+        let envelope = match fs::File::open(&path) {
+            Ok(f) => index::read_capped(f, self.index_limits.max_head_bytes)
+                .map_err(|e| StoreError::Index(IndexError::Head(e)))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path)(e)),
+        };
+        let mut tracker = Tracker::ephemeral(publisher, self.index_limits.clone());
+        self.feed(&mut tracker, &envelope)?;
+        Ok(tracker.into_held())
+    }
+
+    /// Offers `envelope` to `tracker`, supplying pieces from the store. Errors with the list of
+    /// pieces the store lacks if any listed piece is missing.
+    fn feed(&self, tracker: &mut Tracker, envelope: &[u8]) -> Result<(), StoreError> {
+        let pid = PublisherId::of(tracker.publisher());
+        let update = match tracker
+            .offer(envelope, SystemTime::now())
+            .map_err(map_index_error)?
+        {
+            Offer::Unchanged => return Ok(()),
+            Offer::KeptFresher { offered } => {
+                return Err(StoreError::StaleIndex {
+                    offered: offered.head().sequence(),
+                })
+            }
+            Offer::Update(mut pending) => {
+                let missing: Vec<MissingObject> = listed_pieces(pending.head().head())
+                    .iter()
+                    .filter(|p| !self.has_piece(&pid, &p.sha256))
+                    .map(|p| MissingObject {
+                        kind: ObjectKind::Piece(p.sha256),
+                        object: p.object(),
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(StoreError::MissingObjects(missing));
+                }
+                loop {
+                    let needed = pending.needed().map_err(StoreError::Index)?;
+                    if needed.is_empty() {
+                        break;
+                    }
+                    for piece in needed {
+                        let bytes = self.read_piece(&pid, &piece)?;
+                        pending.supply(&piece, bytes).map_err(StoreError::Index)?;
+                    }
+                }
+                pending.finish().map_err(StoreError::Index)?
+            }
+        };
+        tracker.accept(update).map_err(StoreError::Index)?;
+        Ok(())
+    }
+
+    fn read_piece(&self, pid: &PublisherId, piece: &PieceRef) -> Result<Vec<u8>, StoreError> {
+        let mut path = self.path(pid, &ObjectKind::Piece(piece.sha256));
+        if !path.is_file() {
+            path = self.staged_piece(pid, &piece.sha256);
+        }
+        let file = fs::File::open(&path).map_err(StoreError::io(&path))?;
+        // Stored pieces were hash-checked on the way in; `supply` checks again anyway.
+        let mut bytes = Vec::with_capacity(piece.size as usize);
+        file.take(piece.size.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(StoreError::io(&path))?;
+        Ok(bytes)
+    }
+
+    /// Verifies `envelope` as the publisher's new `index.json` (signature, trusted key, history:
+    /// sequence strictly above the held one, no equivocation, not an expired one over a fresh
+    /// one) and installs it once every piece and bundle it lists is present.
+    ///
+    /// [`StoreError::MissingObjects`] lists what to fetch or push first: pieces, and once the
+    /// pieces are all there, bundles. Offering the same envelope again after supplying them
+    /// completes the install.
+    pub fn install_index(
+        &self,
+        publisher: &PublicKey,
+        envelope: &[u8],
+    ) -> Result<Installed, StoreError> {
+        let mut map = self.lock_publishers();
+        let state = self.state(&mut map, publisher)?;
+        let installed_seq = state.installed.as_ref().map(|i| i.head().sequence());
+        let installed_id = state.installed.as_ref().map(|i| *i.signed().id());
+        if installed_id == Some(ContentId::of_bytes(envelope)) {
+            return Ok(Installed::AlreadyPresent);
+        }
+        self.feed(&mut state.tracker, envelope)?;
+        let held = state
+            .tracker
+            .held()
+            .expect("feed accepted or kept an index");
+        if held.signed().envelope() != envelope {
+            // The tracker already holds something newer than what was offered.
+            let offered = index::SignedHead::verify(envelope, publisher, &self.index_limits)
+                .map_err(map_index_error)?;
+            return Err(StoreError::OlderIndex {
+                held: held.head().sequence(),
+                offered: offered.head().sequence(),
+            });
+        }
+        if let Some(seq) = installed_seq {
+            if held.head().sequence() <= seq {
+                return Err(StoreError::OlderIndex {
+                    held: seq,
+                    offered: held.head().sequence(),
+                });
+            }
+        }
+        let missing = self.missing_bundles(publisher, held);
+        if !missing.is_empty() {
+            return Err(StoreError::MissingObjects(missing));
+        }
+        self.ensure_publisher(publisher)?;
+        let pid = PublisherId::of(publisher);
+        self.publish_staged_pieces(&pid, held)?;
+        let dest = self.path(&pid, &ObjectKind::Index);
+        index::atomic::write(&self.tmp, &dest, envelope).map_err(StoreError::io(&dest))?;
+        if state.installed.is_none() {
+            self.counts.indexes.fetch_add(1, Ordering::Relaxed);
+        }
+        state.installed = Some(Arc::new(held.clone()));
+        Ok(Installed::New)
+    }
+
+    /// Bundles the index requires (every version for `keep = "all"`, the current listing for
+    /// `keep = "current"`) that are not present with the right size.
+    fn missing_bundles(&self, publisher: &PublicKey, index: &Index) -> Vec<MissingObject> {
+        let pid = PublisherId::of(publisher);
+        let required: Vec<ObjectRef> = match self.keep {
+            Keep::All => index
+                .entries()
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Add(a) => Some(a.bundle()),
+                    Entry::Retract { .. } => None,
+                })
+                .collect(),
+            Keep::Current => index.current().iter().map(|(_, a)| a.bundle()).collect(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        required
+            .into_iter()
+            .filter(|b| seen.insert(b.sha256))
+            .filter(|b| {
+                let path = self.path(&pid, &ObjectKind::Bundle(b.sha256));
+                !fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == b.size)
+            })
+            .map(|b| MissingObject {
+                kind: ObjectKind::Bundle(b.sha256),
+                object: b,
+            })
+            .collect()
+    }
+
+    /// The installed (served) index of a publisher, verified, or `None` if there is none.
+    pub fn index(&self, publisher: &PublicKey) -> Result<Option<Arc<Index>>, StoreError> {
+        let mut map = self.lock_publishers();
+        Ok(self.state(&mut map, publisher)?.installed.clone())
+    }
+}
+
+/// Every piece a head lists: the pieces covering the log, and the newest batch (which a
+/// client holding the previous index fetches instead of the merged pieces).
+fn listed_pieces(head: &index::Head) -> Vec<PieceRef> {
+    let log = head.log();
+    let mut pieces = log.pieces().to_vec();
+    if !pieces.contains(log.batch()) {
+        pieces.push(*log.batch());
+    }
+    pieces
+}
+
+/// Installs a hash-checked temp file at `dest` unless something is already there: fsync, hard
+/// link (which, unlike rename, refuses to replace), fsync the folder. The temp name goes when
+/// `object` drops. Concurrent installers of one object all succeed; exactly one sees `New`.
+fn install_no_clobber(object: VerifiedObject, dest: &Path) -> Result<Installed, StoreError> {
+    fs::File::open(object.path())
+        .and_then(|f| f.sync_all())
+        .map_err(StoreError::io(object.path()))?;
+    match fs::hard_link(object.path(), dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Installed::AlreadyPresent),
+        Err(e) => return Err(StoreError::io(dest)(e)),
+    }
+    index::atomic::sync_parent(dest).map_err(StoreError::io(dest))?;
+    Ok(Installed::New)
+}
+
+/// Rollback from the tracker becomes the store's own "older index" refusal.
+fn map_index_error(e: IndexError) -> StoreError {
+    match e {
+        IndexError::Rollback { held, offered } => StoreError::OlderIndex { held, offered },
+        other => StoreError::Index(other),
+    }
+}
+
+fn list_names(dir: &Path) -> Result<Vec<String>, StoreError> {
+    match fs::read_dir(dir) {
+        Ok(read) => Ok(read
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(StoreError::io(dir)(e)),
+    }
+}
