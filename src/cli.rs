@@ -59,11 +59,14 @@ fn version_text() -> &'static str {
     )
 }
 
-/// Sets up tracing to stderr. `RUST_LOG` wins over `-v`.
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "qasid=debug,info",
+/// Sets up tracing to stderr. `RUST_LOG` wins over `-v`. Daemons log what they do (info) by
+/// default; one-shot commands only warnings, since their results go to stdout.
+pub fn init_logging(cli: &Cli) {
+    let daemon = matches!(cli.command, Command::Mirror(_));
+    let default = match (cli.verbose, daemon) {
+        (0, false) => "warn",
+        (0, true) => "info",
+        (1, _) => "qasid=debug,info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

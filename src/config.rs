@@ -140,19 +140,29 @@ impl Default for SyncConfig {
 pub struct ReaderConfig {
     /// Mirror base URLs to race.
     pub mirrors: Vec<reqwest::Url>,
+    /// `(mirror, proxy)` for the entries of `mirrors` written as `{ url = "...", proxy = "..." }`:
+    /// such a mirror is reached through its own proxy instead of `proxy`.
+    pub mirror_proxies: Vec<(reqwest::Url, reqwest::Url)>,
     /// Proxy for all reader requests.
     pub proxy: Option<reqwest::Url>,
-    /// How long the reader waits for the first mirror before asking the next ones too.
-    /// Default 300 ms: about one intercontinental round trip plus a TLS handshake's worth.
+    /// After the first valid index arrives, how long the reader waits for a fresher one from the
+    /// other mirrors. Default 300 ms: about one intercontinental round trip plus a TLS
+    /// handshake's worth.
     pub race_window: Duration,
+    /// How long a bundle download may go without receiving a byte before the reader also asks
+    /// the next mirror. Default 500 ms: a healthy mirror sends its first bytes within a round
+    /// trip or two; a tarpit or a throttled link sends none.
+    pub hedge_delay: Duration,
 }
 
 impl Default for ReaderConfig {
     fn default() -> Self {
         Self {
             mirrors: Vec::new(),
+            mirror_proxies: Vec::new(),
             proxy: None,
             race_window: Duration::from_millis(300),
+            hedge_delay: Duration::from_millis(500),
         }
     }
 }
@@ -354,6 +364,25 @@ race_window = "200ms"
 
         let (_, _, message) = invalid("[mirror]\nmax_push_bytes = \"12 parsecs\"\n");
         assert!(message.contains("max_push_bytes"), "{message}");
+    }
+
+    #[test]
+    fn reader_mirrors_may_carry_their_own_proxy() {
+        let c = parse(
+            "[reader]\nmirrors = [\"https://a.example/\", { url = \"http://b.example/\", proxy = \
+             \"socks5h://127.0.0.1:9050\" }]\nhedge_delay = \"1s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.reader.mirrors.len(), 2);
+        assert_eq!(c.reader.mirror_proxies.len(), 1);
+        assert_eq!(c.reader.mirror_proxies[0].0.as_str(), "http://b.example/");
+        assert_eq!(c.reader.mirror_proxies[0].1.scheme(), "socks5h");
+        assert_eq!(c.reader.hedge_delay, Duration::from_secs(1));
+        let (line, _, message) = invalid(
+            "[reader]\nmirrors = [{ url = \"http://b.example/\", proxy = \"ftp://x/\" }]\n",
+        );
+        assert_eq!(line, 2);
+        assert!(message.contains("proxy"), "{message}");
     }
 
     #[test]

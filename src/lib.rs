@@ -17,6 +17,7 @@
 //! - [`config`]: `mirrors.toml`, validated, with documented defaults.
 //! - [`store`]: the mirror's content-addressed store (the static layout on disk).
 //! - [`mirror`]: the mirror's HTTP server (layout, push, reader pages, metrics).
+//! - [`reader`]: fetching verified indexes and bundles from racing mirrors (HTTP, Tor, folders).
 //!
 //! Trust flows one way: bytes from disk or network become [`bundle::VerifiedBundle`] only through
 //! the verifier, and everything that serves or shows an article takes that type.
@@ -31,6 +32,7 @@ pub mod limits;
 pub mod manifest;
 pub mod mirror;
 pub mod pages;
+pub mod reader;
 pub mod render;
 pub mod repo;
 pub mod store;

@@ -11,7 +11,7 @@ mod cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.verbose);
+    cli::init_logging(&args);
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),

@@ -43,15 +43,15 @@ mod reading;
 mod route;
 mod serve;
 
-pub use conn::ConnLimits;
+use conn::ConnLimits;
 pub use metrics::{Metrics, PushOutcome, RouteClass, UpstreamState};
 
 /// A publisher this mirror carries.
 #[derive(Debug, Clone)]
-pub struct TrustedPublisher {
-    pub key: PublicKey,
+struct TrustedPublisher {
+    key: PublicKey,
     /// Display name from the configuration.
-    pub name: Option<String>,
+    name: Option<String>,
 }
 
 /// Why the mirror could not start or stopped with an error.
@@ -138,11 +138,6 @@ impl MirrorState {
     /// The trusted key for a publisher folder, if this mirror carries it.
     pub fn trusted(&self, id: &PublisherId) -> Option<&PublicKey> {
         self.by_id.get(id).map(|&i| &self.publishers[i].key)
-    }
-
-    /// The trusted publishers, in configuration order.
-    pub fn publishers(&self) -> &[TrustedPublisher] {
-        &self.publishers
     }
 
     fn trusted_name(&self, key: &PublicKey) -> Option<String> {

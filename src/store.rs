@@ -4,15 +4,17 @@
 //!
 //! Owns every write into that folder and the rules for them: a bundle is installed only after
 //! its size and sha256 matched its name and it verified against the publisher's key; a piece
-//! only after its hash matched and the index module parsed it; `index.json` only after the index
+//! only once a verified `index.json` lists it (until then it waits, unserved, in a staging
+//! folder, because pieces carry no signature of their own); `index.json` only after the index
 //! module's history checks (no rollback, no equivocation, fresher kept) and only once every
 //! piece and bundle it lists is present. Writes are atomic (temp file in `<store>/.tmp`, fsync,
 //! rename, fsync folder) and immutable objects are never replaced by different bytes, so a
 //! reader of the folder never sees a partial or inconsistent state. It never decides which
 //! publishers to trust (callers pass the trusted key) and never touches the network.
 //!
-//! Outside the served layout: `<store>/.tmp/` (temp files, cleaned on open) and
-//! `<store>/.state/` (the index module's tracker state and equivocation evidence).
+//! Outside the served layout: `<store>/.tmp/` (temp files; stale ones removed on open) and
+//! `<store>/.state/` (the index module's tracker state and equivocation evidence, staged
+//! pieces, and the mirror's verified extractions for reader pages).
 
 use std::collections::HashMap;
 use std::fs;
@@ -443,6 +445,56 @@ impl Store {
         Ok(Installed::New)
     }
 
+    /// Removes bundles (and their `.minisig`) of `publisher` that `keep = "current"` no longer
+    /// needs: candidates that neither the served index's current listing nor the newer index
+    /// held for completion lists are deleted; the rest are left alone. Returns the removed ones.
+    /// Checked under the publisher lock, so an index installed meanwhile is never left pointing
+    /// at a removed bundle. Does nothing for `keep = "all"`.
+    pub fn remove_unlisted_bundles(
+        &self,
+        publisher: &PublicKey,
+        candidates: &[ContentId],
+    ) -> Result<Vec<ContentId>, StoreError> {
+        if self.keep == Keep::All {
+            return Ok(Vec::new());
+        }
+        let mut map = self.lock_publishers();
+        let state = self.state(&mut map, publisher)?;
+        let listed: std::collections::HashSet<ContentId> =
+            [state.installed.as_deref(), state.tracker.held()]
+                .into_iter()
+                .flatten()
+                .flat_map(|index| index.current().into_iter().map(|(_, a)| a.bundle().sha256))
+                .collect();
+        let pid = PublisherId::of(publisher);
+        let mut removed = Vec::new();
+        for id in candidates.iter().filter(|id| !listed.contains(id)) {
+            for (kind, counter) in [
+                (ObjectKind::Minisig(*id), &self.counts.minisigs),
+                (ObjectKind::Bundle(*id), &self.counts.bundles),
+            ] {
+                let path = self.path(&pid, &kind);
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        counter.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io(&path)(e)),
+                }
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(bytes) = cache.map.remove(&(pid, kind)) {
+                    cache.bytes -= bytes.len();
+                }
+            }
+            removed.push(*id);
+        }
+        if !removed.is_empty() {
+            let any = self.path(&pid, &ObjectKind::Bundle(removed[0]));
+            index::atomic::sync_parent(&any).map_err(StoreError::io(&any))?;
+        }
+        Ok(removed)
+    }
+
     /// Stages an index piece whose bytes matched its sha256 and size. Pieces are not signed
     /// on their own, so a staged piece is not served: it moves into the layout only when a
     /// verified `index.json` that lists it is installed (the index module checks its content
@@ -775,5 +827,67 @@ fn list_names(dir: &Path) -> Result<Vec<String>, StoreError> {
             .collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(StoreError::io(dir)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Keep::All, IndexLimits::default()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn open_creates_the_layout_and_removes_only_stale_temp_files() {
+        let (dir, store) = store();
+        assert!(dir.path().join("qasid/v1/publishers").is_dir());
+        let fresh = store.tmp_dir().join("fresh");
+        let old = store.tmp_dir().join("old");
+        fs::write(&fresh, b"x").unwrap();
+        fs::write(&old, b"x").unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        drop(store);
+        let _store = Store::open(dir.path(), Keep::All, IndexLimits::default()).unwrap();
+        assert!(fresh.exists(), "a live writer's temp file survives");
+        assert!(!old.exists(), "a crashed writer's temp file is removed");
+    }
+
+    #[test]
+    fn the_cache_keeps_only_small_immutable_objects_within_its_budget() {
+        let (_dir, store) = store();
+        let pid: PublisherId = "11".repeat(32).parse().unwrap();
+        let index = ObjectKind::Index;
+        store.remember(&pid, &index, bytes::Bytes::from_static(b"{}"));
+        assert!(store.cached(&pid, &index).is_none());
+        let big = ObjectKind::Bundle(ContentId::of_bytes(b"big"));
+        store.remember(
+            &pid,
+            &big,
+            bytes::Bytes::from(vec![0u8; CACHE_MAX_OBJECT as usize + 1]),
+        );
+        assert!(store.cached(&pid, &big).is_none());
+        let chunk = CACHE_MAX_OBJECT as usize;
+        let n = CACHE_TOTAL / chunk + 4;
+        for i in 0..n {
+            let kind = ObjectKind::Bundle(ContentId::of_bytes(&i.to_le_bytes()));
+            store.remember(&pid, &kind, bytes::Bytes::from(vec![1u8; chunk]));
+        }
+        let cache = store.cache.lock().unwrap();
+        assert!(cache.bytes <= CACHE_TOTAL);
+        assert_eq!(cache.map.len(), CACHE_TOTAL / chunk);
+        let first = ObjectKind::Bundle(ContentId::of_bytes(&0usize.to_le_bytes()));
+        assert!(
+            !cache.map.contains_key(&(pid, first)),
+            "oldest evicted first"
+        );
     }
 }

@@ -79,6 +79,41 @@ async fn slow_and_idle_clients_are_cut_off() {
     assert_eq!(server.store.counts().bundles, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("store"), &[&key(1)], |c| {
+        c.mirror.max_connections = 1;
+    })
+    .await;
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || {
+        // The only slot, held by an idle connection.
+        let holder = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut waiting = std::net::TcpStream::connect(addr).unwrap();
+        waiting
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        waiting
+            .set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert!(
+            waiting.read(&mut buf).is_err(),
+            "a second connection is not served while the limit is reached"
+        );
+        drop(holder);
+        waiting.set_read_timeout(Some(WAIT)).unwrap();
+        let mut response = String::new();
+        waiting.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+    })
+    .await
+    .unwrap();
+}
+
 /// A `qasid mirror` process, killed on drop if still running.
 struct Process {
     child: Child,

@@ -80,9 +80,27 @@ struct SyncWire {
 #[serde(deny_unknown_fields)]
 struct ReaderWire {
     #[serde(default)]
-    mirrors: Vec<Spanned<String>>,
+    mirrors: Vec<Spanned<ReaderMirrorWire>>,
     proxy: Option<Spanned<String>>,
     race_window: Option<Spanned<String>>,
+    hedge_delay: Option<Spanned<String>>,
+}
+
+/// A reader mirror: a URL, or `{ url = "...", proxy = "..." }` for one with its own proxy.
+/// (Plain strings inside: `Spanned` does not survive an untagged enum; errors point at the
+/// whole entry.)
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ReaderMirrorWire {
+    Url(String),
+    WithProxy(ReaderMirrorTableWire),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReaderMirrorTableWire {
+    url: String,
+    proxy: Option<String>,
 }
 
 fn at<T>(value: &Spanned<T>, message: String) -> WireError {
@@ -123,20 +141,32 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
                 .use_index_mirrors
                 .unwrap_or(defaults.sync.use_index_mirrors),
         },
-        reader: ReaderConfig {
-            mirrors: file
-                .reader
-                .mirrors
-                .iter()
-                .map(|m| mirror_url(m, "reader mirror"))
-                .collect::<Result<_, _>>()?,
-            proxy: file.reader.proxy.as_ref().map(proxy_url).transpose()?,
-            race_window: duration(
-                file.reader.race_window,
-                "reader.race_window",
-                defaults.reader.race_window,
-            )?,
-        },
+        reader: reader(file.reader, defaults.reader)?,
+    })
+}
+
+fn reader(r: ReaderWire, d: ReaderConfig) -> Result<ReaderConfig, WireError> {
+    let mut mirrors = Vec::new();
+    let mut mirror_proxies = Vec::new();
+    for entry in &r.mirrors {
+        let (url, proxy) = match entry.get_ref() {
+            ReaderMirrorWire::Url(url) => (url, None),
+            ReaderMirrorWire::WithProxy(t) => (&t.url, t.proxy.as_ref()),
+        };
+        let url = parse_mirror_url(url).map_err(|e| at(entry, format!("reader mirror: {e}")))?;
+        if let Some(proxy) = proxy {
+            let proxy = parse_proxy_url(proxy)
+                .map_err(|e| at(entry, format!("reader mirror proxy: {e}")))?;
+            mirror_proxies.push((url.clone(), proxy));
+        }
+        mirrors.push(url);
+    }
+    Ok(ReaderConfig {
+        mirrors,
+        mirror_proxies,
+        proxy: r.proxy.as_ref().map(proxy_url).transpose()?,
+        race_window: duration(r.race_window, "reader.race_window", d.race_window)?,
+        hedge_delay: duration(r.hedge_delay, "reader.hedge_delay", d.hedge_delay)?,
     })
 }
 

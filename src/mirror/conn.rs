@@ -81,13 +81,17 @@ pub async fn serve(
     shutdown.await;
     stop.cancel();
     tokio::task::spawn_blocking(move || {
-        threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a server thread panicked")))
-            })
-            .collect::<io::Result<()>>()
+        // Join every worker (each drains its connections), then report the first failure.
+        let mut result = Ok(());
+        for thread in threads {
+            let joined = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a server thread panicked")));
+            if result.is_ok() {
+                result = joined;
+            }
+        }
+        result
     })
     .await
     .map_err(io::Error::other)?

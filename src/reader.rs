@@ -1,0 +1,711 @@
+//! The reader: each trusted publisher's freshest verified index, and its bundles, from whichever
+//! mirrors answer, however many of them are blocked, slow or lying.
+//!
+//! Owns the races (every mirror is asked for every index at once; after the first valid answer
+//! a short window for a fresher one; the highest sequence wins), hedged bundle downloads (the
+//! fastest mirror first, the next one too when bytes stop coming, the first verified copy wins
+//! and the rest are cancelled), resuming interrupted downloads, the known-mirrors list learned
+//! from signed indexes, and the per-mirror [`Report`]. History rules (rollback, equivocation,
+//! freshness) are the index module's [`Tracker`]'s. Every byte passes the same checks whichever
+//! transport (HTTP, proxy, folder) or fallback it came through: there is no path around them
+//! (APT's CVE-2018-0501 was a fallback path that skipped one).
+//!
+//! It never writes an unverified bundle where it can be read: bytes go to a partial file in
+//! the state folder, and only [`crate::index::receive_bundle`] (size, sha256, then the bundle
+//! verifier) produces the file that is renamed into the output folder. It never takes a key, a
+//! size or a mirror URL from a mirror unless a trusted key signed it, never uses a mirror again
+//! in a run once it lied, and never prints: callers get [`PublisherUpdate`]s, a
+//! [`SavedBundle`] and a [`Report`].
+//!
+//! State folder ([`ReaderOptions::state_dir`], by default [`crate::index::default_state_dir`]):
+//! `index/<pubkey-hex>/` and `evidence/` (the trackers'), `known-mirrors.txt` (`known`),
+//! `partial/<sha256>.part` (interrupted downloads, `download`).
+//!
+//! - `mirrors`: where a mirror is, what happened to it, the report.
+//! - `transport`: HTTP clients (proxy, timeouts) and capped reads from URLs and folders.
+//! - `race`: the index race, and settling on one verified index per publisher.
+//! - `download`: the hedged, resumable bundle download.
+//! - `known`: the known-mirrors file.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::bundle::VerifiedBundle;
+use crate::config::ReaderConfig;
+use crate::content_id::ContentId;
+use crate::index::{
+    receive_bundle, ArticleVersion, BundleFetchError, Entry, Freshness, Index, IndexError,
+    MirrorUrl, Outcome, Tracker,
+};
+use crate::keys::{KeyId, PublicKey};
+use crate::limits::{BundleLimits, IndexLimits};
+use crate::ErrorClass;
+
+mod download;
+mod known;
+mod mirrors;
+mod race;
+mod transport;
+
+pub use known::MAX_KNOWN_MIRRORS;
+pub use mirrors::{Fate, MirrorLocation, MirrorReport, MirrorSpec, Origin, Report};
+
+use mirrors::Mirror;
+
+/// Longest wait for a TCP (or proxy) connection. 15 s: a Tor circuit can take several seconds
+/// to build; a blocked address usually fails faster or hangs for ever, which is what this bounds.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Longest wait for the next byte of a response (headers included). 30 s: slow links stall for
+/// seconds, a tarpit for ever. Racing and hedging mean a reader rarely waits this long.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a reader run uses. [`ReaderOptions::new`] fills in the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ReaderOptions {
+    /// Mirrors in the order given (flags, then config); known mirrors are added after them.
+    pub mirrors: Vec<MirrorSpec>,
+    /// The trusted publishers: nothing signed by another key is accepted.
+    pub publishers: Vec<PublicKey>,
+    /// Where accepted indexes, known mirrors and partial downloads are kept.
+    pub state_dir: PathBuf,
+    /// Proxy for every HTTP mirror without its own.
+    pub proxy: Option<reqwest::Url>,
+    /// After the first valid index, how long to wait for a fresher one.
+    pub race_window: Duration,
+    /// How long a bundle download may go without a byte before the next mirror is asked too.
+    pub hedge_delay: Duration,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub index_limits: IndexLimits,
+    pub bundle_limits: BundleLimits,
+}
+
+impl ReaderOptions {
+    /// Options with the defaults of [`ReaderConfig`] and the timeouts above.
+    pub fn new(mirrors: Vec<MirrorSpec>, publishers: Vec<PublicKey>, state_dir: PathBuf) -> Self {
+        let defaults = ReaderConfig::default();
+        Self {
+            mirrors,
+            publishers,
+            state_dir,
+            proxy: defaults.proxy,
+            race_window: defaults.race_window,
+            hedge_delay: defaults.hedge_delay,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            index_limits: IndexLimits::default(),
+            bundle_limits: BundleLimits::default(),
+        }
+    }
+}
+
+/// Which article to fetch: `NAME` (the current version) or `NAME@VERSION`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArticleRequest {
+    pub name: String,
+    pub version: Option<u64>,
+}
+
+impl FromStr for ArticleRequest {
+    type Err = ReaderError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ReaderError::BadArticle(s.to_owned());
+        let (name, version) = match s.split_once('@') {
+            Some((name, v)) => (
+                name,
+                Some(v.parse::<u64>().ok().filter(|&v| v >= 1).ok_or_else(bad)?),
+            ),
+            None => (s, None),
+        };
+        if !crate::manifest::is_valid_bundle_name(name) {
+            return Err(bad());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            version,
+        })
+    }
+}
+
+impl fmt::Display for ArticleRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.version {
+            Some(v) => write!(f, "{}@{v}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// One publisher's verified index after a race.
+#[derive(Debug, Clone)]
+pub struct PublisherIndex {
+    pub publisher: PublicKey,
+    pub index: Index,
+    /// What the accepted answer did to the stored history.
+    pub outcome: Outcome,
+    /// The fastest mirror that served the accepted index (or the stored one, kept as fresher).
+    pub source: String,
+}
+
+/// The result of the race for one publisher.
+#[derive(Debug)]
+pub struct PublisherUpdate {
+    pub publisher: PublicKey,
+    pub result: Result<PublisherIndex, ReaderError>,
+}
+
+/// A bundle saved into the output folder, verified.
+#[derive(Debug)]
+pub struct SavedBundle {
+    /// `<out>/<name>-v<version>.zip`.
+    pub path: PathBuf,
+    pub publisher: PublicKey,
+    pub article: ArticleVersion,
+    pub bundle: VerifiedBundle,
+    /// The mirror it came from; `None` if a verified copy was already there.
+    pub source: Option<String>,
+    /// Bytes that an earlier, interrupted download had already fetched (resumed with `Range`).
+    pub resumed_from: u64,
+}
+
+/// How far a bundle download is: the most bytes any mirror has delivered so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub received: u64,
+    pub total: u64,
+}
+
+/// Called as a download advances (from the download's task; keep it quick).
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Something the user must hear about even though the run succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// The newest authentic index is past its expiry: newer articles may exist that the
+    /// reachable mirrors are not showing (a mirror, or a censor, may be freezing the reader).
+    Expired {
+        publisher: KeyId,
+        sequence: u64,
+        since: Duration,
+    },
+    /// A mirror offered a newer index that has already expired; the fresher stored one is kept.
+    KeptFresher {
+        publisher: KeyId,
+        offered: u64,
+        held: u64,
+    },
+    /// Mirrors learned from a signed index could not be remembered.
+    KnownMirrorsNotSaved { path: PathBuf, reason: String },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::Expired {
+                publisher,
+                sequence,
+                since,
+            } => write!(
+                f,
+                "STALE INDEX: the newest index of publisher {publisher} that any mirror could \
+                 prove (sequence {sequence}) expired {} ago. It is authentic, but newer \
+                 articles may exist that these mirrors are not showing you.",
+                humantime::format_duration(Duration::from_secs(since.as_secs()))
+            ),
+            Warning::KeptFresher {
+                publisher,
+                offered,
+                held,
+            } => write!(
+                f,
+                "publisher {publisher}: a mirror offered index sequence {offered}, which has \
+                 expired; keeping the fresher sequence {held} seen before"
+            ),
+            Warning::KnownMirrorsNotSaved { path, reason } => write!(
+                f,
+                "could not remember the mirrors learned from the index in {}: {reason}",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Why a reader run could not deliver.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    /// No mirror to ask.
+    #[error(
+        "no mirrors: give --mirror URL|DIR, or list them under [reader] mirrors in the config"
+    )]
+    NoMirrors,
+    /// No trusted publisher key.
+    #[error("no trusted publisher: give --publisher PUBKEY, or [[publisher]] in the config")]
+    NoPublishers,
+    /// A mirror location that is neither an http(s) URL nor a folder.
+    #[error("mirror {text:?}: {reason}")]
+    BadMirror { text: String, reason: String },
+    /// A proxy the HTTP client refused.
+    #[error("proxy {proxy}: {reason}")]
+    BadProxy { proxy: String, reason: String },
+    /// Not `NAME` or `NAME@VERSION`.
+    #[error("{0:?} is not an article NAME or NAME@VERSION (a-z, 0-9 and -; version ≥ 1)")]
+    BadArticle(String),
+    /// The stored state (held indexes) could not be opened or updated.
+    #[error("index state")]
+    State(#[source] IndexError),
+    /// A local file could not be read or written.
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every mirror failed at runtime (timeouts, refused connections, errors); none of them
+    /// answered with anything inauthentic.
+    #[error("no mirror could be reached for publisher {publisher}'s index: {summary}")]
+    Unreachable { publisher: KeyId, summary: String },
+    /// No mirror gave an authentic, current index: the answers were forged, tampered, or
+    /// older than the history already seen (rollback).
+    #[error("no mirror gave an authentic, current index of publisher {publisher}: {summary}")]
+    NoAuthenticIndex { publisher: KeyId, summary: String },
+    /// The index history is broken beyond a mirror's fault (equivocation: the publisher's key
+    /// signed two histories; evidence saved).
+    #[error(transparent)]
+    Index(IndexError),
+    /// No trusted publisher's index lists the article.
+    #[error("{request} is not listed in the index of any trusted publisher{}", unchecked_note(.unchecked))]
+    NotListed {
+        request: ArticleRequest,
+        /// Publishers whose index could not be obtained, and why it failed (worst class).
+        unchecked: Vec<KeyId>,
+        unchecked_class: Option<ErrorClass>,
+    },
+    /// Several trusted publishers list an article of that name.
+    #[error("{name} is listed by several trusted publishers ({}); pass the one you mean with --publisher", list(.publishers))]
+    Ambiguous {
+        name: String,
+        publishers: Vec<KeyId>,
+    },
+    /// Every mirror that delivered the bundle sent bytes that do not match the signed sha256.
+    #[error("bundle {sha256} of {article}: no mirror delivered the signed bytes: {summary}")]
+    BundleNotAuthentic {
+        article: String,
+        sha256: ContentId,
+        summary: String,
+    },
+    /// No mirror could deliver the bundle (timeouts, refused connections, missing files).
+    #[error("bundle {sha256} of {article}: no mirror could deliver it: {summary}")]
+    BundleUnreachable {
+        article: String,
+        sha256: ContentId,
+        summary: String,
+    },
+    /// The bytes matched the signed hash but are not a valid bundle of this article: the
+    /// publisher signed a broken bundle (every mirror would serve the same bytes), or a local
+    /// file could not be written.
+    #[error("bundle of {article}")]
+    Bundle {
+        article: String,
+        #[source]
+        source: BundleFetchError,
+    },
+}
+
+fn unchecked_note(unchecked: &[KeyId]) -> String {
+    if unchecked.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " that could be checked (no index obtained from {})",
+            list(unchecked)
+        )
+    }
+}
+
+fn list(ids: &[KeyId]) -> String {
+    ids.iter()
+        .map(KeyId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ReaderError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ReaderError::NoMirrors
+            | ReaderError::NoPublishers
+            | ReaderError::BadMirror { .. }
+            | ReaderError::BadProxy { .. }
+            | ReaderError::BadArticle(_)
+            | ReaderError::Ambiguous { .. } => ErrorClass::Usage,
+            ReaderError::NotListed {
+                unchecked_class, ..
+            } => unchecked_class.unwrap_or(ErrorClass::Usage),
+            ReaderError::State(e) | ReaderError::Index(e) => e.class(),
+            ReaderError::Io { .. }
+            | ReaderError::Unreachable { .. }
+            | ReaderError::BundleUnreachable { .. } => ErrorClass::Runtime,
+            ReaderError::NoAuthenticIndex { .. } | ReaderError::BundleNotAuthentic { .. } => {
+                ErrorClass::Verification
+            }
+            ReaderError::Bundle { source, .. } => source.class(),
+        }
+    }
+
+    fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| ReaderError::Io { path, source }
+    }
+}
+
+/// A reader run: the mirrors with what happened to each, and one tracker per publisher.
+pub struct Reader {
+    options: ReaderOptions,
+    mirrors: Vec<Mirror>,
+    trackers: Vec<Tracker>,
+    /// Per publisher, after [`Reader::update`]: mirrors in the order to ask for bundles.
+    ranked: Vec<Vec<usize>>,
+    warnings: Vec<Warning>,
+}
+
+impl Reader {
+    /// Opens the state (re-verifying held indexes), adds the known mirrors after the given
+    /// ones, and builds one HTTP client per proxy.
+    pub fn open(options: ReaderOptions) -> Result<Self, ReaderError> {
+        let mut publishers: Vec<PublicKey> = Vec::new();
+        for key in &options.publishers {
+            if !publishers.contains(key) {
+                publishers.push(key.clone());
+            }
+        }
+        if publishers.is_empty() {
+            return Err(ReaderError::NoPublishers);
+        }
+        let state = &options.state_dir;
+        std::fs::create_dir_all(state).map_err(ReaderError::io(state))?;
+        let trackers = publishers
+            .iter()
+            .map(|key| Tracker::open(state, key, options.index_limits.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ReaderError::State)?;
+        let mut warnings = Vec::new();
+        let mut specs = options.mirrors.clone();
+        match known::load(state, &options.index_limits) {
+            Ok(known) => specs.extend(known.into_iter().map(|url| MirrorSpec {
+                location: MirrorLocation::Http(url),
+                proxy: None,
+                origin: Origin::Known,
+            })),
+            Err(e) => warnings.push(Warning::KnownMirrorsNotSaved {
+                path: known::path(state),
+                reason: format!("reading failed: {e}"),
+            }),
+        }
+        let mut clients: HashMap<Option<String>, reqwest::Client> = HashMap::new();
+        let mut mirrors: Vec<Mirror> = Vec::new();
+        for spec in specs {
+            if mirrors.iter().any(|m| m.spec.location == spec.location) {
+                continue;
+            }
+            let proxy = spec.proxy.as_ref().or(options.proxy.as_ref());
+            let source = match &spec.location {
+                MirrorLocation::Http(base) => {
+                    let key = proxy.map(|p| p.to_string());
+                    let client = match clients.get(&key) {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c = transport::client(
+                                proxy,
+                                options.connect_timeout,
+                                options.read_timeout,
+                            )?;
+                            clients.insert(key, c.clone());
+                            c
+                        }
+                    };
+                    transport::Source::Http {
+                        client,
+                        base: base.clone(),
+                    }
+                }
+                MirrorLocation::Dir(root) => transport::Source::Dir(root.clone()),
+            };
+            mirrors.push(Mirror::new(spec, source));
+        }
+        if mirrors.is_empty() {
+            return Err(ReaderError::NoMirrors);
+        }
+        Ok(Self {
+            ranked: vec![Vec::new(); publishers.len()],
+            options: ReaderOptions {
+                publishers,
+                ..options
+            },
+            mirrors,
+            trackers,
+            warnings,
+        })
+    }
+
+    /// Races every mirror for every publisher's index and settles on one verified index per
+    /// publisher (stored as the new history). Mirrors learned from the accepted indexes are
+    /// remembered for next time.
+    pub async fn update(&mut self) -> Vec<PublisherUpdate> {
+        let sources: Vec<transport::Source> =
+            self.mirrors.iter().map(|m| m.source.clone()).collect();
+        let races = race::race(
+            &sources,
+            &self.options.publishers,
+            &self.options.index_limits,
+            self.options.race_window,
+        )
+        .await;
+        let now = SystemTime::now();
+        let mut updates = Vec::new();
+        let mut learned: Vec<MirrorUrl> = Vec::new();
+        for (j, answers) in races.into_iter().enumerate() {
+            let tracker = &mut self.trackers[j];
+            let publisher = tracker.publisher().clone();
+            let result = race::settle(tracker, answers, &mut self.mirrors, now).await;
+            let result = result.map(|settled| {
+                let index = tracker
+                    .held()
+                    .expect("a settled race leaves an accepted index")
+                    .clone();
+                for url in index.head().mirrors() {
+                    if !learned.contains(url) {
+                        learned.push(url.clone());
+                    }
+                }
+                if let Freshness::Expired { since } = index.freshness(now) {
+                    self.warnings.push(Warning::Expired {
+                        publisher: publisher.id(),
+                        sequence: index.head().sequence(),
+                        since,
+                    });
+                }
+                if let Outcome::KeptFresher { offered, .. } = settled.outcome {
+                    self.warnings.push(Warning::KeptFresher {
+                        publisher: publisher.id(),
+                        offered,
+                        held: index.head().sequence(),
+                    });
+                }
+                self.ranked[j] = settled.ranked;
+                PublisherIndex {
+                    publisher: publisher.clone(),
+                    index,
+                    outcome: settled.outcome,
+                    source: settled
+                        .source
+                        .map(|m| self.mirrors[m].label().to_owned())
+                        .unwrap_or_else(|| "the stored index".to_owned()),
+                }
+            });
+            updates.push(PublisherUpdate { publisher, result });
+        }
+        if !learned.is_empty() {
+            if let Err(e) = known::remember(
+                &self.options.state_dir,
+                &learned,
+                &self.options.index_limits,
+            ) {
+                self.warnings.push(Warning::KnownMirrorsNotSaved {
+                    path: known::path(&self.options.state_dir),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        updates
+    }
+
+    /// Finds `request` in the updated indexes, downloads its bundle by hash (hedged across the
+    /// mirrors that answered, fastest first), verifies it and saves it as
+    /// `<out_dir>/<name>-v<version>.zip`. A verified copy already there is kept as is.
+    pub async fn fetch(
+        &mut self,
+        updates: &[PublisherUpdate],
+        request: &ArticleRequest,
+        out_dir: &Path,
+        progress: Option<ProgressFn>,
+    ) -> Result<SavedBundle, ReaderError> {
+        let (j, article) = find(updates, &self.options.publishers, request)?;
+        let publisher = self.options.publishers[j].clone();
+        std::fs::create_dir_all(out_dir).map_err(ReaderError::io(out_dir))?;
+        let dest = out_dir.join(format!("{}-v{}.zip", article.name(), article.version()));
+        let label = format!("{} v{}", article.name(), article.version());
+        if let Some(bundle) = self.already_saved(&dest, &article, &publisher).await? {
+            for m in self.mirrors.iter_mut().filter(|m| m.index_usable()) {
+                m.note_bundle(Fate::NotNeeded, Some("a verified copy was already saved"));
+            }
+            return Ok(SavedBundle {
+                path: dest,
+                publisher,
+                article,
+                bundle,
+                source: None,
+                resumed_from: 0,
+            });
+        }
+        let partial_dir = self.options.state_dir.join("partial");
+        std::fs::create_dir_all(&partial_dir).map_err(ReaderError::io(&partial_dir))?;
+        let job = Arc::new(download::Job::new(
+            publisher.clone(),
+            article.clone(),
+            partial_dir,
+            out_dir.to_owned(),
+            self.options.bundle_limits.clone(),
+        ));
+        let result = download::download(
+            job,
+            &self.ranked[j],
+            &mut self.mirrors,
+            self.options.hedge_delay,
+            progress,
+        )
+        .await;
+        for m in self.mirrors.iter_mut().filter(|m| m.index_usable()) {
+            m.note_bundle(Fate::NotNeeded, None);
+        }
+        let done = result?;
+        done.fetched
+            .object
+            .persist(&dest)
+            .map_err(|source| ReaderError::Bundle {
+                article: label,
+                source: BundleFetchError::Fetch {
+                    sha256: article.bundle().sha256,
+                    source,
+                },
+            })?;
+        Ok(SavedBundle {
+            path: dest,
+            publisher,
+            article,
+            bundle: done.fetched.bundle,
+            source: Some(self.mirrors[done.mirror].label().to_owned()),
+            resumed_from: done.resumed_from,
+        })
+    }
+
+    /// The bundle at `dest`, if it is there and is exactly the listed one, verified.
+    async fn already_saved(
+        &self,
+        dest: &Path,
+        article: &ArticleVersion,
+        publisher: &PublicKey,
+    ) -> Result<Option<VerifiedBundle>, ReaderError> {
+        let file = match std::fs::File::open(dest) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ReaderError::io(dest)(e)),
+        };
+        let (dir, article, publisher, limits) = (
+            dest.parent().unwrap_or(Path::new(".")).to_owned(),
+            article.clone(),
+            publisher.clone(),
+            self.options.bundle_limits.clone(),
+        );
+        let checked = tokio::task::spawn_blocking(move || {
+            receive_bundle(file, &dir, &article, &publisher, &limits)
+        })
+        .await
+        .map_err(|e| ReaderError::io(dest)(std::io::Error::other(e)))?;
+        // Anything else there (a different or damaged file) is replaced by the download.
+        Ok(checked.ok().map(|fetched| fetched.bundle))
+    }
+
+    /// What happened to every mirror, and the warnings, so far.
+    pub fn report(&self) -> Report {
+        Report {
+            mirrors: self.mirrors.iter().map(Mirror::report).collect(),
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
+/// The article `request` names among the updated indexes: (publisher position, entry).
+fn find(
+    updates: &[PublisherUpdate],
+    publishers: &[PublicKey],
+    request: &ArticleRequest,
+) -> Result<(usize, ArticleVersion), ReaderError> {
+    let mut found: Vec<(usize, ArticleVersion)> = Vec::new();
+    let mut unchecked = Vec::new();
+    let mut unchecked_class: Option<ErrorClass> = None;
+    for update in updates {
+        let Some(j) = publishers.iter().position(|k| k == &update.publisher) else {
+            continue;
+        };
+        let index = match &update.result {
+            Ok(p) => &p.index,
+            Err(e) => {
+                unchecked.push(update.publisher.id());
+                unchecked_class = Some(match (unchecked_class, e.class()) {
+                    (Some(ErrorClass::Verification), _) | (_, ErrorClass::Verification) => {
+                        ErrorClass::Verification
+                    }
+                    (_, class) => class,
+                });
+                continue;
+            }
+        };
+        let hit = match request.version {
+            None => index
+                .current()
+                .into_iter()
+                .find(|(_, a)| a.name() == request.name)
+                .map(|(_, a)| a.clone()),
+            Some(version) => index.entries().iter().rev().find_map(|e| match e {
+                Entry::Add(a) if a.name() == request.name && a.version() == version => {
+                    Some(a.clone())
+                }
+                _ => None,
+            }),
+        };
+        if let Some(article) = hit {
+            found.push((j, article));
+        }
+    }
+    match found.len() {
+        0 => Err(ReaderError::NotListed {
+            request: request.clone(),
+            unchecked,
+            unchecked_class,
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(ReaderError::Ambiguous {
+            name: request.name.clone(),
+            publishers: found.iter().map(|(j, _)| publishers[*j].id()).collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn article_requests_parse() {
+        assert_eq!(
+            "alpha".parse::<ArticleRequest>().unwrap(),
+            ArticleRequest {
+                name: "alpha".into(),
+                version: None
+            }
+        );
+        assert_eq!(
+            "alpha-2@3".parse::<ArticleRequest>().unwrap().version,
+            Some(3)
+        );
+        for bad in ["", "Alpha", "a@0", "a@x", "a@", "../a", "a.zip", "a@1@2"] {
+            assert!(bad.parse::<ArticleRequest>().is_err(), "{bad}");
+        }
+    }
+}

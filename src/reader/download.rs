@@ -1,0 +1,579 @@
+//! The hedged, resumable download of one bundle by its signed sha256 and size.
+//!
+//! Owns the schedule (ask the best mirror; whenever no byte has arrived from any mirror for
+//! the hedge delay, ask the next one too; replace a mirror that failed; the first verified
+//! copy wins and every other request is cancelled), resuming (`<partial>/<sha256>.part`, held
+//! by one request at a time, continued with `Range: bytes=N-`; the prefix is hashed again with
+//! the rest, so a bad prefix costs a fresh download, never a bad file) and the bundle-phase
+//! fate of each mirror. The signed size caps every read: a `Content-Length` or a stream beyond
+//! it is a lie, stopped at once.
+//!
+//! It never writes an unverified bundle where it can be read: downloads land in the state
+//! folder, and the only way out is [`receive_bundle`] (size, sha256, then the bundle verifier),
+//! the same call for bytes from HTTP, a proxy or a folder. It never asks a lying mirror again.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::StatusCode;
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::mirrors::{Fate, Mirror};
+use super::transport::{self, Source, TransportError};
+use super::{Progress, ProgressFn, ReaderError};
+use crate::index::layout::{on_disk, PublisherLayout};
+use crate::index::{receive_bundle, ArticleVersion, BundleFetchError, FetchError, FetchedBundle};
+use crate::keys::PublicKey;
+use crate::limits::BundleLimits;
+
+/// How many times one mirror is asked for one bundle in a run. 3: a connection cut part-way
+/// (a censor's reset, a flaky link) is retried with `Range` from where it stopped, but a
+/// mirror that keeps failing does not hold the run up for ever.
+const MAX_TRIES_PER_MIRROR: u32 = 3;
+
+/// What to download and where it may go.
+#[derive(Debug)]
+pub(super) struct Job {
+    publisher: PublicKey,
+    article: ArticleVersion,
+    /// Partial downloads and temp spools (state folder).
+    partial_dir: PathBuf,
+    /// Where the verified copy is made (the output folder, so that persisting is a rename).
+    out_dir: PathBuf,
+    limits: BundleLimits,
+    /// Whether some request holds the partial file now.
+    partial_taken: AtomicBool,
+}
+
+impl Job {
+    pub(super) fn new(
+        publisher: PublicKey,
+        article: ArticleVersion,
+        partial_dir: PathBuf,
+        out_dir: PathBuf,
+        limits: BundleLimits,
+    ) -> Self {
+        Self {
+            publisher,
+            article,
+            partial_dir,
+            out_dir,
+            limits,
+            partial_taken: AtomicBool::new(false),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.article.bundle().size
+    }
+
+    fn partial_path(&self) -> PathBuf {
+        self.partial_dir
+            .join(format!("{}.part", self.article.bundle().sha256))
+    }
+
+    fn label(&self) -> String {
+        format!("{} v{}", self.article.name(), self.article.version())
+    }
+
+    /// The one check every copy passes, whatever it came through.
+    async fn verify(self: &Arc<Self>, path: PathBuf) -> Result<FetchedBundle, BundleFetchError> {
+        let job = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| BundleFetchError::Fetch {
+                sha256: job.article.bundle().sha256,
+                source: FetchError::Read(e),
+            })?;
+            receive_bundle(
+                file,
+                &job.out_dir,
+                &job.article,
+                &job.publisher,
+                &job.limits,
+            )
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(BundleFetchError::Fetch {
+                sha256: self.article.bundle().sha256,
+                source: FetchError::Read(std::io::Error::other(e)),
+            })
+        })
+    }
+}
+
+/// The verified bundle, and which mirror it came from.
+pub(super) struct Downloaded {
+    pub(super) mirror: usize,
+    pub(super) fetched: FetchedBundle,
+    pub(super) resumed_from: u64,
+}
+
+/// How one request ended.
+enum End {
+    Verified {
+        fetched: FetchedBundle,
+        resumed_from: u64,
+    },
+    /// `progressed`: some bytes of the bundle arrived before the failure (worth resuming).
+    Failed {
+        error: TransportError,
+        progressed: bool,
+    },
+    /// A resumed download does not hash right: the partial file is deleted and the bundle is
+    /// fetched again from the start (the bad bytes may have come from an earlier mirror).
+    ResumedMismatch,
+    /// Not the mirror's fault, and no other mirror can help.
+    Fatal(ReaderError),
+}
+
+/// Downloads the job's bundle from the mirrors in `order` (best first), skipping liars.
+pub(super) async fn download(
+    job: Arc<Job>,
+    order: &[usize],
+    mirrors: &mut [Mirror],
+    hedge_delay: Duration,
+    progress: Option<ProgressFn>,
+) -> Result<Downloaded, ReaderError> {
+    let mut schedule = Schedule {
+        job: job.clone(),
+        queue: order.iter().copied().collect(),
+        tries: HashMap::new(),
+        running: HashMap::new(),
+        set: JoinSet::new(),
+        received: 0,
+        progress,
+        lines: Vec::new(),
+        inauthentic: false,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
+    let mut last_activity = Instant::now();
+    let winner = loop {
+        if schedule.set.is_empty() && !schedule.launch(mirrors, &tx) {
+            break None;
+        }
+        let can_hedge = schedule.has_next(mirrors);
+        tokio::select! {
+            joined = schedule.set.join_next_with_id() => {
+                let Some(joined) = joined else { continue };
+                let (m, end) = match joined {
+                    Ok((id, end)) => (schedule.running.remove(&id), end),
+                    Err(e) => (
+                        schedule.running.remove(&e.id()),
+                        End::Failed {
+                            error: TransportError::Failed("the request failed unexpectedly".into()),
+                            progressed: false,
+                        },
+                    ),
+                };
+                let Some(m) = m else { continue };
+                match end {
+                    End::Verified { fetched, resumed_from } => {
+                        break Some(Downloaded { mirror: m, fetched, resumed_from });
+                    }
+                    End::Failed { error, progressed } => {
+                        schedule.failed(mirrors, m, &error, progressed);
+                    }
+                    End::ResumedMismatch => schedule.queue.push_front(m),
+                    End::Fatal(e) => {
+                        schedule.stop().await;
+                        return Err(e);
+                    }
+                }
+            }
+            Some(received) = rx.recv() => {
+                last_activity = Instant::now();
+                schedule.advanced(received);
+            }
+            () = tokio::time::sleep_until(last_activity + hedge_delay), if can_hedge => {
+                schedule.launch(mirrors, &tx);
+                last_activity = Instant::now();
+            }
+        }
+    };
+    let cancelled: Vec<usize> = schedule.running.values().copied().collect();
+    schedule.stop().await;
+    for m in cancelled {
+        mirrors[m].note_bundle(
+            Fate::NotNeeded,
+            Some("cancelled: another mirror was faster"),
+        );
+    }
+    match winner {
+        Some(done) => {
+            let detail = (done.resumed_from > 0)
+                .then(|| format!("served the bundle (resumed at byte {})", done.resumed_from));
+            mirrors[done.mirror].note_bundle(Fate::Ok, detail.as_deref());
+            // The partial (if another request held it) is of no use any more.
+            let _ = std::fs::remove_file(job.partial_path());
+            Ok(done)
+        }
+        None => {
+            let (article, sha256) = (job.label(), job.article.bundle().sha256);
+            let summary = if schedule.lines.is_empty() {
+                "no mirror that answered the index is left to ask".to_owned()
+            } else {
+                schedule.lines.join("; ")
+            };
+            Err(if schedule.inauthentic {
+                ReaderError::BundleNotAuthentic {
+                    article,
+                    sha256,
+                    summary,
+                }
+            } else {
+                ReaderError::BundleUnreachable {
+                    article,
+                    sha256,
+                    summary,
+                }
+            })
+        }
+    }
+}
+
+struct Schedule {
+    job: Arc<Job>,
+    /// Mirrors still to ask, best first (a mirror may come back for a resume).
+    queue: VecDeque<usize>,
+    tries: HashMap<usize, u32>,
+    running: HashMap<tokio::task::Id, usize>,
+    set: JoinSet<End>,
+    /// The most bytes any request has so far (for progress).
+    received: u64,
+    progress: Option<ProgressFn>,
+    /// Failures, for the error message.
+    lines: Vec<String>,
+    inauthentic: bool,
+}
+
+impl Schedule {
+    fn usable(&self, mirrors: &[Mirror], m: usize) -> bool {
+        !mirrors[m].is_lying()
+            && self.tries.get(&m).copied().unwrap_or(0) < MAX_TRIES_PER_MIRROR
+            && !self.running.values().any(|&r| r == m)
+    }
+
+    fn has_next(&self, mirrors: &[Mirror]) -> bool {
+        self.queue.iter().any(|&m| self.usable(mirrors, m))
+    }
+
+    /// Starts a request to the next usable mirror; `false` if there is none.
+    fn launch(&mut self, mirrors: &[Mirror], tx: &mpsc::UnboundedSender<u64>) -> bool {
+        while let Some(m) = self.queue.pop_front() {
+            if !self.usable(mirrors, m) {
+                continue;
+            }
+            *self.tries.entry(m).or_default() += 1;
+            let job = self.job.clone();
+            let tx = tx.clone();
+            let handle = match mirrors[m].source.clone() {
+                Source::Http { client, base } => {
+                    let url = base.join(
+                        &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
+                    );
+                    self.set.spawn(from_http(job, client, url, tx))
+                }
+                Source::Dir(root) => self.set.spawn(from_dir(job, root, tx)),
+            };
+            self.running.insert(handle.id(), m);
+            return true;
+        }
+        false
+    }
+
+    fn failed(
+        &mut self,
+        mirrors: &mut [Mirror],
+        m: usize,
+        error: &TransportError,
+        progressed: bool,
+    ) {
+        let (fate, detail) = error.fate();
+        let detail = format!("bundle: {detail}");
+        if fate == Fate::Lying {
+            self.inauthentic = true;
+        }
+        self.lines.push(format!(
+            "{}: {} ({detail})",
+            mirrors[m].label(),
+            fate.as_str()
+        ));
+        mirrors[m].note_bundle(fate, Some(&detail));
+        if progressed && fate != Fate::Lying {
+            // Cut part-way: worth another try, resuming where it stopped.
+            self.queue.push_back(m);
+        }
+    }
+
+    fn advanced(&mut self, received: u64) {
+        if received > self.received {
+            self.received = received;
+            if let Some(progress) = &self.progress {
+                progress(Progress {
+                    received,
+                    total: self.job.size(),
+                });
+            }
+        }
+    }
+
+    /// Cancels every request still running and waits until they are gone (so none writes
+    /// after this returns).
+    async fn stop(&mut self) {
+        self.set.abort_all();
+        while self.set.join_next().await.is_some() {}
+        self.running.clear();
+    }
+}
+
+/// Where a request writes: the shared partial file (if free), else a temp file of its own.
+struct Spool {
+    file: tokio::fs::File,
+    path: PathBuf,
+    len: u64,
+    /// `Some`: this spool holds the partial file and gives it back on drop.
+    partial: Option<Arc<Job>>,
+    /// Keeps a private spool's temp file alive (deleted on drop).
+    _temp: Option<tempfile::TempPath>,
+}
+
+impl Spool {
+    async fn open(job: &Arc<Job>) -> std::io::Result<Spool> {
+        if job
+            .partial_taken
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            let path = job.partial_path();
+            // From here on, dropping the spool gives the partial file back.
+            let mut spool = Spool {
+                file: tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .await
+                    .inspect_err(|_| job.partial_taken.store(false, Ordering::SeqCst))?,
+                path,
+                len: 0,
+                partial: Some(job.clone()),
+                _temp: None,
+            };
+            spool.len = spool.file.metadata().await?.len();
+            if spool.len > job.size() {
+                spool.truncate().await?;
+            }
+            return Ok(spool);
+        }
+        let temp = tempfile::NamedTempFile::new_in(&job.partial_dir)?;
+        let (file, temp) = temp.into_parts();
+        Ok(Spool {
+            file: tokio::fs::File::from_std(file),
+            path: temp.to_path_buf(),
+            len: 0,
+            partial: None,
+            _temp: Some(temp),
+        })
+    }
+
+    async fn truncate(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0).await?;
+        self.len = 0;
+        Ok(())
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(chunk).await?;
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Deletes what was written (bytes that failed the hash, or a liar's).
+    fn discard(self) {
+        if self.partial.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Some(job) = &self.partial {
+            job.partial_taken.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+fn local(path: &Path) -> impl FnOnce(std::io::Error) -> End + '_ {
+    move |source| {
+        End::Fatal(ReaderError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// One request to an HTTP mirror, resuming the partial file if this request holds it.
+async fn from_http(
+    job: Arc<Job>,
+    client: reqwest::Client,
+    url: String,
+    tx: mpsc::UnboundedSender<u64>,
+) -> End {
+    let size = job.size();
+    let mut spool = match Spool::open(&job).await {
+        Ok(s) => s,
+        Err(e) => return local(&job.partial_dir)(e),
+    };
+    let resumed_from = spool.len;
+    let mut progressed = false;
+    if spool.len < size {
+        let mut request = client.get(&url);
+        if spool.len > 0 {
+            request = request.header(RANGE, format!("bytes={}-", spool.len));
+        }
+        let mut response = match transport::send(request).await {
+            Ok(r) => r,
+            Err(error) => return End::Failed { error, progressed },
+        };
+        if spool.len > 0 {
+            match response.status() {
+                StatusCode::PARTIAL_CONTENT if range_start(&response) == Some(spool.len) => {}
+                StatusCode::PARTIAL_CONTENT => {
+                    let error = TransportError::Failed("answered a different byte range".into());
+                    return End::Failed { error, progressed };
+                }
+                // The whole file after all: start over.
+                _ => {
+                    if let Err(e) = spool.truncate().await {
+                        return local(&spool.path)(e);
+                    }
+                }
+            }
+        }
+        let too_much = || End::Failed {
+            error: TransportError::Lying(format!(
+                "sent more than the {size} bytes the index gives"
+            )),
+            progressed: false,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| spool.len.saturating_add(n) > size)
+        {
+            spool.discard();
+            return too_much();
+        }
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    let error = TransportError::from_reqwest(e);
+                    return End::Failed { error, progressed };
+                }
+            };
+            if spool.len + chunk.len() as u64 > size {
+                spool.discard();
+                return too_much();
+            }
+            if let Err(e) = spool.write(&chunk).await {
+                return local(&spool.path)(e);
+            }
+            progressed |= !chunk.is_empty();
+            let _ = tx.send(spool.len);
+        }
+        if spool.len < size {
+            let error = TransportError::Failed(format!(
+                "the connection closed after {} of {size} bytes",
+                spool.len
+            ));
+            return End::Failed { error, progressed };
+        }
+    }
+    if let Err(e) = spool.file.flush().await {
+        return local(&spool.path)(e);
+    }
+    match job.verify(spool.path.clone()).await {
+        Ok(fetched) => {
+            spool.discard();
+            End::Verified {
+                fetched,
+                resumed_from,
+            }
+        }
+        Err(e) => {
+            let end = judge(e, &job);
+            spool.discard();
+            match end {
+                End::Failed { .. } if resumed_from > 0 => End::ResumedMismatch,
+                end => end,
+            }
+        }
+    }
+}
+
+/// One read from a folder mirror: the same check, straight from the file.
+async fn from_dir(job: Arc<Job>, root: PathBuf, tx: mpsc::UnboundedSender<u64>) -> End {
+    let path = on_disk(
+        &root,
+        &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
+    );
+    if let Err(e) = std::fs::metadata(&path) {
+        return End::Failed {
+            error: transport::missing(e),
+            progressed: false,
+        };
+    }
+    let _ = tx.send(0);
+    match job.verify(path).await {
+        Ok(fetched) => End::Verified {
+            fetched,
+            resumed_from: 0,
+        },
+        Err(BundleFetchError::Fetch {
+            source: FetchError::Read(e),
+            ..
+        }) => End::Failed {
+            error: TransportError::Failed(e.to_string()),
+            progressed: false,
+        },
+        Err(e) => judge(e, &job),
+    }
+}
+
+/// Sorts a failed check: bytes that are not the signed ones are the mirror's lie; a bundle
+/// that matches its signed hash but does not verify is the publisher's (every mirror has the
+/// same bytes); local write failures stop the download.
+fn judge(e: BundleFetchError, job: &Job) -> End {
+    match e {
+        BundleFetchError::Fetch {
+            source:
+                source @ (FetchError::HashMismatch { .. }
+                | FetchError::TooLarge { .. }
+                | FetchError::Truncated { .. }),
+            ..
+        } => End::Failed {
+            error: TransportError::Lying(source.to_string()),
+            progressed: false,
+        },
+        source => End::Fatal(ReaderError::Bundle {
+            article: job.label(),
+            source,
+        }),
+    }
+}
+
+/// The first byte position of a `Content-Range: bytes A-B/N` answer.
+fn range_start(response: &reqwest::Response) -> Option<u64> {
+    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let range = value.strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}

@@ -1,0 +1,487 @@
+//! The index race: every mirror is asked for every trusted publisher's `index.json` at once,
+//! and each publisher settles on one verified index.
+//!
+//! Owns the window (after a publisher's first valid answer, wait a little for a fresher one,
+//! then cancel the requests still open), the choice among valid answers (a fresh index before
+//! an expired one, then the highest sequence, then the fastest mirror), fetching the chosen
+//! index's pieces from any mirror (each capped and hash-checked before it is parsed) and the
+//! index-phase fate of every mirror. The decision to accept is the [`Tracker`]'s (rollback,
+//! equivocation, freshness); this module never accepts a head the tracker refused, and never
+//! lets a mirror's failure stop the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
+
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+
+use super::mirrors::{Fate, Mirror};
+use super::transport::{Source, TransportError};
+use super::ReaderError;
+use crate::content_id::ContentId;
+use crate::index::layout::PublisherLayout;
+use crate::index::{
+    receive_bytes, Freshness, IndexError, Offer, Outcome, PendingIndex, SignedHead, Tracker,
+};
+use crate::keys::PublicKey;
+use crate::limits::IndexLimits;
+use crate::ErrorClass;
+
+/// One mirror's answer for one publisher.
+pub(super) struct Answer {
+    mirror: usize,
+    latency: Duration,
+    result: Result<SignedHead, Rejected>,
+}
+
+enum Rejected {
+    Transport(TransportError),
+    /// Read whole, but not an authentic index of the trusted key.
+    Index(IndexError),
+}
+
+/// What the race gathered for one publisher.
+pub(super) struct Race {
+    answers: Vec<Answer>,
+    /// Mirrors still silent when the race closed.
+    unanswered: Vec<usize>,
+}
+
+#[derive(Default)]
+struct Open {
+    answers: Vec<Answer>,
+    pending: BTreeMap<usize, AbortHandle>,
+    first_valid: Option<Instant>,
+    closed: bool,
+}
+
+/// Asks every source for every publisher's head at once. A publisher's race closes when all
+/// its mirrors answered, or `window` after its first valid answer; without any valid answer
+/// it lasts until every request ended by itself (each is bounded by the client's timeouts).
+pub(super) async fn race(
+    sources: &[Source],
+    publishers: &[PublicKey],
+    limits: &IndexLimits,
+    window: Duration,
+) -> Vec<Race> {
+    let mut set = JoinSet::new();
+    let mut open: Vec<Open> = publishers.iter().map(|_| Open::default()).collect();
+    let mut tasks = HashMap::new();
+    for (j, key) in publishers.iter().enumerate() {
+        let relative = PublisherLayout::new(key).index();
+        for (m, source) in sources.iter().enumerate() {
+            let (source, key, limits, relative) = (
+                source.clone(),
+                key.clone(),
+                limits.clone(),
+                relative.clone(),
+            );
+            let handle = set.spawn(async move {
+                let start = Instant::now();
+                let result = match source.read(&relative, limits.max_head_bytes).await {
+                    Ok(envelope) => {
+                        SignedHead::verify(&envelope, &key, &limits).map_err(Rejected::Index)
+                    }
+                    Err(e) => Err(Rejected::Transport(e)),
+                };
+                Answer {
+                    mirror: m,
+                    latency: start.elapsed(),
+                    result,
+                }
+            });
+            tasks.insert(handle.id(), j);
+            open[j].pending.insert(m, handle);
+        }
+    }
+    loop {
+        let now = Instant::now();
+        for o in open.iter_mut().filter(|o| !o.closed) {
+            if o.pending.is_empty() || o.first_valid.is_some_and(|t| now >= t + window) {
+                o.closed = true;
+                o.pending.values().for_each(AbortHandle::abort);
+            }
+        }
+        if open.iter().all(|o| o.closed) {
+            break;
+        }
+        let deadline = open
+            .iter()
+            .filter(|o| !o.closed)
+            .filter_map(|o| o.first_valid)
+            .min()
+            .map(|t| t + window);
+        tokio::select! {
+            joined = set.join_next_with_id() => match joined {
+                Some(Ok((id, answer))) => {
+                    let o = &mut open[tasks[&id]];
+                    if o.closed {
+                        continue;
+                    }
+                    o.pending.remove(&answer.mirror);
+                    if answer.result.is_ok() && o.first_valid.is_none() {
+                        o.first_valid = Some(Instant::now());
+                    }
+                    o.answers.push(answer);
+                }
+                Some(Err(e)) => {
+                    // Cancelled by the window, or a panic in the request (reported as a failure).
+                    let o = &mut open[tasks[&e.id()]];
+                    let mirror = o.pending.iter().find(|(_, h)| h.id() == e.id()).map(|(m, _)| *m);
+                    if let (Some(mirror), false) = (mirror, o.closed) {
+                        o.pending.remove(&mirror);
+                        o.answers.push(Answer {
+                            mirror,
+                            latency: Duration::ZERO,
+                            result: Err(Rejected::Transport(TransportError::Failed(
+                                "the request failed unexpectedly".into(),
+                            ))),
+                        });
+                    }
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => {}
+        }
+    }
+    set.abort_all();
+    open.into_iter()
+        .map(|o| Race {
+            answers: o.answers,
+            unanswered: o.pending.into_keys().collect(),
+        })
+        .collect()
+}
+
+/// The publisher's accepted index after a race.
+pub(super) struct Settled {
+    pub(super) outcome: Outcome,
+    /// The fastest mirror that served the accepted head (`None`: the held head was kept).
+    pub(super) source: Option<usize>,
+    /// Mirrors to ask for bundles, best first: those with the accepted head, those with other
+    /// authentic heads, then those that had not answered yet (slow, not known to be dead).
+    pub(super) ranked: Vec<usize>,
+}
+
+/// Mirrors that served the same head, fastest first.
+struct Candidate {
+    head: SignedHead,
+    mirrors: Vec<(usize, Duration)>,
+}
+
+impl Candidate {
+    fn ids(&self) -> impl Iterator<Item = usize> + '_ {
+        self.mirrors.iter().map(|(m, _)| *m)
+    }
+}
+
+/// Index-phase notes for one publisher, and whether any answer was inauthentic.
+struct Notes<'a> {
+    mirrors: &'a mut [Mirror],
+    lines: Vec<String>,
+    inauthentic: bool,
+}
+
+impl Notes<'_> {
+    fn note(&mut self, m: usize, fate: Fate, detail: Option<&str>) {
+        if matches!(fate, Fate::Lying | Fate::Stale) {
+            self.inauthentic = true;
+        }
+        if fate != Fate::Ok {
+            self.lines.push(format!(
+                "{}: {}{}",
+                self.mirrors[m].label(),
+                fate.as_str(),
+                detail.map(|d| format!(" ({d})")).unwrap_or_default()
+            ));
+        }
+        self.mirrors[m].note_index(fate, detail);
+    }
+
+    fn summary(&self) -> String {
+        if self.lines.is_empty() {
+            "no answer".to_owned()
+        } else {
+            self.lines.join("; ")
+        }
+    }
+}
+
+/// Why a candidate head was not accepted.
+enum Skip {
+    /// Authentic, but refused by the history (rollback).
+    Stale(String),
+    /// Its pieces could not be obtained or did not fit; the reasons are noted.
+    Incomplete,
+    /// Stops the publisher: equivocation (evidence saved) or a local state failure.
+    Fatal(IndexError),
+}
+
+/// Chooses among the answers and hands the best authentic one to `tracker`.
+pub(super) async fn settle(
+    tracker: &mut Tracker,
+    race: Race,
+    mirrors: &mut [Mirror],
+    now: SystemTime,
+) -> Result<Settled, ReaderError> {
+    let publisher = tracker.publisher().id();
+    let mut notes = Notes {
+        mirrors,
+        lines: Vec::new(),
+        inauthentic: false,
+    };
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for answer in race.answers {
+        match answer.result {
+            Ok(head) => {
+                notes.mirrors[answer.mirror].answered(answer.latency);
+                let entry = (answer.mirror, answer.latency);
+                match candidates.iter_mut().find(|c| c.head.id() == head.id()) {
+                    Some(c) => c.mirrors.push(entry),
+                    None => candidates.push(Candidate {
+                        head,
+                        mirrors: vec![entry],
+                    }),
+                }
+            }
+            Err(Rejected::Transport(e)) => {
+                let (fate, detail) = e.fate();
+                notes.note(answer.mirror, fate, Some(&format!("index: {detail}")));
+            }
+            Err(Rejected::Index(e)) => {
+                notes.note(answer.mirror, Fate::Lying, Some(&format!("index: {e}")));
+            }
+        }
+    }
+    for &m in &race.unanswered {
+        notes.note(
+            m,
+            Fate::TimedOut,
+            Some("index: no answer before the race closed"),
+        );
+    }
+    for c in &mut candidates {
+        c.mirrors.sort_by_key(|(_, latency)| *latency);
+    }
+    candidates.sort_by_key(|c| {
+        let fresh = c.head.head().freshness(now) == Freshness::Fresh;
+        (
+            !fresh,
+            std::cmp::Reverse(c.head.head().sequence()),
+            c.mirrors[0].1,
+        )
+    });
+
+    let mut accepted = None;
+    for i in 0..candidates.len() {
+        match try_candidate(tracker, &candidates, i, &mut notes, now).await {
+            Ok(outcome) => {
+                accepted = Some((i, outcome));
+                break;
+            }
+            Err(Skip::Stale(detail)) => {
+                for m in candidates[i].ids() {
+                    notes.note(m, Fate::Stale, Some(&detail));
+                }
+            }
+            Err(Skip::Incomplete) => {}
+            Err(Skip::Fatal(e)) => return Err(fatal(e)),
+        }
+    }
+    let Some((chosen, outcome)) = accepted else {
+        return Err(if notes.inauthentic {
+            ReaderError::NoAuthenticIndex {
+                publisher,
+                summary: notes.summary(),
+            }
+        } else {
+            ReaderError::Unreachable {
+                publisher,
+                summary: notes.summary(),
+            }
+        });
+    };
+    // Sort the other answers against the accepted history: older ones are stale, and one that
+    // contradicts it is equivocation (the tracker saves the evidence).
+    for c in &candidates[chosen + 1..] {
+        let detail = match tracker.offer(c.head.envelope(), now) {
+            Ok(Offer::Unchanged) => None,
+            Ok(Offer::KeptFresher { .. }) => Some(format!(
+                "index: sequence {} has expired; a fresher one is in use",
+                c.head.head().sequence()
+            )),
+            Ok(Offer::Update(_)) => Some(format!(
+                "index: sequence {} was not used",
+                c.head.head().sequence()
+            )),
+            Err(IndexError::Rollback { held, offered }) => Some(format!(
+                "index: sequence {offered} is older than sequence {held}"
+            )),
+            Err(e) if e.class() == ErrorClass::Verification => return Err(fatal(e)),
+            Err(e) => return Err(ReaderError::State(e)),
+        };
+        let fate = if detail.is_some() {
+            Fate::Stale
+        } else {
+            Fate::Ok
+        };
+        for m in c.ids() {
+            notes.note(m, fate, detail.as_deref());
+        }
+    }
+    let kept = matches!(outcome, Outcome::KeptFresher { .. });
+    let winners = &candidates[chosen];
+    for m in winners.ids() {
+        let detail = kept.then(|| {
+            format!(
+                "index: offered sequence {}, which has expired",
+                winners.head.head().sequence()
+            )
+        });
+        notes.note(m, Fate::Ok, detail.as_deref());
+    }
+    let mut ranked: Vec<usize> = winners.ids().collect();
+    let mut others: Vec<(usize, Duration)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != chosen)
+        .flat_map(|(_, c)| c.mirrors.iter().copied())
+        .collect();
+    others.sort_by_key(|(_, latency)| *latency);
+    ranked.extend(others.into_iter().map(|(m, _)| m));
+    ranked.extend(race.unanswered.iter().copied());
+    ranked.dedup();
+    Ok(Settled {
+        outcome,
+        source: (!kept).then(|| winners.mirrors[0].0),
+        ranked,
+    })
+}
+
+fn fatal(e: IndexError) -> ReaderError {
+    match e {
+        e @ IndexError::Equivocation { .. } => ReaderError::Index(e),
+        e if e.class() == ErrorClass::Runtime => ReaderError::State(e),
+        e => ReaderError::Index(e),
+    }
+}
+
+/// Offers candidate `i` to the tracker and, if it is news, fetches its pieces and accepts it.
+async fn try_candidate(
+    tracker: &mut Tracker,
+    candidates: &[Candidate],
+    i: usize,
+    notes: &mut Notes<'_>,
+    now: SystemTime,
+) -> Result<Outcome, Skip> {
+    let c = &candidates[i];
+    let from = tracker.held().map(|h| h.head().sequence());
+    let update = match tracker.offer(c.head.envelope(), now) {
+        Ok(Offer::Unchanged) => return Ok(Outcome::Unchanged),
+        Ok(Offer::KeptFresher { offered }) => {
+            let expired_since = match offered.head().freshness(now) {
+                Freshness::Expired { since } => since,
+                Freshness::Fresh => Duration::ZERO,
+            };
+            return Ok(Outcome::KeptFresher {
+                offered: offered.head().sequence(),
+                expired_since,
+            });
+        }
+        Ok(Offer::Update(mut pending)) => {
+            // Pieces are immutable and named by hash: any mirror may serve them. The ones
+            // that served this head come first.
+            let mut order: Vec<usize> = c.ids().collect();
+            for other in candidates.iter().filter(|o| o.head.id() != c.head.id()) {
+                order.extend(other.ids());
+            }
+            match fetch_pieces(&mut pending, &order, notes).await {
+                Ok(()) => {}
+                Err(None) => return Err(Skip::Incomplete),
+                Err(Some(e)) => return Err(skip(e, c, notes)),
+            }
+            pending.finish().map_err(|e| skip(e, c, notes))?
+        }
+        Err(IndexError::Rollback { held, offered }) => {
+            return Err(Skip::Stale(format!(
+                "index: sequence {offered} is older than sequence {held} already seen \
+                 (rollback refused)"
+            )))
+        }
+        Err(e) => return Err(skip(e, c, notes)),
+    };
+    let to = tracker
+        .accept(update)
+        .map_err(Skip::Fatal)?
+        .head()
+        .sequence();
+    Ok(Outcome::Updated { from, to })
+}
+
+/// Equivocation and local failures stop the publisher; any other refusal of a signed head
+/// (its pieces contradict each other) only rules out this candidate.
+fn skip(e: IndexError, c: &Candidate, notes: &mut Notes<'_>) -> Skip {
+    match e {
+        IndexError::Equivocation { .. } => Skip::Fatal(e),
+        e if e.class() == ErrorClass::Runtime => Skip::Fatal(e),
+        e => {
+            let detail = format!("index: {e}");
+            for m in c.ids() {
+                notes.note(m, Fate::Failed, Some(&detail));
+            }
+            notes.inauthentic = true;
+            Skip::Incomplete
+        }
+    }
+}
+
+/// Fetches what `pending` asks for, trying `order` for each piece until one mirror gives the
+/// exact bytes (size and sha256 the signed head names). `Err(None)`: some piece was on no
+/// mirror (the reasons are noted); `Err(Some(e))`: the tracker refused what the pieces say.
+async fn fetch_pieces(
+    pending: &mut PendingIndex<'_>,
+    order: &[usize],
+    notes: &mut Notes<'_>,
+) -> Result<(), Option<IndexError>> {
+    let layout = PublisherLayout::new(pending.head().head().publisher());
+    loop {
+        let needed = pending.needed()?;
+        if needed.is_empty() {
+            return Ok(());
+        }
+        for piece in needed {
+            let mut bytes = None;
+            for &m in order {
+                if notes.mirrors[m].is_lying() {
+                    continue;
+                }
+                let source = notes.mirrors[m].source.clone();
+                let got = source
+                    .read(&layout.piece(&piece.sha256), piece.size)
+                    .await
+                    .and_then(|b| {
+                        receive_bytes(&b[..], piece.object()).map_err(TransportError::from_fetch)
+                    });
+                match got {
+                    Ok(b) => {
+                        bytes = Some(b);
+                        break;
+                    }
+                    Err(e) => {
+                        let (fate, detail) = e.fate();
+                        let detail = format!("index piece {}: {detail}", short(&piece.sha256));
+                        notes.note(m, fate, Some(&detail));
+                    }
+                }
+            }
+            let Some(bytes) = bytes else {
+                return Err(None);
+            };
+            pending.supply(&piece, bytes)?;
+        }
+    }
+}
+
+fn short(id: &ContentId) -> String {
+    id.to_hex()[..12].to_owned()
+}

@@ -1,0 +1,178 @@
+//! How the reader reaches a mirror: HTTP(S) through an optional proxy, or a local folder.
+//!
+//! Owns the HTTP clients (connect and read timeouts, `Proxy::all` so that with a proxy no
+//! request ever goes around it, e.g. Tor with `socks5h://` resolving names too), capped reads
+//! of a layout path from either kind of mirror, and sorting transport failures into fates. It
+//! never decides what is authentic: callers check every byte it returns against a signature or
+//! a signed hash, the same way for every transport.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::mirrors::Fate;
+use super::ReaderError;
+use crate::index::layout::on_disk;
+use crate::index::{read_capped, FetchError, MirrorUrl};
+
+/// A mirror as something to read from. Cheap to clone (the client is shared).
+#[derive(Debug, Clone)]
+pub(super) enum Source {
+    Http {
+        client: reqwest::Client,
+        base: MirrorUrl,
+    },
+    Dir(PathBuf),
+}
+
+/// Why a read from a mirror failed.
+#[derive(Debug, Clone)]
+pub(super) enum TransportError {
+    TimedOut(String),
+    Refused(String),
+    /// The mirror answered, with an error (HTTP status, missing file, cut connection).
+    Failed(String),
+    /// The mirror sent something a signed size or hash rules out.
+    Lying(String),
+}
+
+impl TransportError {
+    pub(super) fn fate(&self) -> (Fate, &str) {
+        match self {
+            TransportError::TimedOut(d) => (Fate::TimedOut, d),
+            TransportError::Refused(d) => (Fate::Refused, d),
+            TransportError::Failed(d) => (Fate::Failed, d),
+            TransportError::Lying(d) => (Fate::Lying, d),
+        }
+    }
+
+    /// Sorts a reqwest failure; the detail is the innermost cause, without the URL.
+    pub(super) fn from_reqwest(e: reqwest::Error) -> Self {
+        let detail = innermost(&e);
+        if e.is_timeout() {
+            TransportError::TimedOut(detail)
+        } else if e.is_connect() {
+            TransportError::Refused(detail)
+        } else {
+            TransportError::Failed(detail)
+        }
+    }
+
+    /// Sorts a failed receive of an object with a signed size and sha256.
+    pub(super) fn from_fetch(e: FetchError) -> Self {
+        match e {
+            FetchError::TooLarge { .. }
+            | FetchError::Truncated { .. }
+            | FetchError::HashMismatch { .. } => TransportError::Lying(e.to_string()),
+            FetchError::Read(_) | FetchError::Io { .. } => TransportError::Failed(innermost(&e)),
+        }
+    }
+}
+
+/// The last error in a source chain, which is the one that says what happened ("Connection
+/// refused (os error 111)"), without reqwest's URL-carrying wrappers.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    let text = current.to_string();
+    if text.is_empty() {
+        e.to_string()
+    } else {
+        text
+    }
+}
+
+/// An HTTP client for mirrors: bounded connect and read timeouts, a plain user agent, no
+/// cookies; with `proxy`, every request goes through it (http, https or socks5/socks5h).
+pub(super) fn client(
+    proxy: Option<&reqwest::Url>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<reqwest::Client, ReaderError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .read_timeout(read_timeout)
+        .user_agent(concat!("qasid/", env!("CARGO_PKG_VERSION")));
+    if let Some(proxy) = proxy {
+        let bad = |e: reqwest::Error| ReaderError::BadProxy {
+            proxy: proxy.to_string(),
+            reason: innermost(&e),
+        };
+        builder = builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(bad)?);
+    }
+    builder.build().map_err(|e| ReaderError::BadProxy {
+        proxy: proxy.map_or_else(|| "(none)".to_owned(), |p| p.to_string()),
+        reason: innermost(&e),
+    })
+}
+
+impl Source {
+    /// Reads the layout path `relative` whole, refusing more than `limit` bytes (checked on
+    /// the announced length first, then on what arrives).
+    pub(super) async fn read(&self, relative: &str, limit: u64) -> Result<Vec<u8>, TransportError> {
+        match self {
+            Source::Http { client, base } => get_capped(client, &base.join(relative), limit).await,
+            Source::Dir(root) => {
+                let path = on_disk(root, relative);
+                tokio::task::spawn_blocking(move || {
+                    let file = std::fs::File::open(&path).map_err(missing)?;
+                    read_capped(file, limit).map_err(|e| match e {
+                        FetchError::TooLarge { limit } => TransportError::Lying(format!(
+                            "{} is larger than the {limit}-byte limit",
+                            path.display()
+                        )),
+                        other => TransportError::from_fetch(other),
+                    })
+                })
+                .await
+                .unwrap_or_else(|e| Err(TransportError::Failed(e.to_string())))
+            }
+        }
+    }
+}
+
+/// A file that a folder mirror does not have (or cannot give).
+pub(super) fn missing(e: std::io::Error) -> TransportError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        TransportError::Failed("not in this folder".into())
+    } else {
+        TransportError::Failed(e.to_string())
+    }
+}
+
+/// Sends a GET, turning transport failures and non-success statuses into errors.
+pub(super) async fn send(
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, TransportError> {
+    let response = request.send().await.map_err(TransportError::from_reqwest)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(TransportError::Failed(format!("HTTP {status}")));
+    }
+    Ok(response)
+}
+
+async fn get_capped(
+    client: &reqwest::Client,
+    url: &str,
+    limit: u64,
+) -> Result<Vec<u8>, TransportError> {
+    let too_large = || TransportError::Lying(format!("sent more than the {limit}-byte limit"));
+    let mut response = send(client.get(url)).await?;
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(TransportError::from_reqwest)?
+    {
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}

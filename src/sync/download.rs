@@ -1,0 +1,313 @@
+//! Downloading the bundles (and their `.minisig` files) an index lists, with failover and resume.
+//!
+//! Owns the path from an upstream's bytes to the store: a bounded number of downloads at a time
+//! (a semaphore shared by all publishers), upstreams tried in order (the one whose index listed
+//! the bundle first), and for every attempt the same checks whichever upstream answers: the
+//! declared size is a hard cap while streaming, then size and sha256, then the store verifies
+//! the bundle against the publisher's key, fsyncs and links it into place. Bundles up to
+//! [`RESUMABLE_FROM`] are received in memory; larger ones stream into
+//! `<store>/.tmp/sync-<sha256>.part`, a name derived from the expected hash, so that a restart
+//! (or the next upstream) continues with `Range: bytes=N-` where the upstream answers 206, and
+//! starts over where it does not. It never installs bytes that failed a check, and never
+//! deletes a partial file for a network failure (only for a check failure).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::content_id::ContentId;
+use crate::index::layout::PublisherLayout;
+use crate::index::{self, FetchError, ObjectRef};
+use crate::keys::PublicKey;
+use crate::limits::BundleLimits;
+use crate::store::{Installed, Store, StoreError, MAX_MINISIG_BYTES};
+use crate::sync::error::{NetworkKind, SyncError};
+use crate::sync::report::{Round, Wire};
+use crate::sync::upstream::Upstream;
+use crate::sync::{blocking, cancellable};
+
+/// Bundles larger than this are downloaded resumably through a `.part` file; smaller ones are
+/// received in memory (restarting costs at most this much). 1 MiB: text articles with a photo
+/// or two fit, so the common case costs one file write; a few-MB photo essay can resume.
+pub const RESUMABLE_FROM: u64 = 1 << 20;
+
+/// How one attempt ended, when it did not fail.
+enum Attempt {
+    Installed,
+    NotFound,
+}
+
+/// How fetching a bundle ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BundleResult {
+    Installed,
+    /// No upstream served bytes that passed the checks (each refusal was reported on its
+    /// upstream). `first_missing`: the first upstream asked answered 404.
+    Failed { first_missing: bool },
+}
+
+/// Downloads for one publisher during one round.
+pub(crate) struct Fetcher {
+    pub store: Arc<Store>,
+    pub publisher: PublicKey,
+    pub layout: PublisherLayout,
+    pub bundle_limits: BundleLimits,
+    pub downloads: Arc<Semaphore>,
+    pub round: Arc<Round>,
+    pub cancel: CancellationToken,
+}
+
+impl Fetcher {
+    /// Fetches and installs one bundle (and then its `.minisig`), trying `order` in turn.
+    pub async fn bundle(&self, object: ObjectRef, order: &[Arc<Upstream>]) -> BundleResult {
+        let mut first_missing = false;
+        let failed = |first_missing| BundleResult::Failed { first_missing };
+        let Ok(_permit) = self.downloads.acquire().await else {
+            return failed(false);
+        };
+        for (i, upstream) in order.iter().enumerate() {
+            if self.cancel.is_cancelled() {
+                return failed(first_missing);
+            }
+            // A transfer cut half way is resumed once from the same upstream right away:
+            // censoring networks reset long connections, and the partial file survives.
+            for attempt in 0..2 {
+                let result = cancellable(&self.cancel, self.try_bundle(upstream, object)).await;
+                match result {
+                    Ok(Attempt::Installed) => {
+                        self.round.bundle_installed(upstream.url());
+                        self.minisig(object.sha256, std::slice::from_ref(upstream))
+                            .await;
+                        return BundleResult::Installed;
+                    }
+                    Ok(Attempt::NotFound) => {
+                        first_missing |= i == 0;
+                        break;
+                    }
+                    Err(e) => {
+                        let resumable = attempt == 0
+                            && object.size > RESUMABLE_FROM
+                            && matches!(
+                                e,
+                                SyncError::Network {
+                                    kind: NetworkKind::Broken,
+                                    ..
+                                }
+                            );
+                        self.round.fail(e);
+                        if !resumable {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        failed(first_missing)
+    }
+
+    async fn try_bundle(
+        &self,
+        upstream: &Upstream,
+        object: ObjectRef,
+    ) -> Result<Attempt, SyncError> {
+        let id = object.sha256;
+        let url = upstream.url().to_owned();
+        let relative = self.layout.bundle(&id);
+        let store = self.store.clone();
+        let publisher = self.publisher.clone();
+        let limits = self.bundle_limits.clone();
+        if object.size <= RESUMABLE_FROM {
+            let Some(bytes) = upstream.object_bytes(&relative, "bundle", object).await? else {
+                return Ok(Attempt::NotFound);
+            };
+            self.round.received(&url, Wire::Bundle, bytes.len() as u64);
+            blocking(move || {
+                let mut receiver = store.receiver(object).map_err(SyncError::Store)?;
+                let verified = receiver
+                    .accept(&bytes)
+                    .and_then(|()| receiver.finish())
+                    .map_err(|e| SyncError::from_store(&url, id, StoreError::Object(e)))?;
+                install(&store, &publisher, verified, &limits, &url)
+            })
+            .await?;
+            return Ok(Attempt::Installed);
+        }
+        let part = partial_path(&self.store, &id);
+        if !self.receive_part(upstream, &relative, object, &part).await? {
+            return Ok(Attempt::NotFound);
+        }
+        blocking(move || {
+            let check = |e: FetchError| {
+                // Wrong bytes (from this upstream, or a partial prefix from another one) are
+                // never resumed: start over next time.
+                let _ = std::fs::remove_file(&part);
+                SyncError::from_store(&url, id, StoreError::Object(e))
+            };
+            let file = std::fs::File::open(&part)
+                .map_err(|source| SyncError::Store(StoreError::Io {
+                    path: part.clone(),
+                    source,
+                }))?;
+            let verified = index::receive_file(file, store.tmp_dir(), object).map_err(check)?;
+            let result = install(&store, &publisher, verified, &limits, &url);
+            if !matches!(result, Err(SyncError::Store(_))) {
+                let _ = std::fs::remove_file(&part);
+            }
+            result
+        })
+        .await?;
+        Ok(Attempt::Installed)
+    }
+
+    /// Streams the object into `part`, resuming after what is already there. `false` on 404.
+    /// On success `part` holds exactly `object.size` bytes (not yet hash-checked).
+    async fn receive_part(
+        &self,
+        upstream: &Upstream,
+        relative: &str,
+        object: ObjectRef,
+        part: &Path,
+    ) -> Result<bool, SyncError> {
+        let url = upstream.url().to_owned();
+        let local = |source: std::io::Error| {
+            SyncError::Store(StoreError::Io {
+                path: part.to_owned(),
+                source,
+            })
+        };
+        let mut have = match tokio::fs::metadata(part).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(local(e)),
+        };
+        if have > object.size {
+            tokio::fs::remove_file(part).await.map_err(local)?;
+            have = 0;
+        }
+        if have == object.size {
+            return Ok(true);
+        }
+        if have > 0 {
+            tracing::debug!(upstream = %url, bundle = %object.sha256, have, "resuming");
+        }
+        let remaining = object.size - have;
+        upstream
+            .timed(relative, remaining, async {
+                let Some(mut body) = upstream.open(relative, "bundle", object, have).await? else {
+                    return Ok(false);
+                };
+                let mut file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(body.start > 0)
+                    .truncate(body.start == 0)
+                    .write(true)
+                    .open(part)
+                    .await
+                    .map_err(local)?;
+                let mut written = body.start;
+                let result = loop {
+                    match body.chunk(upstream, relative).await {
+                        Ok(Some(chunk)) => {
+                            if written + chunk.len() as u64 > object.size {
+                                drop(file);
+                                let _ = tokio::fs::remove_file(part).await;
+                                return Err(SyncError::Object {
+                                    url: url.clone(),
+                                    what: "bundle",
+                                    sha256: object.sha256,
+                                    source: FetchError::TooLarge { limit: object.size },
+                                });
+                            }
+                            file.write_all(&chunk).await.map_err(local)?;
+                            written += chunk.len() as u64;
+                        }
+                        Ok(None) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                };
+                file.flush().await.map_err(local)?;
+                self.round
+                    .received(&url, Wire::Bundle, written - body.start);
+                result?;
+                if written < object.size {
+                    return Err(SyncError::Network {
+                        url: url.clone(),
+                        path: relative.to_owned(),
+                        kind: NetworkKind::Broken,
+                        reason: format!(
+                            "the body ended after {written} of {} bytes",
+                            object.size
+                        ),
+                    });
+                }
+                Ok(true)
+            })
+            .await
+    }
+
+    /// Fetches a bundle's `.minisig` from the first upstream in `order` that has one and
+    /// installs it (the store checks it against the bundle and the key). Best effort: the
+    /// signed index does not list signature files, so a missing one is not an error.
+    pub async fn minisig(&self, bundle: ContentId, order: &[Arc<Upstream>]) {
+        let relative = self.layout.minisig(&bundle);
+        for upstream in order {
+            let url = upstream.url().to_owned();
+            let too_large = || SyncError::Minisig {
+                url: url.clone(),
+                sha256: bundle,
+                reason: format!("larger than {MAX_MINISIG_BYTES} bytes"),
+            };
+            let fetched = cancellable(
+                &self.cancel,
+                upstream.capped_bytes(&relative, MAX_MINISIG_BYTES, too_large),
+            )
+            .await;
+            let bytes = match fetched {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.round.fail(e);
+                    continue;
+                }
+            };
+            self.round
+                .received(&url, Wire::Minisig, bytes.len() as u64);
+            let store = self.store.clone();
+            let publisher = self.publisher.clone();
+            let installed = blocking(move || {
+                store
+                    .install_minisig(&publisher, bundle, &bytes)
+                    .map_err(|e| SyncError::from_store(&url, bundle, e))
+            })
+            .await;
+            match installed {
+                Ok(_) => return,
+                Err(e) => self.round.fail(e),
+            }
+        }
+    }
+}
+
+/// Verifies and installs a hash-checked bundle; a refusal is the upstream's fault.
+fn install(
+    store: &Store,
+    publisher: &PublicKey,
+    verified: index::VerifiedObject,
+    limits: &BundleLimits,
+    url: &str,
+) -> Result<Installed, SyncError> {
+    let id = verified.object().sha256;
+    store
+        .install_bundle(publisher, verified, limits)
+        .map(|(installed, _)| installed)
+        .map_err(|e| SyncError::from_store(url, id, e))
+}
+
+/// Where a resumable download of `bundle` is kept until it completes: in the store's temp
+/// folder (never served), named after the expected sha256 so a restart finds it.
+pub fn partial_path(store: &Store, bundle: &ContentId) -> PathBuf {
+    store.tmp_dir().join(format!("sync-{bundle}.part"))
+}

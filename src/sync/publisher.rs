@@ -1,0 +1,495 @@
+//! One publisher's part of a round: poll every upstream's `index.json`, verify and take in the
+//! newest, fetch what it needs, and install it once complete.
+//!
+//! Owns the order of operations. Heads are requested from all upstreams at once and handled in
+//! the order they arrive, so a slow or hanging upstream never holds up one that answers. A new
+//! head goes through the index module's tracker (signature, key, rollback, equivocation,
+//! freshness; pieces fetched only where they cannot be rebuilt from entries already held); the
+//! tracker's state is the sync's own (`.state/sync/index/`), which may run ahead of what the
+//! store serves while bundles arrive. Completing an index means: stage its pieces (rebuilt
+//! locally from verified entries), download the bundles the store lacks (see `download`), and
+//! hand the envelope to the store, which checks it again and installs it only when every
+//! object it lists is present. It never installs anything itself and never trusts an upstream
+//! for more than bytes.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::task::JoinSet;
+
+use crate::config::Keep;
+use crate::content_id::ContentId;
+use crate::index::layout::{self, PublisherLayout};
+use crate::index::{
+    encode_piece, update_from_dir, Entry, Index, IndexError, ObjectRef, Offer, PieceRef, Tracker,
+};
+use crate::keys::PublicKey;
+use crate::store::{ObjectKind, PublisherId, Store, StoreError};
+use crate::sync::download::{BundleResult, Fetcher};
+use crate::sync::error::SyncError;
+use crate::sync::report::{PublisherReport, Wire};
+use crate::sync::state::SeenHead;
+use crate::sync::upstream::{HeadFetch, Upstream};
+use crate::sync::{blocking, cancellable, RoundCtx};
+
+/// A publisher the sync carries, and its tracker (the newest verified index).
+pub(crate) struct PublisherSync {
+    pub key: PublicKey,
+    pub id: PublisherId,
+    pub layout: PublisherLayout,
+    /// A tokio `Mutex`: held for the publisher's whole round, across downloads; rounds never
+    /// overlap, so it is never contended in practice.
+    pub tracker: Arc<AsyncMutex<Tracker>>,
+}
+
+impl PublisherSync {
+    pub fn new(key: PublicKey, tracker: Tracker) -> Self {
+        Self {
+            id: PublisherId::of(&key),
+            layout: PublisherLayout::new(&key),
+            key,
+            tracker: Arc::new(AsyncMutex::new(tracker)),
+        }
+    }
+}
+
+type Guard = OwnedMutexGuard<Tracker>;
+
+/// Runs `f` on the tracker in a blocking thread (verification is CPU work, the tracker's state
+/// is files) and hands the guard back.
+async fn on_tracker<T: Send + 'static>(
+    guard: Guard,
+    f: impl FnOnce(&mut Tracker) -> Result<T, SyncError> + Send + 'static,
+) -> Result<(Guard, Result<T, SyncError>), SyncError> {
+    blocking(move || {
+        let mut guard = guard;
+        let result = f(&mut guard);
+        Ok((guard, result))
+    })
+    .await
+}
+
+/// What to do to serve the tracker's index.
+struct Plan {
+    envelope: Vec<u8>,
+    bundles: Vec<ObjectRef>,
+    /// Present bundles whose `.minisig` is missing.
+    minisigs: Vec<ContentId>,
+}
+
+/// Syncs one publisher from `upstreams` (those out of backoff, configured first).
+pub(crate) async fn sync_publisher(
+    ctx: Arc<RoundCtx>,
+    p: Arc<PublisherSync>,
+    upstreams: Vec<Arc<Upstream>>,
+) -> PublisherReport {
+    let mut report = PublisherReport {
+        publisher: p.key.id().to_string(),
+        installed: None,
+        newest: None,
+        missing: 0,
+        pruned: 0,
+        errors: Vec::new(),
+    };
+    let mut guard = p.tracker.clone().lock_owned().await;
+    let mut heads = JoinSet::new();
+    let held_seq = guard.held().map(|h| h.head().sequence());
+    for upstream in &upstreams {
+        ctx.round.join(upstream.url());
+        let etag = ctx
+            .state()
+            .seen(upstream.url(), &p.id)
+            .filter(|seen| held_seq.is_some_and(|held| held >= seen.sequence))
+            .map(|seen| seen.etag.clone());
+        let (upstream, cancel, path) = (upstream.clone(), ctx.cancel.clone(), p.layout.index());
+        let cap = ctx.index_limits.max_head_bytes;
+        heads.spawn(async move {
+            let result = cancellable(&cancel, upstream.head(&path, etag.as_deref(), cap)).await;
+            (upstream, result)
+        });
+    }
+
+    // An index taken in by an earlier round (or pushed to this mirror) may still need
+    // completing; do that while the heads are on their way.
+    let store = ctx.store.clone();
+    let caught_up = on_tracker(guard, move |t| catch_up(t, &store)).await;
+    let Ok((g, result)) = caught_up else {
+        return report;
+    };
+    guard = g;
+    if let Err(e) = result {
+        report.errors.push(e);
+    }
+    guard = complete(&ctx, &p, guard, None, &upstreams, &mut report).await;
+
+    while let Some(joined) = heads.join_next().await {
+        let (upstream, result) = match joined {
+            Ok(pair) => pair,
+            Err(e) => {
+                if let Ok(panic) = e.try_into_panic() {
+                    std::panic::resume_unwind(panic);
+                }
+                continue;
+            }
+        };
+        let url = upstream.url().to_owned();
+        let (bytes, etag) = match result {
+            Ok(HeadFetch::Envelope { bytes, etag }) => (bytes, etag),
+            Ok(HeadFetch::NotModified) => {
+                ctx.round.not_modified(&url);
+                continue;
+            }
+            Ok(HeadFetch::NotFound) => {
+                tracing::debug!(upstream = %url, publisher = %p.key.id(), "not carried");
+                ctx.round.not_carried(&url);
+                continue;
+            }
+            Err(e) => {
+                ctx.round.fail(e);
+                continue;
+            }
+        };
+        ctx.round.received(&url, Wire::Head, bytes.len() as u64);
+        let handle = tokio::runtime::Handle::current();
+        let (fetch_ctx, fetch_p, fetch_up) = (ctx.clone(), p.clone(), upstream.clone());
+        let updated = on_tracker(guard, move |t| {
+            take_in(t, &bytes, &url, SystemTime::now(), |piece| {
+                handle.block_on(fetch_piece(&fetch_ctx, &fetch_p, &fetch_up, piece))
+            })
+        })
+        .await;
+        let Ok((g, result)) = updated else {
+            return report;
+        };
+        guard = g;
+        match result {
+            Ok(sequence) => {
+                if let Some(etag) = etag {
+                    let seen = SeenHead { etag, sequence };
+                    ctx.state().set_seen(upstream.url(), &p.id, seen);
+                }
+                guard = complete(&ctx, &p, guard, Some(&upstream), &upstreams, &mut report).await;
+            }
+            Err(e) if e.upstream().is_some() => ctx.round.fail(e),
+            Err(e) => report.errors.push(e),
+        }
+    }
+
+    let (store, keep, grace) = (ctx.store.clone(), ctx.store.keep(), ctx.prune_grace);
+    let state = ctx.state.clone();
+    let key = p.key.clone();
+    let finished = on_tracker(guard, move |t| {
+        let installed = store.index(&key).map_err(SyncError::Store)?;
+        let pruned = match keep {
+            Keep::Current => {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                crate::sync::prune::prune(&store, &mut state, &key, t.held(), grace)?
+            }
+            Keep::All => 0,
+        };
+        Ok((
+            installed.map(|i| i.head().sequence()),
+            t.held().map(|h| h.head().sequence()),
+            pruned,
+        ))
+    })
+    .await;
+    match finished {
+        Ok((_, Ok((installed, newest, pruned)))) => {
+            report.installed = installed;
+            report.newest = newest;
+            report.pruned = pruned;
+        }
+        Ok((_, Err(e))) | Err(e) => report.errors.push(e),
+    }
+    report
+}
+
+/// Makes the tracker at least as new as what the store serves (a publisher may push to this
+/// mirror directly, or the sync state may be younger than the store).
+fn catch_up(tracker: &mut Tracker, store: &Store) -> Result<(), SyncError> {
+    let Some(installed) = store.index(tracker.publisher()).map_err(SyncError::Store)? else {
+        return Ok(());
+    };
+    let held = tracker.held().map(|h| h.head().sequence());
+    if held.is_some_and(|s| s >= installed.head().sequence()) {
+        return Ok(());
+    }
+    match update_from_dir(tracker, store.root(), SystemTime::now()) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(SyncError::Tracker(e)),
+    }
+}
+
+/// Offers an upstream's envelope to the tracker and, if it is acceptable and new, fetches the
+/// pieces the tracker cannot rebuild and accepts it. Returns the held sequence afterwards.
+fn take_in(
+    tracker: &mut Tracker,
+    envelope: &[u8],
+    url: &str,
+    now: SystemTime,
+    mut fetch: impl FnMut(&PieceRef) -> Result<Vec<u8>, SyncError>,
+) -> Result<u64, SyncError> {
+    let refused = |source: IndexError| match source {
+        IndexError::Rollback { held, offered } => SyncError::OlderIndex {
+            url: url.to_owned(),
+            held,
+            offered,
+        },
+        IndexError::Io { .. } | IndexError::StateCorrupt { .. } => SyncError::Tracker(source),
+        source => SyncError::Index {
+            url: url.to_owned(),
+            source,
+        },
+    };
+    let update = match tracker.offer(envelope, now).map_err(refused)? {
+        Offer::Unchanged => {
+            return Ok(tracker
+                .held()
+                .expect("an unchanged offer means an index is held")
+                .head()
+                .sequence())
+        }
+        Offer::KeptFresher { offered } => {
+            return Err(SyncError::ExpiredIndex {
+                url: url.to_owned(),
+                offered: offered.head().sequence(),
+            })
+        }
+        Offer::Update(mut pending) => {
+            loop {
+                let needed = pending.needed().map_err(refused)?;
+                if needed.is_empty() {
+                    break;
+                }
+                for piece in needed {
+                    let bytes = fetch(&piece)?;
+                    pending.supply(&piece, bytes).map_err(refused)?;
+                }
+            }
+            pending.finish().map_err(refused)?
+        }
+    };
+    let held = tracker.accept(update).map_err(SyncError::Tracker)?;
+    tracing::info!(
+        upstream = %url,
+        publisher = %held.head().publisher().id(),
+        sequence = held.head().sequence(),
+        "verified a new index"
+    );
+    Ok(held.head().sequence())
+}
+
+/// Fetches one index piece from the upstream whose head asked for it (size-capped,
+/// hash-checked).
+async fn fetch_piece(
+    ctx: &RoundCtx,
+    p: &PublisherSync,
+    upstream: &Upstream,
+    piece: &PieceRef,
+) -> Result<Vec<u8>, SyncError> {
+    let relative = p.layout.piece(&piece.sha256);
+    let fetched = cancellable(
+        &ctx.cancel,
+        upstream.object_bytes(&relative, "index piece", piece.object()),
+    )
+    .await?;
+    match fetched {
+        Some(bytes) => {
+            ctx.round
+                .received(upstream.url(), Wire::Piece, bytes.len() as u64);
+            Ok(bytes)
+        }
+        None => Err(SyncError::MissingObject {
+            url: upstream.url().to_owned(),
+            what: "index piece",
+            sha256: piece.sha256,
+        }),
+    }
+}
+
+/// Brings the store up to the tracker's index if it is behind: pieces, bundles, then the index.
+/// `preferred` is the upstream whose head was just taken in (tried first for every bundle, and
+/// blamed for bundles nobody serves).
+async fn complete(
+    ctx: &Arc<RoundCtx>,
+    p: &Arc<PublisherSync>,
+    guard: Guard,
+    preferred: Option<&Arc<Upstream>>,
+    upstreams: &[Arc<Upstream>],
+    report: &mut PublisherReport,
+) -> Guard {
+    let store = ctx.store.clone();
+    let planned = on_tracker(guard, move |t| plan(t, &store)).await;
+    // Only a runtime shutdown loses the guard; keep a fresh lock so callers can go on.
+    let (guard, plan) = match planned {
+        Ok((guard, Ok(Some(plan)))) => (guard, plan),
+        Ok((guard, Ok(None))) => return guard,
+        Ok((guard, Err(e))) => {
+            report.errors.push(e);
+            return guard;
+        }
+        Err(_) => return p.tracker.clone().lock_owned().await,
+    };
+    let mut order: Vec<Arc<Upstream>> = preferred.into_iter().cloned().collect();
+    order.extend(
+        upstreams
+            .iter()
+            .filter(|u| preferred.is_none_or(|p| !Arc::ptr_eq(p, u)))
+            .cloned(),
+    );
+    let order = Arc::new(order);
+    let fetcher = Arc::new(Fetcher {
+        store: ctx.store.clone(),
+        publisher: p.key.clone(),
+        layout: p.layout.clone(),
+        bundle_limits: ctx.bundle_limits.clone(),
+        downloads: ctx.downloads.clone(),
+        round: ctx.round.clone(),
+        cancel: ctx.cancel.clone(),
+    });
+    let mut tasks = JoinSet::new();
+    for object in plan.bundles {
+        let (fetcher, order) = (fetcher.clone(), order.clone());
+        tasks.spawn(async move { Some((object.sha256, fetcher.bundle(object, &order).await)) });
+    }
+    for id in plan.minisigs {
+        let (fetcher, order) = (fetcher.clone(), order.clone());
+        tasks.spawn(async move {
+            fetcher.minisig(id, &order).await;
+            None
+        });
+    }
+    let mut missing = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (id, result) = match joined {
+            Ok(Some(pair)) => pair,
+            Ok(None) => continue,
+            Err(e) => {
+                if let Ok(panic) = e.try_into_panic() {
+                    std::panic::resume_unwind(panic);
+                }
+                continue;
+            }
+        };
+        let BundleResult::Failed { first_missing } = result else {
+            continue;
+        };
+        if ctx.cancel.is_cancelled() {
+            continue;
+        }
+        missing += 1;
+        if let (Some(upstream), true) = (preferred, first_missing) {
+            // Its index lists the bundle, yet it answered 404 (and nobody else had it).
+            ctx.round.fail(SyncError::MissingObject {
+                url: upstream.url().to_owned(),
+                what: "bundle",
+                sha256: id,
+            });
+        }
+    }
+    report.missing = missing;
+    if missing > 0 || ctx.cancel.is_cancelled() {
+        return guard;
+    }
+    let (store, key) = (ctx.store.clone(), p.key.clone());
+    let installed = blocking(move || match store.install_index(&key, &plan.envelope) {
+        Ok(_) => Ok(true),
+        // Something newer was pushed meanwhile: nothing to do.
+        Err(StoreError::OlderIndex { .. }) => Ok(false),
+        Err(e) => Err(SyncError::Store(e)),
+    })
+    .await;
+    match installed {
+        Ok(true) => tracing::info!(publisher = %p.key.id(), "installed a new index"),
+        Ok(false) => {}
+        Err(e) => report.errors.push(e),
+    }
+    guard
+}
+
+/// What serving the tracker's index takes, with its pieces already staged; `None` when the
+/// store serves it (or something newer) already.
+fn plan(tracker: &Tracker, store: &Store) -> Result<Option<Plan>, SyncError> {
+    let Some(held) = tracker.held() else {
+        return Ok(None);
+    };
+    let publisher = tracker.publisher();
+    let installed = store.index(publisher).map_err(SyncError::Store)?;
+    if installed.is_some_and(|i| i.head().sequence() >= held.head().sequence()) {
+        return Ok(None);
+    }
+    stage_pieces(store, publisher, held)?;
+    let pid = PublisherId::of(publisher);
+    let mut bundles = Vec::new();
+    let mut minisigs = Vec::new();
+    for object in required_bundles(held, store.keep()) {
+        if !store.contains(&pid, &ObjectKind::Bundle(object.sha256)) {
+            bundles.push(object);
+        } else if !store.contains(&pid, &ObjectKind::Minisig(object.sha256)) {
+            minisigs.push(object.sha256);
+        }
+    }
+    Ok(Some(Plan {
+        envelope: held.signed().envelope().to_vec(),
+        bundles,
+        minisigs,
+    }))
+}
+
+/// Stages every piece the index lists (the log's pieces and the newest batch) that the store's
+/// layout lacks, rebuilt from the verified entries: the tracker fetched only what it could not
+/// rebuild, and the store checks each against the head again on install.
+fn stage_pieces(store: &Store, publisher: &PublicKey, index: &Index) -> Result<(), SyncError> {
+    let pid = PublisherId::of(publisher);
+    let log = index.head().log();
+    let mut pieces = log.pieces().to_vec();
+    if !pieces.contains(log.batch()) {
+        pieces.push(*log.batch());
+    }
+    for piece in pieces {
+        if store.contains(&pid, &ObjectKind::Piece(piece.sha256)) {
+            continue;
+        }
+        let entries: &[Entry] = &index.entries()[piece.first as usize..piece.end() as usize];
+        let bytes = encode_piece(publisher, piece.first, entries);
+        let mut receiver = store.receiver(piece.object()).map_err(SyncError::Store)?;
+        let verified = receiver
+            .accept(&bytes)
+            .and_then(|()| receiver.finish())
+            .map_err(|source| {
+                SyncError::Tracker(IndexError::Piece {
+                    piece: piece.sha256,
+                    source,
+                })
+            })?;
+        store
+            .stage_piece(publisher, verified)
+            .map_err(SyncError::Store)?;
+    }
+    Ok(())
+}
+
+/// The bundles a store with this retention must hold for `index`: every version ever listed
+/// (`all`) or the current listing (`current`), each once.
+pub(crate) fn required_bundles(index: &Index, keep: Keep) -> Vec<ObjectRef> {
+    let all: Vec<ObjectRef> = match keep {
+        Keep::All => index
+            .entries()
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Add(a) => Some(a.bundle()),
+                Entry::Retract { .. } => None,
+            })
+            .collect(),
+        Keep::Current => index.current().iter().map(|(_, a)| a.bundle()).collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    all.into_iter().filter(|b| seen.insert(b.sha256)).collect()
+}
+
+/// The folder holding a publisher's bundles in the store.
+pub(crate) fn bundles_dir(store: &Store, publisher: &PublicKey) -> std::path::PathBuf {
+    layout::on_disk(store.root(), &PublisherLayout::new(publisher).bundles_dir())
+}
