@@ -11,12 +11,16 @@ use clap::{Parser, Subcommand};
 use qasid::ErrorClass;
 
 mod bundle;
+mod completions;
+mod fetch;
 mod index;
 mod keygen;
+mod man;
 mod mirror;
 mod publish;
 mod push;
 mod read;
+mod sync;
 mod verify;
 
 /// Signed news bundles that stay readable where news sites are blocked.
@@ -45,11 +49,15 @@ enum Command {
     Bundle(bundle::BundleArgs),
     Verify(verify::VerifyArgs),
     Read(read::ReadArgs),
+    Fetch(fetch::FetchArgs),
     Publish(publish::PublishArgs),
     Push(push::PushArgs),
     Mirror(mirror::MirrorArgs),
+    Sync(sync::SyncArgs),
     #[command(subcommand)]
     Index(index::IndexCommand),
+    Completions(completions::CompletionsArgs),
+    Man(man::ManArgs),
 }
 
 fn version_text() -> &'static str {
@@ -62,7 +70,11 @@ fn version_text() -> &'static str {
 /// Sets up tracing to stderr. `RUST_LOG` wins over `-v`. Daemons log what they do (info) by
 /// default; one-shot commands only warnings, since their results go to stdout.
 pub fn init_logging(cli: &Cli) {
-    let daemon = matches!(cli.command, Command::Mirror(_));
+    let daemon = match &cli.command {
+        Command::Mirror(_) => true,
+        Command::Sync(args) => args.is_daemon(),
+        _ => false,
+    };
     let default = match (cli.verbose, daemon) {
         (0, false) => "warn",
         (0, true) => "info",
@@ -90,10 +102,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bundle(args) => args.run(),
         Command::Verify(args) => args.run(),
         Command::Read(args) => args.run(),
+        Command::Fetch(args) => args.run(),
         Command::Publish(args) => args.run(),
         Command::Push(args) => args.run(),
         Command::Mirror(args) => args.run(),
+        Command::Sync(args) => args.run(),
         Command::Index(cmd) => cmd.run(),
+        Command::Completions(args) => args.run(),
+        Command::Man(args) => args.run(),
     }
 }
 
@@ -164,6 +180,8 @@ classified_errors!(
     qasid::mirror::MirrorError,
     qasid::index::IndexError,
     qasid::repo::RepoError,
+    qasid::sync::SyncError,
+    qasid::reader::ReaderError,
 );
 
 /// Loads a secret key file, asking for the passphrase only if it is encrypted, and warns when

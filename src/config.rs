@@ -124,6 +124,18 @@ pub struct SyncConfig {
     /// Also pull from the mirrors listed in publishers' signed indexes. Default false: the
     /// operator decides which hosts the mirror talks to.
     pub use_index_mirrors: bool,
+    /// Time to connect to an upstream. Default 5 s: a reachable host answers within a few
+    /// round trips, and a blocked one should cost little.
+    pub connect_timeout: Duration,
+    /// Longest wait for the next byte from an upstream. Default 10 s: a tarpit (accepts, never
+    /// answers) is given up quickly, while a slow link still moves bytes within it.
+    pub read_timeout: Duration,
+    /// Most bundle downloads at a time. Default 8: enough to fill a link with small bundles
+    /// without opening many connections per host.
+    pub max_downloads: usize,
+    /// With `keep = "current"`, how long a bundle stays after no current index lists it.
+    /// Default 24 h: readers holding the previous index can still fetch what it listed.
+    pub prune_grace: Duration,
 }
 
 impl Default for SyncConfig {
@@ -131,6 +143,10 @@ impl Default for SyncConfig {
         Self {
             interval: Duration::from_secs(300),
             use_index_mirrors: false,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(10),
+            max_downloads: 8,
+            prune_grace: Duration::from_secs(24 * 3600),
         }
     }
 }

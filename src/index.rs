@@ -35,8 +35,8 @@ pub use fetch::{
 pub use head::{Freshness, Head, HeadFields, LogRef, MirrorUrl, SignedHead};
 pub(crate) use log::encode_piece_refs;
 pub use log::{
-    current_positions, encode_piece, merged_counts, ArticleFields, ArticleVersion, EncodedPiece,
-    Entry, ObjectRef, PieceRef,
+    current_positions, encode_piece, merged_counts, validate_piece, ArticleFields, ArticleVersion,
+    EncodedPiece, Entry, ObjectRef, PieceRef,
 };
 pub use source::{
     fetch_bundle_http, http_client, receive_bundle, update_from_dir, update_from_http,

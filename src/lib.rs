@@ -17,6 +17,7 @@
 //! - [`config`]: `mirrors.toml`, validated, with documented defaults.
 //! - [`store`]: the mirror's content-addressed store (the static layout on disk).
 //! - [`mirror`]: the mirror's HTTP server (layout, push, reader pages, metrics).
+//! - [`sync`]: the mirror's sync daemon (pull from upstream mirrors, verify, install, prune).
 //! - [`reader`]: fetching verified indexes and bundles from racing mirrors (HTTP, Tor, folders).
 //!
 //! Trust flows one way: bytes from disk or network become [`bundle::VerifiedBundle`] only through
@@ -36,6 +37,7 @@ pub mod reader;
 pub mod render;
 pub mod repo;
 pub mod store;
+pub mod sync;
 
 /// How a failure should be reported to a user or script: the CLI maps each class to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

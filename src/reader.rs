@@ -313,7 +313,7 @@ pub enum ReaderError {
     Bundle {
         article: String,
         #[source]
-        source: BundleFetchError,
+        source: Box<BundleFetchError>,
     },
 }
 
@@ -579,10 +579,10 @@ impl Reader {
             .persist(&dest)
             .map_err(|source| ReaderError::Bundle {
                 article: label,
-                source: BundleFetchError::Fetch {
+                source: Box::new(BundleFetchError::Fetch {
                     sha256: article.bundle().sha256,
                     source,
-                },
+                }),
             })?;
         Ok(SavedBundle {
             path: dest,

@@ -177,9 +177,9 @@ impl Syncer {
             let mut trackers = Vec::new();
             for key in keys {
                 let tracker =
-                    Tracker::open(&dir, &key, limits.clone()).map_err(SyncError::Tracker)?;
+                    Tracker::open(&dir, &key, limits.clone()).map_err(SyncError::tracker)?;
                 // Load the served index now, so the first round does not pay for it.
-                opened_store.index(&key).map_err(SyncError::Store)?;
+                opened_store.index(&key).map_err(SyncError::store)?;
                 trackers.push(PublisherSync::new(key, tracker));
             }
             Ok((lock, state, trackers))
@@ -282,9 +282,8 @@ impl Syncer {
                 first.errors.push(e);
             }
         }
-        let round = Arc::try_unwrap(round).unwrap_or_else(|_| {
-            unreachable!("every task holding the round has finished")
-        });
+        let round = Arc::try_unwrap(round)
+            .unwrap_or_else(|_| unreachable!("every task holding the round has finished"));
         RoundReport {
             elapsed: started.elapsed(),
             upstreams: round.finish(&backing_off),
@@ -328,11 +327,7 @@ impl Syncer {
 
     /// Upstream objects for mirrors learnt from a signed index (no proxy, default client).
     fn learnt(&self, mirrors: &[MirrorUrl]) -> Vec<Arc<Upstream>> {
-        let mut learnt = self
-            .inner
-            .learnt
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut learnt = self.inner.learnt.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         for m in mirrors {
             if let Some(u) = learnt.get(m.as_str()) {
@@ -361,7 +356,9 @@ impl Syncer {
             let ok = !round.failed(url);
             match u.record(ok, &self.inner.options.backoff, now) {
                 None => {
-                    self.inner.metrics.set_upstream_state(url, UpstreamState::Idle);
+                    self.inner
+                        .metrics
+                        .set_upstream_state(url, UpstreamState::Idle);
                     self.inner.metrics.upstream_success(url, SystemTime::now());
                 }
                 Some(delay) => {

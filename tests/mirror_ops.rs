@@ -3,8 +3,6 @@
 
 mod mirror_support;
 
-use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mirror_support::*;
@@ -112,79 +110,6 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     })
     .await
     .unwrap();
-}
-
-/// A `qasid mirror` process, killed on drop if still running.
-struct Process {
-    child: Child,
-    base: String,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start(args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_qasid"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
-        // Owned before anything can panic, so the process is killed on every path.
-        let mut process = Process {
-            child,
-            base: String::new(),
-            stderr: rx,
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let line = process
-                .stderr
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the mirror logs its address in time");
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                process.base = addr.to_owned();
-                return process;
-            }
-        }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the mirror stops on SIGTERM in time"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -276,6 +276,101 @@ async fn index_refusals_older_missing_forged() {
     assert_eq!(served, current);
 }
 
+/// Pieces carry no signature, but a piece that cannot be one of this publisher's is refused
+/// when it is pushed (422), instead of waiting in the staging folder for an index that will
+/// never list it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_pieces_are_refused_at_push_time() {
+    use qasid::content_id::ContentId;
+    use qasid::index::{encode_piece, Entry};
+
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(1);
+    let server = Server::start(&dir.path().join("store"), &[&k]).await;
+    let retract = || vec![Entry::retract("story").unwrap()];
+    let canonical = encode_piece(k.public(), 0, &retract());
+    let spaced = String::from_utf8(canonical.clone())
+        .unwrap()
+        .replacen(',', ", ", 1)
+        .into_bytes();
+    let junk: [(&str, Vec<u8>); 6] = [
+        ("not JSON", b"\x89PNG\r\n\x1a\n not a piece".to_vec()),
+        (
+            "JSON of another shape",
+            br#"{"format":"qasid-index-piece/1"}"#.to_vec(),
+        ),
+        (
+            "another publisher's piece",
+            encode_piece(key(2).public(), 0, &retract()),
+        ),
+        ("non-canonical bytes", spaced),
+        ("no entries", encode_piece(k.public(), 0, &[])),
+        (
+            "an unknown format",
+            String::from_utf8(canonical.clone())
+                .unwrap()
+                .replace("qasid-index-piece/1", "qasid-index-piece/9")
+                .into_bytes(),
+        ),
+    ];
+    for (what, bytes) in &junk {
+        let path = url_path(&k, |l| l.piece(&ContentId::of_bytes(bytes)));
+        let (status, body) = put(&server, &path, bytes.clone()).await;
+        assert_eq!(status, 422, "{what}: {body}");
+        assert_eq!(body["error"], "index verification failed", "{what}: {body}");
+    }
+    let staged = server.store_dir.join(".state").join("staged");
+    let staged_files = walk_files(&staged);
+    assert!(staged_files.is_empty(), "junk was staged: {staged_files:?}");
+
+    // A well-formed piece is still accepted (and staged, unserved, until an index lists it).
+    let path = url_path(&k, |l| l.piece(&ContentId::of_bytes(&canonical)));
+    let (status, body) = put(&server, &path, canonical.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(walk_files(&staged).len(), 1);
+
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        format!(
+            "qasid_verification_failures_total{{reason=\"index\"}} {}",
+            junk.len()
+        ),
+        format!(
+            "qasid_push_total{{kind=\"piece\",outcome=\"refused\"}} {}",
+            junk.len()
+        ),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+}
+
+/// Every file below `dir` (none if it does not exist).
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_parallel_pushes_of_the_same_objects_are_safe() {
     let dir = tempfile::tempdir().unwrap();

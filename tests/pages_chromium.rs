@@ -9,7 +9,10 @@
 //! mentions and is not the page's doing.) A canary page with the same payloads, unsanitised,
 //! proves that both the script detector and the request log catch a failure.
 //!
-//! Needs Debian's `chromium` at /usr/bin/chromium; without it these tests fail, never skip.
+//! Needs Debian's `chromium` at /usr/bin/chromium; without it these tests fail, never skip
+//! (see `chromium_support`, shared with the real-mirror browser test).
+
+mod chromium_support;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -17,12 +20,12 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use chromium_support::visible_text;
 use qasid::content_id::ContentId;
 use qasid::keys::{PublicKey, SecretKey};
 use qasid::pages::{
@@ -30,18 +33,10 @@ use qasid::pages::{
     SiteInfo, CONTENT_SECURITY_POLICY,
 };
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// Longest a Chromium run may take before it is killed and the test fails.
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest the test server lives, whatever happens to the test.
 const SERVER_LIFETIME: Duration = Duration::from_secs(300);
 /// Per-connection read and write timeout of the test server.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// If set, screenshots are copied to this folder for a person to look at.
-const SCREENSHOT_DIR_VAR: &str = "QASID_SCREENSHOT_DIR";
-
-/// One Chromium at a time: the machine has two cores and the runs are heavy.
-static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 /// Payloads that run script or load from elsewhere if they survive. Each script payload marks
 /// the DOM with `pw` + `ned-…`, a string that appears nowhere unless the script ran.
@@ -372,114 +367,12 @@ fn serve(mut stream: TcpStream, root: &Path, log: &Mutex<Vec<Seen>>) {
     let _ = stream.write_all(&response);
 }
 
-/// Runs headless Chromium with `args` after the isolation flags; returns its stdout. Fails the
-/// test if Chromium is missing, exits unsuccessfully or runs longer than [`CHROMIUM_TIMEOUT`].
-fn chromium(server: &Server, args: &[String]) -> String {
-    assert!(
-        Path::new(CHROMIUM).is_file(),
-        "{CHROMIUM} not found: these tests need a real browser. Install Debian's package: \
-         apt-get install -y --no-install-recommends chromium (and fonts-noto-core for Urdu glyphs)"
-    );
-    let _one = ONE_BROWSER.lock().unwrap_or_else(PoisonError::into_inner);
-    let work = tempfile::tempdir().expect("temp dir");
-    let profile = work.path().join("profile");
-    let (stdout_path, stderr_path) = (work.path().join("stdout"), work.path().join("stderr"));
-    let mut child = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        // Every host name resolves to the test server, so no request can leave unseen.
-        .arg(format!("--host-resolver-rules=MAP * {}", server.addr))
-        .args(args)
-        .env("HOME", work.path())
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&stdout_path).expect("stdout file"))
-        .stderr(fs::File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {CHROMIUM}: {e}"));
-    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for chromium") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium ran longer than {CHROMIUM_TIMEOUT:?} and was killed; stderr:\n{}",
-                fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "chromium failed ({status}); stderr:\n{}",
-        fs::read_to_string(&stderr_path).unwrap_or_default()
-    );
-    fs::read_to_string(&stdout_path).expect("chromium output")
-}
-
 fn dump_dom(server: &Server, path: &str) -> String {
-    let dom = chromium(server, &["--dump-dom".into(), server.url(path)]);
-    assert!(dom.contains("</html>"), "no DOM for {path}: {dom:?}");
-    dom
+    chromium_support::dump_dom(server.addr, &server.url(path))
 }
 
-/// Takes a 1000×1400 screenshot of `path`; checks it is a real, non-trivial PNG.
 fn screenshot(server: &Server, path: &str, name: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let png = dir.path().join(name);
-    chromium(
-        server,
-        &[
-            format!("--screenshot={}", png.display()),
-            "--window-size=1000,1400".into(),
-            "--hide-scrollbars".into(),
-            server.url(path),
-        ],
-    );
-    let bytes = fs::read(&png).unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{name} is not a PNG"
-    );
-    assert!(
-        bytes.len() > 20_000,
-        "{name} is only {} bytes: a blank page?",
-        bytes.len()
-    );
-    if let Some(keep) = std::env::var_os(SCREENSHOT_DIR_VAR) {
-        fs::create_dir_all(&keep).expect("screenshot dir");
-        fs::copy(&png, Path::new(&keep).join(name)).expect("copy screenshot");
-    }
-}
-
-/// Roughly the text a reader sees: tags as spaces, whitespace runs collapsed.
-fn visible_text(html: &str) -> String {
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                text.push(' ');
-            }
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    chromium_support::screenshot(server.addr, &server.url(path), name);
 }
 
 /// Fails if anything the server logged was for a host that one of `sources` (pages, article

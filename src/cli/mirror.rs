@@ -12,6 +12,9 @@ use qasid::limits::IndexLimits;
 use qasid::mirror::{self, Metrics, MirrorState};
 use qasid::store::Store;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use super::Failure;
 
 /// Run a mirror: serve the static layout from a store, accept pushes from trusted publishers,
@@ -64,12 +67,14 @@ pub struct MirrorArgs {
     /// Proxy for the --upstream URLs given on the command line ([[upstream]] proxy).
     #[arg(long, value_name = "URL", value_parser = config::parse_proxy_url)]
     upstream_proxy: Option<reqwest::Url>,
-    /// How often sync polls the upstreams (sync.interval; default 5m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// How often sync polls the upstreams, jittered ±10% (sync.interval; default 5m).
+    #[arg(long, visible_alias = "interval", value_name = "DURATION", value_parser = humantime::parse_duration)]
     sync_interval: Option<Duration>,
     /// Also pull from the mirrors listed in publishers' signed indexes (sync.use_index_mirrors).
     #[arg(long, value_name = "BOOL")]
     use_index_mirrors: Option<bool>,
+    #[command(flatten)]
+    sync_tuning: super::sync::SyncTuning,
 }
 
 impl MirrorArgs {
@@ -132,6 +137,7 @@ impl MirrorArgs {
         if let Some(v) = self.use_index_mirrors {
             c.sync.use_index_mirrors = v;
         }
+        self.sync_tuning.apply(&mut c.sync)?;
         Ok(c)
     }
 
@@ -166,13 +172,22 @@ impl MirrorArgs {
                 publishers = config.publishers.len(),
                 "mirror started"
             );
-            if !config.upstreams.is_empty() {
-                tracing::warn!(
-                    upstreams = config.upstreams.len(),
-                    "sync is not active in this build: configured upstreams are not pulled yet"
-                );
-            }
-            mirror::run(listener, Arc::new(state), shutdown_signal()).await?;
+            let state = Arc::new(state);
+            let (background, stop_sync) = (TaskTracker::new(), CancellationToken::new());
+            let store = &state.store;
+            super::sync::start_in_mirror(
+                &config,
+                store,
+                &state.metrics,
+                &background,
+                stop_sync.clone(),
+            )
+            .await?;
+            let served = mirror::run(listener, state, shutdown_signal()).await;
+            stop_sync.cancel();
+            background.close();
+            background.wait().await;
+            served?;
             tracing::info!("mirror stopped");
             Ok(())
         })
@@ -180,7 +195,7 @@ impl MirrorArgs {
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let interrupt = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!("cannot listen for SIGINT: {e}");

@@ -1,44 +1,89 @@
-//! `qasid read`: verify a bundle, then show the article in the terminal or extract it.
+//! `qasid read`: verify a bundle, then show the article in the terminal or extract it; or, given
+//! an article NAME, fetch it from racing mirrors first (see `qasid fetch`).
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use qasid::bundle;
 use qasid::keys::PublicKey;
 use qasid::limits::BundleLimits;
+use qasid::reader::{ArticleRequest, Reader};
 use qasid::render::{self, ArticleHeader, RenderOptions};
 
+use super::fetch::{self, SourceArgs};
 use super::Failure;
 
 /// Verify a bundle, then read the article in the terminal (or extract it with --out).
 ///
 /// Nothing is shown or written unless the whole bundle verifies. With --out, the files are
 /// extracted into DIR (which must not exist yet or be empty) and never outside it.
+///
+/// Given an article NAME (or NAME@VERSION) instead of a file, the bundle is first fetched from
+/// the mirrors exactly as `qasid fetch NAME` does (same flags, same checks), kept in the state
+/// folder's articles/, and then shown.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  qasid read launch.zip --publisher keys/publisher.pub | less\n  qasid read launch.zip --publisher keys/publisher.pub --out launch/"
-)]
+#[command(after_help = format!("Examples:
+  qasid read launch.zip --publisher keys/publisher.pub | less
+  qasid read launch.zip --publisher keys/publisher.pub --out launch/
+  qasid read launch --config mirrors.toml
+  qasid read launch --mirror /media/usb/qasid-repo --publisher keys/publisher.pub
+
+{}", fetch::EXIT_CODES))]
 pub struct ReadArgs {
-    /// The bundle to read.
-    file: PathBuf,
-    /// The publisher's public key: a publisher.pub file or its one-line base64 form.
-    #[arg(long, value_name = "PUBKEY")]
-    publisher: String,
+    /// The bundle to read, or an article NAME[@VERSION] to fetch from mirrors.
+    #[arg(value_name = "FILE.zip|NAME")]
+    target: String,
+    /// The publisher's public key: a publisher.pub file or its one-line base64 form. With a
+    /// NAME, repeat for several trusted publishers (default: the config's).
+    #[arg(long = "publisher", value_name = "PUBKEY")]
+    publishers: Vec<String>,
     /// Extract the verified files into DIR instead of rendering.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Wrap text at this many columns (default: the terminal's width, or 80).
     #[arg(long, value_name = "COLUMNS")]
     width: Option<usize>,
+    #[command(flatten)]
+    source: SourceArgs,
 }
 
 impl ReadArgs {
     pub fn run(self) -> Result<(), Failure> {
-        let publisher = PublicKey::from_arg(&self.publisher)?;
+        // An existing file, or anything that cannot be an article name, is a bundle file.
+        let request = match Path::new(&self.target).exists() {
+            true => None,
+            false => self.target.parse::<ArticleRequest>().ok(),
+        };
+        let Some(request) = request else {
+            let publisher = match self.publishers.as_slice() {
+                [one] => PublicKey::from_arg(one)?,
+                _ => {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "reading a bundle file needs exactly one --publisher PUBKEY"
+                    )))
+                }
+            };
+            return self.show(Path::new(&self.target), &publisher);
+        };
+        let options = self.source.options(&self.publishers)?;
+        let articles = fetch::articles_dir(&options.state_dir);
+        let mut reader = Reader::open(options)?;
+        let runtime = fetch::runtime()?;
+        let updates = runtime.block_on(reader.update());
+        let bar = fetch::ProgressBar::new(true);
+        let fetched = runtime.block_on(reader.fetch(&updates, &request, &articles, bar.callback()));
+        bar.finish();
+        fetch::print_report(&reader.report(), fetched.is_ok());
+        let saved = fetched?;
+        self.show(&saved.path, &saved.publisher)
+    }
+
+    /// Verifies the bundle at `file` and renders it (or extracts it with --out).
+    fn show(&self, file: &Path, publisher: &PublicKey) -> Result<(), Failure> {
         let limits = BundleLimits::default();
         if let Some(out) = &self.out {
-            let verified = bundle::extract_verified(&self.file, &publisher, &limits, out)?;
+            let verified = bundle::extract_verified(file, publisher, &limits, out)?;
             let m = verified.manifest();
             println!(
                 "extracted {} verified files of \"{}\" into {}",
@@ -48,7 +93,7 @@ impl ReadArgs {
             );
             return Ok(());
         }
-        let (verified, markdown) = bundle::read_article(&self.file, &publisher, &limits)?;
+        let (verified, markdown) = bundle::read_article(file, publisher, &limits)?;
         let m = verified.manifest();
         let header = ArticleHeader {
             title: m.title(),

@@ -74,6 +74,10 @@ struct UpstreamWire {
 struct SyncWire {
     interval: Option<Spanned<String>>,
     use_index_mirrors: Option<bool>,
+    connect_timeout: Option<Spanned<String>>,
+    read_timeout: Option<Spanned<String>>,
+    max_downloads: Option<Spanned<i64>>,
+    prune_grace: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -140,6 +144,30 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
                 .sync
                 .use_index_mirrors
                 .unwrap_or(defaults.sync.use_index_mirrors),
+            connect_timeout: duration(
+                file.sync.connect_timeout,
+                "sync.connect_timeout",
+                defaults.sync.connect_timeout,
+            )?,
+            read_timeout: duration(
+                file.sync.read_timeout,
+                "sync.read_timeout",
+                defaults.sync.read_timeout,
+            )?,
+            max_downloads: match file.sync.max_downloads {
+                None => defaults.sync.max_downloads,
+                Some(s) => usize::try_from(*s.get_ref())
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        at(&s, "sync.max_downloads: expected a positive number".into())
+                    })?,
+            },
+            prune_grace: duration(
+                file.sync.prune_grace,
+                "sync.prune_grace",
+                defaults.sync.prune_grace,
+            )?,
         },
         reader: reader(file.reader, defaults.reader)?,
     })

@@ -318,11 +318,66 @@ pub fn decode_piece(
     expected: &PieceRef,
     limits: &IndexLimits,
 ) -> Result<Vec<Entry>, IndexError> {
-    let bad = |reason: String| IndexError::Malformed {
+    decode(bytes, publisher, Some(expected), limits).map(|(_, entries)| entries)
+}
+
+/// Checks a piece on its own, before any signed head names it: everything [`decode_piece`]
+/// checks except the range, which only a head can give, plus the size cap and the log rules a
+/// piece alone can break (at least one entry, and the range within `max_entries`). Returns the
+/// reference a head would list for these bytes.
+///
+/// Pieces carry no signature, so passing this proves nothing about who wrote the piece; it
+/// lets a mirror refuse junk when it is pushed instead of holding it until an index that
+/// never lists it is refused.
+pub fn validate_piece(
+    bytes: &[u8],
+    publisher: &PublicKey,
+    limits: &IndexLimits,
+) -> Result<PieceRef, IndexError> {
+    if bytes.len() as u64 > limits.max_piece_bytes {
+        return Err(IndexError::TooLarge {
+            what: "index piece",
+            limit: limits.max_piece_bytes,
+        });
+    }
+    let (first, entries) = decode(bytes, publisher, None, limits)?;
+    let count = entries.len() as u64;
+    if count == 0 {
+        return Err(piece_error("holds no entries".into()));
+    }
+    if first
+        .checked_add(count)
+        .is_none_or(|end| end > limits.max_entries)
+    {
+        return Err(piece_error(format!(
+            "entries {first}.. run past the {}-entry log limit",
+            limits.max_entries
+        )));
+    }
+    Ok(PieceRef {
+        sha256: ContentId::of_bytes(bytes),
+        size: bytes.len() as u64,
+        first,
+        count,
+    })
+}
+
+fn piece_error(reason: String) -> IndexError {
+    IndexError::Malformed {
         what: "index piece",
         reason,
-    };
-    let wire: PieceWire = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    }
+}
+
+/// The checks shared by [`decode_piece`] and [`validate_piece`]: format, publisher, the range
+/// against `expected` if given, every entry, canonical bytes. Returns `first` and the entries.
+fn decode(
+    bytes: &[u8],
+    publisher: &PublicKey,
+    expected: Option<&PieceRef>,
+    limits: &IndexLimits,
+) -> Result<(u64, Vec<Entry>), IndexError> {
+    let wire: PieceWire = serde_json::from_slice(bytes).map_err(|e| piece_error(e.to_string()))?;
     if wire.format != PIECE_FORMAT {
         return Err(IndexError::UnknownFormat {
             what: "index piece",
@@ -336,26 +391,29 @@ pub fn decode_piece(
             found: crate::index::head::key_label(&wire.publisher),
         });
     }
-    if wire.first != expected.first || wire.entries.len() as u64 != expected.count {
-        return Err(bad(format!(
-            "holds entries {}..{} but the head says {}..{}",
-            wire.first,
-            wire.first + wire.entries.len() as u64,
-            expected.first,
-            expected.end()
-        )));
+    if let Some(expected) = expected {
+        if wire.first != expected.first || wire.entries.len() as u64 != expected.count {
+            return Err(piece_error(format!(
+                "holds entries {}..{} but the head says {}..{}",
+                wire.first,
+                wire.first + wire.entries.len() as u64,
+                expected.first,
+                expected.end()
+            )));
+        }
     }
+    let first = wire.first;
     let entries = wire
         .entries
         .into_iter()
         .map(|e| Entry::from_wire(e, limits))
         .collect::<Result<Vec<_>, _>>()?;
-    if encode_piece(publisher, expected.first, &entries) != bytes {
-        return Err(bad(
-            "bytes are not the canonical encoding of its entries".into()
+    if encode_piece(publisher, first, &entries) != bytes {
+        return Err(piece_error(
+            "bytes are not the canonical encoding of its entries".into(),
         ));
     }
-    Ok(entries)
+    Ok((first, entries))
 }
 
 /// The publisher's merge rule. Given the counts of the current pieces (oldest first) and a new
@@ -463,6 +521,44 @@ mod tests {
             ..piece.reference
         };
         assert!(decode_piece(&piece.bytes, pk, &shifted, &limits).is_err());
+    }
+
+    #[test]
+    fn a_piece_validates_on_its_own_and_junk_does_not() {
+        let key = SecretKey::from_seed(&[1u8; 32]);
+        let pk = key.public();
+        let limits = IndexLimits::default();
+        let piece = EncodedPiece::new(pk, 3, &[article("a", 1, 1), article("b", 1, 2)]);
+        assert_eq!(
+            validate_piece(&piece.bytes, pk, &limits).unwrap(),
+            piece.reference
+        );
+        let empty = encode_piece(pk, 0, &[]);
+        assert!(validate_piece(&empty, pk, &limits)
+            .unwrap_err()
+            .to_string()
+            .contains("no entries"));
+        let other = SecretKey::from_seed(&[2u8; 32]);
+        assert!(matches!(
+            validate_piece(&piece.bytes, other.public(), &limits),
+            Err(IndexError::WrongPublisher { .. })
+        ));
+        let beyond = encode_piece(pk, u64::MAX, &[Entry::retract("a").unwrap()]);
+        assert!(validate_piece(&beyond, pk, &limits).is_err());
+        for junk in [&b"not json"[..], b"{}", b"\x89PNG"] {
+            assert!(matches!(
+                validate_piece(junk, pk, &limits),
+                Err(IndexError::Malformed { .. })
+            ));
+        }
+        let small = IndexLimits {
+            max_piece_bytes: 10,
+            ..IndexLimits::default()
+        };
+        assert!(matches!(
+            validate_piece(&piece.bytes, pk, &small),
+            Err(IndexError::TooLarge { .. })
+        ));
     }
 
     #[test]

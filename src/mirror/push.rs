@@ -2,11 +2,12 @@
 //!
 //! Owns the push protocol: the publisher in the URL must be trusted (403 before a byte of the
 //! body is read), `Content-Length` is required and capped (411, 413), the body streams into a
-//! temp file while it is hashed and must match the sha256 in the URL, and the store then runs
-//! the same verification as `qasid verify` (bundles), the index module's checks (pieces,
-//! `index.json`) or minisign's (`.minisig`) before anything becomes visible. Every refusal is a
-//! JSON `{"error", "reason"}` with a 4xx status; server-side failures are a bare 500 whose
-//! details go to the log only. It never writes into the store itself.
+//! temp file while it is hashed and must match the sha256 in the URL, and then the object is
+//! verified before anything becomes visible: a bundle as `qasid verify` does, a piece on its
+//! own by the index module before it is staged (junk is refused at once, 422), `index.json`
+//! with every piece it lists by the store's index checks, a `.minisig` as minisign does. Every
+//! refusal is a JSON `{"error", "reason"}` with a 4xx status; server-side failures are a bare
+//! 500 whose details go to the log only. It never writes into the store itself.
 
 use std::sync::Arc;
 
@@ -18,8 +19,11 @@ use http_body_util::BodyExt as _;
 use super::metrics::PushOutcome;
 use super::route::ObjectPath;
 use super::MirrorState;
-use crate::index::{layout::PublisherLayout, FetchError, IndexError, ObjectRef, VerifiedObject};
+use crate::index::{
+    self, layout::PublisherLayout, FetchError, IndexError, ObjectRef, VerifiedObject,
+};
 use crate::keys::PublicKey;
+use crate::limits::IndexLimits;
 use crate::store::{Installed, MissingObject, ObjectKind, StoreError, MAX_MINISIG_BYTES};
 use crate::ErrorClass;
 
@@ -145,12 +149,14 @@ async fn put_trusted(
                 .await
                 .map_err(|e| refusal(state, &layout, e))?;
             let is_bundle = matches!(path.kind, ObjectKind::Bundle(_));
+            let index_limits = index_limits.clone();
             blocking(move || {
                 if is_bundle {
                     store
                         .install_bundle(&key, object, &bundle_limits)
                         .map(|(installed, _)| installed)
                 } else {
+                    check_piece(&key, &object, &index_limits)?;
                     store.stage_piece(&key, object)
                 }
             })
@@ -167,6 +173,24 @@ async fn put_trusted(
         ObjectKind::PublisherPub => unreachable!("refused above"),
     };
     result.map_err(|e| refusal(state, &layout, e))
+}
+
+/// Refuses a pushed piece that is not a well-formed piece of this publisher's (format,
+/// publisher, entries, canonical bytes), so junk never reaches the staging folder. Pieces are
+/// unsigned: a valid one still waits there until a verified index lists it.
+fn check_piece(
+    key: &PublicKey,
+    object: &VerifiedObject,
+    limits: &IndexLimits,
+) -> Result<(), StoreError> {
+    // The size was capped at `max_piece_bytes` before the body was read.
+    let bytes = std::fs::read(object.path()).map_err(|source| StoreError::Io {
+        path: object.path().to_owned(),
+        source,
+    })?;
+    index::validate_piece(&bytes, key, limits)
+        .map(|_| ())
+        .map_err(StoreError::Index)
 }
 
 /// `Content-Length`, required and at most `cap`.

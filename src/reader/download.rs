@@ -119,7 +119,7 @@ pub(super) struct Downloaded {
 /// How one request ended.
 enum End {
     Verified {
-        fetched: FetchedBundle,
+        fetched: Box<FetchedBundle>,
         resumed_from: u64,
     },
     /// `progressed`: some bytes of the bundle arrived before the failure (worth resuming).
@@ -176,7 +176,7 @@ pub(super) async fn download(
                 let Some(m) = m else { continue };
                 match end {
                     End::Verified { fetched, resumed_from } => {
-                        break Some(Downloaded { mirror: m, fetched, resumed_from });
+                        break Some(Downloaded { mirror: m, fetched: *fetched, resumed_from });
                     }
                     End::Failed { error, progressed } => {
                         schedule.failed(mirrors, m, &error, progressed);
@@ -208,9 +208,11 @@ pub(super) async fn download(
     }
     match winner {
         Some(done) => {
-            let detail = (done.resumed_from > 0)
-                .then(|| format!("served the bundle (resumed at byte {})", done.resumed_from));
-            mirrors[done.mirror].note_bundle(Fate::Ok, detail.as_deref());
+            let detail = match done.resumed_from {
+                0 => "served the bundle".to_owned(),
+                n => format!("served the bundle (resumed at byte {n})"),
+            };
+            mirrors[done.mirror].note_bundle(Fate::Ok, Some(&detail));
             // The partial (if another request held it) is of no use any more.
             let _ = std::fs::remove_file(job.partial_path());
             Ok(done)
@@ -505,7 +507,7 @@ async fn from_http(
         Ok(fetched) => {
             spool.discard();
             End::Verified {
-                fetched,
+                fetched: Box::new(fetched),
                 resumed_from,
             }
         }
@@ -535,7 +537,7 @@ async fn from_dir(job: Arc<Job>, root: PathBuf, tx: mpsc::UnboundedSender<u64>) 
     let _ = tx.send(0);
     match job.verify(path).await {
         Ok(fetched) => End::Verified {
-            fetched,
+            fetched: Box::new(fetched),
             resumed_from: 0,
         },
         Err(BundleFetchError::Fetch {
@@ -566,7 +568,7 @@ fn judge(e: BundleFetchError, job: &Job) -> End {
         },
         source => End::Fatal(ReaderError::Bundle {
             article: job.label(),
-            source,
+            source: Box::new(source),
         }),
     }
 }

@@ -52,7 +52,10 @@ mod tests {
             base: Duration::from_secs(10),
             max: Duration::from_secs(60),
         };
-        assert_eq!(b.delay(1, 0.999_999), Duration::from_secs(10).mul_f64(0.9999995));
+        assert_eq!(
+            b.delay(1, 0.999_999),
+            Duration::from_secs(10).mul_f64(0.9999995)
+        );
         assert_eq!(b.delay(1, 0.0), Duration::from_secs(5));
         assert_eq!(b.delay(2, 0.0), Duration::from_secs(10));
         assert_eq!(b.delay(3, 0.0), Duration::from_secs(20));

@@ -46,7 +46,9 @@ pub(crate) enum BundleResult {
     Installed,
     /// No upstream served bytes that passed the checks (each refusal was reported on its
     /// upstream). `first_missing`: the first upstream asked answered 404.
-    Failed { first_missing: bool },
+    Failed {
+        first_missing: bool,
+    },
 }
 
 /// Downloads for one publisher during one round.
@@ -125,7 +127,7 @@ impl Fetcher {
             };
             self.round.received(&url, Wire::Bundle, bytes.len() as u64);
             blocking(move || {
-                let mut receiver = store.receiver(object).map_err(SyncError::Store)?;
+                let mut receiver = store.receiver(object).map_err(SyncError::store)?;
                 let verified = receiver
                     .accept(&bytes)
                     .and_then(|()| receiver.finish())
@@ -136,7 +138,10 @@ impl Fetcher {
             return Ok(Attempt::Installed);
         }
         let part = partial_path(&self.store, &id);
-        if !self.receive_part(upstream, &relative, object, &part).await? {
+        if !self
+            .receive_part(upstream, &relative, object, &part)
+            .await?
+        {
             return Ok(Attempt::NotFound);
         }
         blocking(move || {
@@ -146,11 +151,12 @@ impl Fetcher {
                 let _ = std::fs::remove_file(&part);
                 SyncError::from_store(&url, id, StoreError::Object(e))
             };
-            let file = std::fs::File::open(&part)
-                .map_err(|source| SyncError::Store(StoreError::Io {
+            let file = std::fs::File::open(&part).map_err(|source| {
+                SyncError::store(StoreError::Io {
                     path: part.clone(),
                     source,
-                }))?;
+                })
+            })?;
             let verified = index::receive_file(file, store.tmp_dir(), object).map_err(check)?;
             let result = install(&store, &publisher, verified, &limits, &url);
             if !matches!(result, Err(SyncError::Store(_))) {
@@ -173,7 +179,7 @@ impl Fetcher {
     ) -> Result<bool, SyncError> {
         let url = upstream.url().to_owned();
         let local = |source: std::io::Error| {
-            SyncError::Store(StoreError::Io {
+            SyncError::store(StoreError::Io {
                 path: part.to_owned(),
                 source,
             })
@@ -218,7 +224,7 @@ impl Fetcher {
                                     url: url.clone(),
                                     what: "bundle",
                                     sha256: object.sha256,
-                                    source: FetchError::TooLarge { limit: object.size },
+                                    source: Box::new(FetchError::TooLarge { limit: object.size }),
                                 });
                             }
                             file.write_all(&chunk).await.map_err(local)?;
@@ -237,10 +243,7 @@ impl Fetcher {
                         url: url.clone(),
                         path: relative.to_owned(),
                         kind: NetworkKind::Broken,
-                        reason: format!(
-                            "the body ended after {written} of {} bytes",
-                            object.size
-                        ),
+                        reason: format!("the body ended after {written} of {} bytes", object.size),
                     });
                 }
                 Ok(true)
@@ -273,8 +276,7 @@ impl Fetcher {
                     continue;
                 }
             };
-            self.round
-                .received(&url, Wire::Minisig, bytes.len() as u64);
+            self.round.received(&url, Wire::Minisig, bytes.len() as u64);
             let store = self.store.clone();
             let publisher = self.publisher.clone();
             let installed = blocking(move || {

@@ -59,12 +59,16 @@ pub enum SyncError {
     Index {
         url: String,
         #[source]
-        source: IndexError,
+        source: Box<IndexError>,
     },
     /// The upstream serves an authentic index older than the one this mirror holds (a replay,
     /// or a mirror that is behind). Never installed.
     #[error("{url}: older index: it serves sequence {offered}, this mirror holds {held}")]
-    OlderIndex { url: String, held: u64, offered: u64 },
+    OlderIndex {
+        url: String,
+        held: u64,
+        offered: u64,
+    },
     /// The upstream's index is newer but expired while the held one is still fresh (a freeze
     /// attack, or a publisher that stopped refreshing). The fresher one is kept.
     #[error(
@@ -79,7 +83,7 @@ pub enum SyncError {
         what: &'static str,
         sha256: ContentId,
         #[source]
-        source: FetchError,
+        source: Box<FetchError>,
     },
     /// The bundle's bytes match the index but the bundle itself does not verify.
     #[error("{url}: bundle {sha256} does not verify: {source}")]
@@ -87,7 +91,7 @@ pub enum SyncError {
         url: String,
         sha256: ContentId,
         #[source]
-        source: BundleError,
+        source: Box<BundleError>,
     },
     /// A bundle's detached `.minisig` was refused.
     #[error("{url}: signature file of bundle {sha256} refused: {reason}")]
@@ -105,10 +109,10 @@ pub enum SyncError {
     },
     /// The local store failed (disk full, permissions).
     #[error("store: {0}")]
-    Store(#[source] StoreError),
+    Store(#[source] Box<StoreError>),
     /// The local index state of a publisher could not be read or written.
     #[error("sync index state: {0}")]
-    Tracker(#[source] IndexError),
+    Tracker(#[source] Box<IndexError>),
     /// The sync state file or lock could not be used.
     #[error("{}: {source}", path.display())]
     State {
@@ -157,7 +161,7 @@ impl SyncError {
         match self {
             SyncError::Network { kind, .. } => kind.label(),
             SyncError::Status { .. } => "http_status",
-            SyncError::Index { source, .. } => match source {
+            SyncError::Index { source, .. } => match &**source {
                 IndexError::BadSignature(_) => "bad_signature",
                 IndexError::WrongPublisher { .. } => "wrong_publisher",
                 IndexError::Equivocation { .. } => "equivocation",
@@ -175,7 +179,7 @@ impl SyncError {
             },
             SyncError::OlderIndex { .. } => "older_index",
             SyncError::ExpiredIndex { .. } => "stale_index",
-            SyncError::Object { source, .. } => match source {
+            SyncError::Object { source, .. } => match &**source {
                 FetchError::HashMismatch { .. } => "hash_mismatch",
                 FetchError::TooLarge { .. } | FetchError::Truncated { .. } => "size_mismatch",
                 FetchError::Read(_) => "network",
@@ -217,14 +221,14 @@ impl SyncError {
                     url: url.to_owned(),
                     what: "bundle",
                     sha256,
-                    source,
+                    source: Box::new(source),
                 }
             }
             StoreError::Bundle { source, .. } if source.class() == ErrorClass::Verification => {
                 SyncError::Bundle {
                     url: url.to_owned(),
                     sha256,
-                    source,
+                    source: Box::new(source),
                 }
             }
             StoreError::Minisig { reason, .. } => SyncError::Minisig {
@@ -232,8 +236,18 @@ impl SyncError {
                 sha256,
                 reason,
             },
-            other => SyncError::Store(other),
+            other => SyncError::store(other),
         }
+    }
+
+    /// A local store failure.
+    pub(crate) fn store(e: StoreError) -> Self {
+        SyncError::Store(Box::new(e))
+    }
+
+    /// A local failure of the sync's index state.
+    pub(crate) fn tracker(e: IndexError) -> Self {
+        SyncError::Tracker(Box::new(e))
     }
 }
 
@@ -249,10 +263,10 @@ mod tests {
             url: url.clone(),
             what: "bundle",
             sha256: id,
-            source: FetchError::HashMismatch {
+            source: Box::new(FetchError::HashMismatch {
                 expected: id,
                 actual: ContentId::of_bytes(b"y"),
-            },
+            }),
         };
         assert_eq!(lie.class(), ErrorClass::Verification);
         assert_eq!(lie.reason(), "hash_mismatch");

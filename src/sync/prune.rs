@@ -28,7 +28,7 @@ pub(crate) fn prune(
     pending: Option<&Index>,
     grace: Duration,
 ) -> Result<u64, SyncError> {
-    let Some(installed) = store.index(publisher).map_err(SyncError::Store)? else {
+    let Some(installed) = store.index(publisher).map_err(SyncError::store)? else {
         return Ok(0);
     };
     let listed: HashSet<ContentId> = required_bundles(&installed, Keep::Current)
@@ -54,7 +54,7 @@ pub(crate) fn prune(
     }
     let removed = store
         .remove_unlisted_bundles(publisher, &expired)
-        .map_err(SyncError::Store)?;
+        .map_err(SyncError::store)?;
     state.forget_unlisted(&pid, &removed);
     if !removed.is_empty() {
         tracing::info!(

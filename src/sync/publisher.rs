@@ -180,7 +180,7 @@ pub(crate) async fn sync_publisher(
     let state = ctx.state.clone();
     let key = p.key.clone();
     let finished = on_tracker(guard, move |t| {
-        let installed = store.index(&key).map_err(SyncError::Store)?;
+        let installed = store.index(&key).map_err(SyncError::store)?;
         let pruned = match keep {
             Keep::Current => {
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -209,7 +209,7 @@ pub(crate) async fn sync_publisher(
 /// Makes the tracker at least as new as what the store serves (a publisher may push to this
 /// mirror directly, or the sync state may be younger than the store).
 fn catch_up(tracker: &mut Tracker, store: &Store) -> Result<(), SyncError> {
-    let Some(installed) = store.index(tracker.publisher()).map_err(SyncError::Store)? else {
+    let Some(installed) = store.index(tracker.publisher()).map_err(SyncError::store)? else {
         return Ok(());
     };
     let held = tracker.held().map(|h| h.head().sequence());
@@ -218,7 +218,7 @@ fn catch_up(tracker: &mut Tracker, store: &Store) -> Result<(), SyncError> {
     }
     match update_from_dir(tracker, store.root(), SystemTime::now()) {
         Ok(_) => Ok(()),
-        Err(e) => Err(SyncError::Tracker(e)),
+        Err(e) => Err(SyncError::tracker(e)),
     }
 }
 
@@ -237,10 +237,10 @@ fn take_in(
             held,
             offered,
         },
-        IndexError::Io { .. } | IndexError::StateCorrupt { .. } => SyncError::Tracker(source),
+        IndexError::Io { .. } | IndexError::StateCorrupt { .. } => SyncError::tracker(source),
         source => SyncError::Index {
             url: url.to_owned(),
-            source,
+            source: Box::new(source),
         },
     };
     let update = match tracker.offer(envelope, now).map_err(refused)? {
@@ -271,7 +271,7 @@ fn take_in(
             pending.finish().map_err(refused)?
         }
     };
-    let held = tracker.accept(update).map_err(SyncError::Tracker)?;
+    let held = tracker.accept(update).map_err(SyncError::tracker)?;
     tracing::info!(
         upstream = %url,
         publisher = %held.head().publisher().id(),
@@ -398,7 +398,7 @@ async fn complete(
         Ok(_) => Ok(true),
         // Something newer was pushed meanwhile: nothing to do.
         Err(StoreError::OlderIndex { .. }) => Ok(false),
-        Err(e) => Err(SyncError::Store(e)),
+        Err(e) => Err(SyncError::store(e)),
     })
     .await;
     match installed {
@@ -416,7 +416,7 @@ fn plan(tracker: &Tracker, store: &Store) -> Result<Option<Plan>, SyncError> {
         return Ok(None);
     };
     let publisher = tracker.publisher();
-    let installed = store.index(publisher).map_err(SyncError::Store)?;
+    let installed = store.index(publisher).map_err(SyncError::store)?;
     if installed.is_some_and(|i| i.head().sequence() >= held.head().sequence()) {
         return Ok(None);
     }
@@ -454,19 +454,19 @@ fn stage_pieces(store: &Store, publisher: &PublicKey, index: &Index) -> Result<(
         }
         let entries: &[Entry] = &index.entries()[piece.first as usize..piece.end() as usize];
         let bytes = encode_piece(publisher, piece.first, entries);
-        let mut receiver = store.receiver(piece.object()).map_err(SyncError::Store)?;
+        let mut receiver = store.receiver(piece.object()).map_err(SyncError::store)?;
         let verified = receiver
             .accept(&bytes)
             .and_then(|()| receiver.finish())
             .map_err(|source| {
-                SyncError::Tracker(IndexError::Piece {
+                SyncError::tracker(IndexError::Piece {
                     piece: piece.sha256,
                     source,
                 })
             })?;
         store
             .stage_piece(publisher, verified)
-            .map_err(SyncError::Store)?;
+            .map_err(SyncError::store)?;
     }
     Ok(())
 }

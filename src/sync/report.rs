@@ -353,7 +353,10 @@ mod tests {
             Some(ErrorClass::Runtime)
         );
         let json = serde_json::to_value(report(vec![lie()], None, None)).unwrap();
-        assert_eq!(json["upstreams"][0]["errors"][0]["reason"], "missing_object");
+        assert_eq!(
+            json["upstreams"][0]["errors"][0]["reason"],
+            "missing_object"
+        );
         assert_eq!(json["upstreams"][0]["errors"][0]["class"], "verification");
         assert_eq!(json["elapsed_ms"], 5);
     }

@@ -217,9 +217,7 @@ mod tests {
         let mut again = SyncState::load(dir.path(), &tmp);
         assert_eq!(again.seen("http://a.example/", &p), Some(&seen));
         assert!(again.seen("http://b.example/", &p).is_none());
-        assert!(again
-            .expired_unlisted(&p, &[b], hour, t0 + hour)
-            .is_empty());
+        assert!(again.expired_unlisted(&p, &[b], hour, t0 + hour).is_empty());
         again.forget_unlisted(&p, &[b]);
         assert!(again.expired_unlisted(&p, &[], hour, t0).is_empty());
     }

@@ -44,7 +44,10 @@ pub(crate) enum HeadFetch {
     /// 404: this upstream does not carry the publisher.
     NotFound,
     /// The envelope (at most the head cap) and its entity tag, if the server gave one.
-    Envelope { bytes: Vec<u8>, etag: Option<String> },
+    Envelope {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+    },
 }
 
 enum Transport {
@@ -192,7 +195,7 @@ impl Upstream {
         self.timed(relative, cap, async {
             let too_large = || SyncError::Index {
                 url: self.url.clone(),
-                source: IndexError::Head(FetchError::TooLarge { limit: cap }),
+                source: Box::new(IndexError::Head(FetchError::TooLarge { limit: cap })),
             };
             let (mut body, etag) = match &self.transport {
                 Transport::Http { client, base } => {
@@ -254,7 +257,7 @@ impl Upstream {
             url: self.url.clone(),
             what,
             sha256: expected.sha256,
-            source,
+            source: Box::new(source),
         };
         self.timed(relative, expected.size, async {
             let Some(mut body) = self.open(relative, what, expected, 0).await? else {
@@ -316,9 +319,9 @@ impl Upstream {
                 url: self.url.clone(),
                 what,
                 sha256: expected.sha256,
-                source: FetchError::TooLarge {
+                source: Box::new(FetchError::TooLarge {
                     limit: expected.size,
-                },
+                }),
             });
         }
         Ok(Some(body))
@@ -412,7 +415,8 @@ impl Upstream {
         } else {
             NetworkKind::Broken
         };
-        let mut reason = e.without_url().to_string();
+        let e = e.without_url();
+        let mut reason = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(inner) = source {
             reason.push_str(": ");

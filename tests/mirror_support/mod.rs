@@ -1,12 +1,14 @@
 //! Shared fixtures for the mirror tests: real keys, real bundles, a real publisher repo, and a
-//! real mirror server on 127.0.0.1 port 0 (in process), stopped when the fixture drops.
+//! real mirror server on 127.0.0.1 port 0 (in process), stopped when the fixture drops, or the
+//! real `qasid mirror` binary ([`Process`]), killed when it drops.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use qasid::bundle::{self, CreateOptions};
 use qasid::config::{Config, PublisherConfig};
@@ -292,5 +294,82 @@ pub async fn published(extra: usize) -> Published {
         bundle,
         repo,
         server,
+    }
+}
+
+/// A `qasid mirror` process, killed on drop if still running.
+pub struct Process {
+    child: Child,
+    /// `http://ADDR`, as the mirror logged it.
+    pub base: String,
+    /// The mirror's stderr lines after the `listening on` one.
+    pub stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Starts `qasid <args>` and waits (bounded) for its `listening on` line.
+    pub fn start(args: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qasid"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        // Owned before anything can panic, so the process is killed on every path.
+        let mut process = Process {
+            child,
+            base: String::new(),
+            stderr: rx,
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let line = process
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the mirror logs its address in time");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                process.base = addr.to_owned();
+                return process;
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the mirror stops on SIGTERM in time"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,534 @@
+//! `qasid fetch`: list a publisher's current articles, or download one, from racing mirrors.
+//!
+//! Also holds the mirror flags `qasid read NAME` shares, and the printing of the reader's
+//! report. It only turns flags (and the config file) into [`ReaderOptions`], calls the reader
+//! and prints; every decision about mirrors and authenticity is the library's.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use qasid::bundle;
+use qasid::config::{parse_proxy_url, Config};
+use qasid::index::{default_state_dir, ArticleVersion, Freshness};
+use qasid::keys::PublicKey;
+use qasid::limits::{BundleLimits, IndexLimits};
+use qasid::reader::{
+    ArticleRequest, Fate, MirrorLocation, MirrorSpec, Origin, ProgressFn, PublisherUpdate, Reader,
+    ReaderError, ReaderOptions, Report, SavedBundle, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
+};
+use serde_json::json;
+
+use super::{print_json, Failure};
+
+/// Bundles at least this large get a progress bar (on a terminal). 1 MiB: smaller ones arrive
+/// before a bar would be worth drawing, even over Tor.
+const PROGRESS_BAR_BYTES: u64 = 1 << 20;
+
+pub const EXIT_CODES: &str = "Exit codes: 0 ok (warnings, such as a STALE INDEX, go to stderr); \
+1 every mirror failed at runtime (timeouts, refused connections, errors); 2 usage or bad input \
+(a bad flag, an article no trusted publisher lists); 3 no authentic answer: what the mirrors \
+sent failed verification (forged or tampered data, a rollback to an older index, equivocation).";
+
+/// Where to fetch from and how: shared by `qasid fetch` and `qasid read NAME`.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// A mirrors.toml: its [reader] section and [[publisher]] keys are used (flags win; list
+    /// flags replace the file's lists).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A mirror to race: an http(s):// base URL, a file:// URL or a folder (a repo copied to a
+    /// USB stick). Repeat for several. Mirrors learned from signed indexes are tried too.
+    #[arg(long = "mirror", value_name = "URL|DIR")]
+    mirrors: Vec<String>,
+    /// Send every request through this proxy, e.g. socks5h://127.0.0.1:9050 for Tor (socks5h
+    /// resolves host names through the proxy too). Overrides proxies in the config.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// Where accepted indexes, learned mirrors and partial downloads are kept [default:
+    /// $XDG_STATE_HOME/qasid or ~/.local/state/qasid].
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// After the first valid index arrives, how long to wait for a fresher one [default: 300ms].
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    race_window: Option<Duration>,
+    /// How long a download may go without a byte before the next mirror is asked too
+    /// [default: 500ms].
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    hedge_delay: Option<Duration>,
+    /// Longest wait for a connection to a mirror or the proxy [default: 15s].
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    connect_timeout: Option<Duration>,
+    /// Longest wait for the next byte from a mirror [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    timeout: Option<Duration>,
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| e.to_string())
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("must be more than zero".into())
+            } else {
+                Ok(d)
+            }
+        })
+}
+
+impl SourceArgs {
+    /// The reader's options: flags first, then the config file, then the defaults.
+    pub fn options(&self, publisher_args: &[String]) -> Result<ReaderOptions, Failure> {
+        let config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let limits = IndexLimits::default();
+        let mut mirrors = if self.mirrors.is_empty() {
+            config
+                .reader
+                .mirrors
+                .iter()
+                .map(|url| {
+                    Ok(MirrorSpec {
+                        location: MirrorLocation::from_url(url, &limits)?,
+                        proxy: config
+                            .reader
+                            .mirror_proxies
+                            .iter()
+                            .find(|(m, _)| m == url)
+                            .map(|(_, p)| p.clone()),
+                        origin: Origin::Config,
+                    })
+                })
+                .collect::<Result<Vec<_>, ReaderError>>()?
+        } else {
+            self.mirrors
+                .iter()
+                .map(|text| {
+                    Ok(MirrorSpec {
+                        location: MirrorLocation::parse(text, &limits)?,
+                        proxy: None,
+                        origin: Origin::Flag,
+                    })
+                })
+                .collect::<Result<Vec<_>, ReaderError>>()?
+        };
+        let proxy = match &self.proxy {
+            Some(text) => {
+                // The flag means "everything through this proxy": no per-mirror exceptions.
+                mirrors.iter_mut().for_each(|m| m.proxy = None);
+                Some(
+                    parse_proxy_url(text)
+                        .map_err(|e| Failure::usage(anyhow::anyhow!("--proxy: {e}")))?,
+                )
+            }
+            None => config.reader.proxy.clone(),
+        };
+        let publishers = if publisher_args.is_empty() {
+            config.publisher_keys()
+        } else {
+            publisher_args
+                .iter()
+                .map(|p| PublicKey::from_arg(p))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let state_dir = self
+            .state
+            .clone()
+            .or_else(default_state_dir)
+            .ok_or_else(|| {
+                Failure::usage(anyhow::anyhow!(
+                    "no state folder: set --state, XDG_STATE_HOME or HOME"
+                ))
+            })?;
+        let mut options = ReaderOptions::new(mirrors, publishers, state_dir);
+        options.proxy = proxy;
+        options.race_window = self.race_window.unwrap_or(config.reader.race_window);
+        options.hedge_delay = self.hedge_delay.unwrap_or(config.reader.hedge_delay);
+        options.connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        options.read_timeout = self.timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
+        Ok(options)
+    }
+}
+
+/// List the current articles from the freshest verified index, or fetch one by NAME.
+///
+/// Every mirror is asked at once for each trusted publisher's signed index; only indexes
+/// signed by a trusted key are accepted, and after the first valid answer a short window
+/// waits for a fresher one. An index older than one seen before is refused as a rollback
+/// (the highest sequence seen is kept in the state folder). With NAME, the bundle is
+/// downloaded by its signed sha256 from the fastest mirror that answered, with the next
+/// mirror asked too if bytes stop coming; it is verified and saved as
+/// OUT/NAME-vVERSION.zip. Mirrors that send wrong bytes are reported as lying and not asked
+/// again. A report of every mirror's fate goes to stderr.
+#[derive(Debug, Args)]
+#[command(after_help = format!("Examples:
+  qasid fetch --mirror https://mirror.example/ --publisher keys/publisher.pub
+  qasid fetch launch --config mirrors.toml --out news/ --extract
+  qasid fetch launch@2 --mirror /media/usb/qasid-repo --publisher RWQ...base64...
+  qasid fetch --config mirrors.toml --proxy socks5h://127.0.0.1:9050 --json
+
+{EXIT_CODES}"))]
+pub struct FetchArgs {
+    /// The article to download: NAME (its current version) or NAME@VERSION. Without it, the
+    /// current articles are listed.
+    #[arg(value_name = "NAME[@VERSION]")]
+    article: Option<String>,
+    /// A trusted publisher: a publisher.pub file or its one-line base64 key. Repeat for
+    /// several; replaces the config's [[publisher]] keys.
+    #[arg(long = "publisher", value_name = "PUBKEY")]
+    publishers: Vec<String>,
+    /// Where to save the bundle.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// Also extract the verified files into OUT/NAME-vVERSION/ (which must not exist yet).
+    #[arg(long, requires = "article")]
+    extract: bool,
+    /// Print one JSON document (articles or the saved bundle, mirror fates, warnings) on
+    /// stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+impl FetchArgs {
+    pub fn run(self) -> Result<(), Failure> {
+        let request = self
+            .article
+            .as_deref()
+            .map(str::parse::<ArticleRequest>)
+            .transpose()?;
+        let mut reader = Reader::open(self.source.options(&self.publishers)?)?;
+        let runtime = runtime()?;
+        let updates = runtime.block_on(reader.update());
+        let Some(request) = request else {
+            return self.list(&reader, updates);
+        };
+        let bar = ProgressBar::new(!self.json);
+        let fetched = runtime.block_on(reader.fetch(&updates, &request, &self.out, bar.callback()));
+        bar.finish();
+        let extracted = match &fetched {
+            Ok(saved) if self.extract => Some(extract(saved)),
+            _ => None,
+        };
+        if let (Ok(saved), false) = (&fetched, self.json) {
+            print_saved(saved);
+            if let Some(Ok((dir, files))) = &extracted {
+                println!("extracted {files} verified files into {}", dir.display());
+            }
+        }
+        let report = reader.report();
+        print_report(&report, false);
+        if self.json {
+            let mut doc = document(&updates, &report);
+            doc["article"] = match &fetched {
+                Ok(saved) => saved_json(saved, extracted.as_ref().and_then(|e| e.as_ref().ok())),
+                Err(_) => serde_json::Value::Null,
+            };
+            let error = match (&fetched, &extracted) {
+                (Err(e), _) => Some(chain(e)),
+                (_, Some(Err(e))) => Some(format!("{:#}", e.error)),
+                _ => None,
+            };
+            set_result(&mut doc, error);
+            print_json(&doc)?;
+        }
+        fetched?;
+        extracted.transpose()?;
+        Ok(())
+    }
+
+    fn list(&self, reader: &Reader, updates: Vec<PublisherUpdate>) -> Result<(), Failure> {
+        let report = reader.report();
+        if !self.json {
+            print_listing(&updates);
+        }
+        print_report(&report, false);
+        if self.json {
+            let mut doc = document(&updates, &report);
+            set_result(&mut doc, worst_failure(&updates).map(chain));
+            print_json(&doc)?;
+        }
+        finish(updates)
+    }
+}
+
+/// Runs the reader on a small single-threaded runtime (file and zip work goes to its
+/// blocking pool).
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::runtime)
+}
+
+/// Every publisher whose index could not be obtained is reported; the exit code is the worst
+/// of them (verification before runtime).
+pub fn finish(updates: Vec<PublisherUpdate>) -> Result<(), Failure> {
+    let mut errors: Vec<ReaderError> = updates.into_iter().filter_map(|u| u.result.err()).collect();
+    errors.sort_by_key(|e| std::cmp::Reverse(class_rank(e)));
+    let mut errors = errors.into_iter();
+    let Some(first) = errors.next() else {
+        return Ok(());
+    };
+    for other in errors {
+        eprintln!("qasid: error: {:#}", anyhow::Error::from(other));
+    }
+    Err(first.into())
+}
+
+fn class_rank(e: &ReaderError) -> u8 {
+    match e.class() {
+        qasid::ErrorClass::Verification => 2,
+        qasid::ErrorClass::Runtime => 1,
+        qasid::ErrorClass::Usage => 0,
+    }
+}
+
+fn worst_failure(updates: &[PublisherUpdate]) -> Option<&ReaderError> {
+    updates
+        .iter()
+        .filter_map(|u| u.result.as_ref().err())
+        .max_by_key(|e| class_rank(e))
+}
+
+/// Extracts a saved bundle into OUT/NAME-vVERSION/: (folder, number of files).
+fn extract(saved: &SavedBundle) -> Result<(PathBuf, usize), Failure> {
+    let dir = saved.path.with_extension("");
+    let verified = bundle::extract_verified(
+        &saved.path,
+        &saved.publisher,
+        &BundleLimits::default(),
+        &dir,
+    )?;
+    Ok((dir, verified.manifest().files().len()))
+}
+
+/// A progress bar on stderr, drawn only on a terminal and only for large bundles.
+pub struct ProgressBar {
+    bar: Option<Arc<OnceLock<indicatif::ProgressBar>>>,
+}
+
+impl ProgressBar {
+    pub fn new(wanted: bool) -> Self {
+        Self {
+            bar: (wanted && std::io::stderr().is_terminal()).then(|| Arc::new(OnceLock::new())),
+        }
+    }
+
+    pub fn callback(&self) -> Option<ProgressFn> {
+        let cell = self.bar.clone()?;
+        Some(Arc::new(move |p: qasid::reader::Progress| {
+            if p.total < PROGRESS_BAR_BYTES {
+                return;
+            }
+            let bar = cell.get_or_init(|| {
+                let bar = indicatif::ProgressBar::new(p.total);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                ) {
+                    bar.set_style(style);
+                }
+                bar
+            });
+            bar.set_position(p.received);
+        }))
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = self.bar.as_ref().and_then(|cell| cell.get()) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Prints warnings loudly and each mirror's fate on stderr. With `problems_only`, mirrors
+/// that were fine (ok, not needed) are left out.
+pub fn print_report(report: &Report, problems_only: bool) {
+    for warning in &report.warnings {
+        eprintln!("qasid: WARNING: {warning}");
+    }
+    let lines: Vec<String> = report
+        .mirrors
+        .iter()
+        .filter(|m| !problems_only || !matches!(m.fate, Fate::Ok | Fate::NotNeeded))
+        .map(|m| {
+            let mut line = format!("  {:<10}  {}", m.fate.as_str(), plain(&m.mirror));
+            if m.origin == Origin::Known {
+                line.push_str(" (learned from an index)");
+            }
+            if let Some(ms) = m.answered_ms {
+                line.push_str(&format!(" · index in {ms} ms"));
+            }
+            if let Some(detail) = &m.detail {
+                line.push_str(&format!(" · {}", plain(detail)));
+            }
+            line
+        })
+        .collect();
+    if !lines.is_empty() {
+        eprintln!("qasid: mirrors:");
+        for line in lines {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn print_listing(updates: &[PublisherUpdate]) {
+    let now = SystemTime::now();
+    for update in updates {
+        let Ok(p) = &update.result else { continue };
+        let head = p.index.head();
+        let expired = match p.index.freshness(now) {
+            Freshness::Fresh => String::new(),
+            Freshness::Expired { .. } => " · EXPIRED".to_owned(),
+        };
+        println!(
+            "publisher {} · index {} · issued {} · expires {}{expired}",
+            update.publisher.id(),
+            head.sequence(),
+            humantime::format_rfc3339_seconds(head.issued()),
+            humantime::format_rfc3339_seconds(head.expires()),
+        );
+        let mut current: Vec<&ArticleVersion> =
+            p.index.current().into_iter().map(|(_, a)| a).collect();
+        current.sort_by(|a, b| b.date().cmp(a.date()).then(a.name().cmp(b.name())));
+        if current.is_empty() {
+            println!("  (no current articles)");
+        }
+        for a in current {
+            println!(
+                "  {}  {:<24} v{:<3} {:<5} {}",
+                a.date(),
+                a.name(),
+                a.version(),
+                a.language(),
+                plain(a.title())
+            );
+        }
+    }
+}
+
+fn print_saved(saved: &SavedBundle) {
+    let a = &saved.article;
+    let from = match &saved.source {
+        Some(mirror) => format!("from {}", plain(mirror)),
+        None => "already saved".to_owned(),
+    };
+    println!(
+        "saved {}: \"{}\" ({} v{}, {} bytes, sha256 {}) {from}, verified: signed by publisher {}",
+        saved.path.display(),
+        plain(a.title()),
+        a.name(),
+        a.version(),
+        a.bundle().size,
+        a.bundle().sha256,
+        saved.publisher.id()
+    );
+}
+
+fn article_json(publisher: &PublicKey, a: &ArticleVersion) -> serde_json::Value {
+    json!({
+        "name": a.name(),
+        "version": a.version(),
+        "title": a.title(),
+        "date": a.date(),
+        "language": a.language(),
+        "author": a.author(),
+        "publisher": publisher.id().to_string(),
+        "sha256": a.bundle().sha256.to_string(),
+        "size": a.bundle().size,
+    })
+}
+
+fn saved_json(saved: &SavedBundle, extracted: Option<&(PathBuf, usize)>) -> serde_json::Value {
+    let mut v = article_json(&saved.publisher, &saved.article);
+    v["path"] = json!(saved.path);
+    v["mirror"] = json!(saved.source);
+    v["resumed_from"] = json!(saved.resumed_from);
+    if let Some((dir, _)) = extracted {
+        v["extracted"] = json!(dir);
+    }
+    v
+}
+
+/// The JSON document: publishers (with their current articles), mirrors and warnings.
+fn document(updates: &[PublisherUpdate], report: &Report) -> serde_json::Value {
+    let now = SystemTime::now();
+    let publishers: Vec<serde_json::Value> = updates
+        .iter()
+        .map(|u| match &u.result {
+            Ok(p) => {
+                let head = p.index.head();
+                let articles: Vec<serde_json::Value> = p
+                    .index
+                    .current()
+                    .into_iter()
+                    .map(|(_, a)| article_json(&u.publisher, a))
+                    .collect();
+                json!({
+                    "publisher": u.publisher.id().to_string(),
+                    "key": u.publisher.to_base64(),
+                    "sequence": head.sequence(),
+                    "issued": humantime::format_rfc3339_seconds(head.issued()).to_string(),
+                    "expires": humantime::format_rfc3339_seconds(head.expires()).to_string(),
+                    "expired": p.index.freshness(now) != Freshness::Fresh,
+                    "source": p.source,
+                    "articles": articles,
+                })
+            }
+            Err(e) => json!({
+                "publisher": u.publisher.id().to_string(),
+                "key": u.publisher.to_base64(),
+                "error": chain(e),
+                "exit_code": super::exit_code(e.class()),
+            }),
+        })
+        .collect();
+    json!({
+        "publishers": publishers,
+        "mirrors": report.mirrors,
+        "warnings": report.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+    })
+}
+
+fn set_result(doc: &mut serde_json::Value, error: Option<String>) {
+    match error {
+        None => doc["result"] = json!("ok"),
+        Some(e) => {
+            doc["result"] = json!("error");
+            doc["error"] = json!(e);
+        }
+    }
+}
+
+/// An error and its causes on one line, as the CLI prints them.
+fn chain(e: &ReaderError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Text from an index or a mirror, safe to print: control characters and bidi overrides
+/// removed (a signed title is only as honest as its publisher).
+fn plain(text: &str) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+/// The folder `qasid read NAME` keeps fetched bundles in.
+pub fn articles_dir(state: &Path) -> PathBuf {
+    state.join("articles")
+}

@@ -1,0 +1,331 @@
+//! `qasid sync`: pull trusted publishers' content from upstream mirrors into a store, verified,
+//! once (for cron) or every interval; and the sync that `qasid mirror` runs in the background.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use qasid::config::{self, Config, Keep, PublisherConfig, SyncConfig, UpstreamConfig};
+use qasid::keys::PublicKey;
+use qasid::limits::IndexLimits;
+use qasid::mirror::Metrics;
+use qasid::store::Store;
+use qasid::sync::{error_chain, RoundReport, SyncOptions, Syncer};
+use qasid::ErrorClass;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{print_json, Failure};
+
+/// Pull trusted publishers' indexes and bundles from upstream mirrors into a store.
+///
+/// Each round asks every upstream for each publisher's index.json (a conditional request: an
+/// unchanged index costs one 304), verifies a new one (key, signature, sequence above the one
+/// held, expiry), fetches the index pieces and bundles the store lacks from that upstream or
+/// any other, verifies every bundle, and installs the index only once everything it lists is
+/// present. Upstreams that fail or lie are logged, skipped and retried with backoff.
+///
+/// With --once: one round, a summary per upstream on stdout, and exit code 0 when everything
+/// synced, 1 if an upstream failed (network, timeout, HTTP error) or something could not be
+/// completed, 3 if the only failures were content refused as not authentic or inconsistent
+/// (bad signature, wrong hash or size, older or expired index, missing objects). Without it,
+/// rounds run every --interval until SIGINT or SIGTERM (`qasid mirror` does the same while
+/// serving). Settings come from --config; each flag overrides its key.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  qasid sync --once --store /srv/qasid --publisher daily.pub --upstream https://mirror.example/\n  qasid sync --once --config mirrors.toml --json"
+)]
+pub struct SyncArgs {
+    /// Run one round and exit with 0, 1 or 3 (see above).
+    #[arg(long)]
+    once: bool,
+    /// The configuration file (mirrors.toml). Without it, defaults and flags only.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The store folder (mirror.store; default ./qasid-store).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Keep every verified object ("all", the default) or prune what no current index lists
+    /// after --prune-grace (mirror.keep).
+    #[arg(long, value_name = "all|current")]
+    keep: Option<Keep>,
+    /// A publisher to sync: a publisher.pub file or its one-line base64 key. Repeatable
+    /// ([[publisher]] key).
+    #[arg(long = "publisher", value_name = "PUBKEY")]
+    publishers: Vec<String>,
+    /// An upstream to pull from: http(s):// base URL of a mirror or static host, or file://
+    /// folder. Repeatable ([[upstream]] url).
+    #[arg(long = "upstream", value_name = "URL", value_parser = config::parse_mirror_url)]
+    upstreams: Vec<reqwest::Url>,
+    /// Proxy for the --upstream URLs given on the command line ([[upstream]] proxy).
+    #[arg(long, value_name = "URL", value_parser = config::parse_proxy_url)]
+    upstream_proxy: Option<reqwest::Url>,
+    /// Polling period without --once, jittered ±10% (sync.interval; default 5m).
+    #[arg(long, visible_alias = "sync-interval", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    interval: Option<Duration>,
+    /// Also pull from the mirrors listed in publishers' signed indexes (sync.use_index_mirrors).
+    #[arg(long, value_name = "BOOL")]
+    use_index_mirrors: Option<bool>,
+    #[command(flatten)]
+    tuning: SyncTuning,
+    /// Print the round's report as JSON (with --once).
+    #[arg(long)]
+    json: bool,
+}
+
+/// The `[sync]` keys shared by `qasid sync` and `qasid mirror`.
+#[derive(Debug, Args)]
+pub struct SyncTuning {
+    /// Time to connect to an upstream (sync.connect_timeout; default 5s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    connect_timeout: Option<Duration>,
+    /// Longest wait for the next byte from an upstream (sync.read_timeout; default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    read_timeout: Option<Duration>,
+    /// Most bundle downloads at a time (sync.max_downloads; default 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_downloads: Option<u64>,
+    /// With keep = "current", how long an unlisted bundle stays (sync.prune_grace; default 24h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    prune_grace: Option<Duration>,
+}
+
+impl SyncTuning {
+    /// Puts the given flags over the file's `[sync]` values.
+    pub fn apply(&self, c: &mut SyncConfig) -> Result<(), Failure> {
+        if let Some(v) = self.connect_timeout {
+            c.connect_timeout = v;
+        }
+        if let Some(v) = self.read_timeout {
+            c.read_timeout = v;
+        }
+        if let Some(v) = self.max_downloads {
+            c.max_downloads = usize::try_from(v).map_err(Failure::usage)?;
+        }
+        if let Some(v) = self.prune_grace {
+            c.prune_grace = v;
+        }
+        Ok(())
+    }
+}
+
+impl SyncArgs {
+    /// Whether this runs until stopped (it logs what it does, like `qasid mirror`).
+    pub fn is_daemon(&self) -> bool {
+        !self.once
+    }
+
+    fn config(&self) -> Result<Config, Failure> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.store {
+            c.mirror.store = v.clone();
+        }
+        if let Some(v) = self.keep {
+            c.mirror.keep = v;
+        }
+        if !self.publishers.is_empty() {
+            c.publishers = self
+                .publishers
+                .iter()
+                .map(|p| {
+                    Ok(PublisherConfig {
+                        name: None,
+                        key: PublicKey::from_arg(p)?,
+                    })
+                })
+                .collect::<Result<_, Failure>>()?;
+        }
+        if !self.upstreams.is_empty() {
+            c.upstreams = self
+                .upstreams
+                .iter()
+                .map(|url| UpstreamConfig {
+                    url: url.clone(),
+                    proxy: self.upstream_proxy.clone(),
+                })
+                .collect();
+        }
+        if let Some(v) = self.interval {
+            c.sync.interval = v;
+        }
+        if let Some(v) = self.use_index_mirrors {
+            c.sync.use_index_mirrors = v;
+        }
+        self.tuning.apply(&mut c.sync)?;
+        Ok(c)
+    }
+
+    pub fn run(self) -> Result<(), Failure> {
+        let config = self.config()?;
+        if config.publishers.is_empty() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "no publishers to sync: give --publisher or [[publisher]] in the config"
+            )));
+        }
+        if config.upstreams.is_empty() && !config.sync.use_index_mirrors {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "no upstreams to sync from: give --upstream or [[upstream]] in the config"
+            )));
+        }
+        let store = Arc::new(Store::open(
+            &config.mirror.store,
+            config.mirror.keep,
+            IndexLimits::default(),
+        )?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Failure::runtime)?;
+        runtime.block_on(async move {
+            let syncer = new_syncer(&config, store, Arc::new(Metrics::new())).await?;
+            let cancel = CancellationToken::new();
+            if self.once {
+                let report = syncer.run_once(&cancel).await;
+                if self.json {
+                    print_json(&report)?;
+                } else {
+                    print_summary(&report);
+                }
+                return match report.failure() {
+                    None => Ok(()),
+                    Some(class) => Err(Failure::new(class, anyhow::anyhow!(failure_line(&report)))),
+                };
+            }
+            let tasks = TaskTracker::new();
+            tasks.spawn(syncer.run(cancel.clone()));
+            tasks.close();
+            super::mirror::shutdown_signal().await;
+            cancel.cancel();
+            tasks.wait().await;
+            Ok(())
+        })
+    }
+}
+
+/// Starts the background sync of `qasid mirror` on `tasks`, stopped by `cancel`, when there
+/// is something to sync from.
+pub async fn start_in_mirror(
+    config: &Config,
+    store: &Arc<Store>,
+    metrics: &Arc<Metrics>,
+    tasks: &TaskTracker,
+    cancel: CancellationToken,
+) -> Result<(), Failure> {
+    if config.upstreams.is_empty() && !config.sync.use_index_mirrors {
+        return Ok(());
+    }
+    if config.publishers.is_empty() {
+        tracing::warn!("sync not started: no trusted publishers");
+        return Ok(());
+    }
+    let syncer = new_syncer(config, store.clone(), metrics.clone()).await?;
+    tracing::info!(
+        upstreams = config.upstreams.len(),
+        interval = %humantime::format_duration(config.sync.interval),
+        "sync started"
+    );
+    tasks.spawn(syncer.run(cancel));
+    Ok(())
+}
+
+async fn new_syncer(
+    config: &Config,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+) -> Result<Syncer, Failure> {
+    let syncer = Syncer::new(
+        store,
+        &config.publisher_keys(),
+        &config.upstreams,
+        SyncOptions::from_config(&config.sync),
+        metrics,
+    )
+    .await?;
+    Ok(syncer)
+}
+
+fn print_summary(report: &RoundReport) {
+    println!(
+        "sync round: {:.2}s, {} upstream(s), {} received",
+        report.elapsed.as_secs_f64(),
+        report.upstreams.len(),
+        human_bytes(report.bytes().total())
+    );
+    for u in &report.upstreams {
+        let state = if u.backing_off {
+            "backing off".to_owned()
+        } else if u.errors.is_empty() {
+            "ok".to_owned()
+        } else {
+            format!("FAILED ({} problem(s))", u.errors.len())
+        };
+        println!(
+            "  {} {state}: {} request(s), {} not modified, {} bundle(s), {}",
+            u.url,
+            u.requests,
+            u.not_modified,
+            u.bundles,
+            human_bytes(u.bytes.total())
+        );
+        if u.not_carried > 0 {
+            println!("    does not carry {} publisher(s)", u.not_carried);
+        }
+        for e in &u.errors {
+            println!("    - {}: {}", e.reason(), error_chain(e));
+        }
+    }
+    for p in &report.publishers {
+        let served = match p.installed {
+            Some(seq) => format!("serving index {seq}"),
+            None => "no index yet".to_owned(),
+        };
+        let waiting = match (p.newest, p.installed) {
+            (Some(newest), installed) if Some(newest) > installed => {
+                format!("; index {newest} waits for {} missing bundle(s)", p.missing)
+            }
+            _ => String::new(),
+        };
+        let pruned = if p.pruned > 0 {
+            format!("; pruned {} bundle(s)", p.pruned)
+        } else {
+            String::new()
+        };
+        println!("  publisher {}: {served}{waiting}{pruned}", p.publisher);
+        for e in &p.errors {
+            println!("    - {}: {}", e.reason(), error_chain(e));
+        }
+    }
+}
+
+fn failure_line(report: &RoundReport) -> String {
+    let failed = report
+        .upstreams
+        .iter()
+        .filter(|u| !u.errors.is_empty())
+        .count();
+    let incomplete = report
+        .publishers
+        .iter()
+        .filter(|p| p.newest > p.installed || !p.errors.is_empty())
+        .count();
+    let what = match report.failure() {
+        Some(ErrorClass::Verification) => "refused content from",
+        _ => "could not sync from",
+    };
+    format!(
+        "{what} {failed} of {} upstream(s); {incomplete} publisher(s) not fully synced",
+        report.upstreams.len()
+    )
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}

@@ -1,0 +1,268 @@
+//! Sync between real mirrors on loopback: propagation from a static host and from a qasid
+//! mirror, conditional requests when nothing changed, a mesh with a cycle where one mirror
+//! cannot reach the origin, the publisher's signed mirror list, and `keep = "current"` pruning.
+
+mod sync_support;
+
+use std::time::Duration;
+
+use qasid::config::Keep;
+use qasid::mirror::RouteClass;
+use qasid::store::{ObjectKind, PublisherId};
+use sync_support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn propagates_from_a_static_host_and_then_from_a_qasid_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(1);
+    let a = make_bundle(dir.path(), &key, "alpha", 1, 20_000);
+    let b = make_bundle(dir.path(), &key, "beta", 1, 3_000);
+    let repo = dir.path().join("repo");
+    publish(&repo, &key, &[&a]);
+    publish(&repo, &key, &[&b]);
+    let host = StaticServer::start(&repo, StaticOptions::default()).await;
+
+    let first = Node::start(&dir.path().join("first"), &[&key], Keep::All).await;
+    let report = first.sync_once(&[&host.url]).await;
+    assert_eq!(report.failure(), None, "{report:#?}");
+    assert_eq!(first.sequence(&key), Some(2));
+    assert!(first.has_bundle(&key, &a.sha256) && first.has_bundle(&key, &b.sha256));
+    let pid = PublisherId::of(key.public());
+    assert!(first.store.contains(&pid, &ObjectKind::Minisig(a.sha256)));
+    let bytes = report.bytes();
+    assert_eq!(bytes.bundles, a.size + b.size);
+    assert!(bytes.head > 0 && bytes.pieces > 0 && bytes.minisigs > 0);
+    assert_store_consistent(&first.dir, &key);
+
+    // A second mirror pulls from the first one over HTTP.
+    let second = Node::start(&dir.path().join("second"), &[&key], Keep::All).await;
+    let report = second.sync_once(&[&first.url]).await;
+    assert_eq!(report.failure(), None, "{report:#?}");
+    assert_eq!(second.sequence(&key), Some(2));
+    assert_store_consistent(&second.dir, &key);
+    for rel in files_under(&publisher_dir(&first.dir, &key)) {
+        let ours = std::fs::read(publisher_dir(&second.dir, &key).join(&rel)).unwrap();
+        let theirs = std::fs::read(publisher_dir(&first.dir, &key).join(&rel)).unwrap();
+        assert_eq!(ours, theirs, "{} differs", rel.display());
+    }
+    assert!(
+        metric(&second.metrics, &format!("qasid_sync_upstream_state{{upstream=\"{}\",state=\"idle\"}}", first.url)) == 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_new_costs_one_conditional_request_per_publisher_and_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (key(1), key(2));
+    let repo = dir.path().join("repo");
+    let a = make_bundle(dir.path(), &one, "alpha", 1, 1_000);
+    let b = make_bundle(dir.path(), &two, "beta", 1, 1_000);
+    publish(&repo, &one, &[&a]);
+    publish(&repo, &two, &[&b]);
+    let host = StaticServer::start(&repo, StaticOptions::default()).await;
+    let origin = Node::start(&dir.path().join("origin"), &[&one, &two], Keep::All).await;
+    push_repo(&origin.url, &repo, &one).await;
+    push_repo(&origin.url, &repo, &two).await;
+
+    let node = Node::start(&dir.path().join("node"), &[&one, &two], Keep::All).await;
+    let syncer = node.syncer(&[&host.url, &origin.url], fast_options()).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let first = syncer.run_once(&cancel).await;
+    assert_eq!(first.failure(), None, "{first:#?}");
+    host.clear_hits();
+    let origin_304_before = origin.metrics.requests(RouteClass::Index, 304);
+    let origin_all_before = total_requests(&origin);
+
+    let again = syncer.run_once(&cancel).await;
+    assert_eq!(again.failure(), None, "{again:#?}");
+    let hits = host.hits();
+    assert_eq!(hits.len(), 2, "one request per publisher: {hits:#?}");
+    assert!(hits.iter().all(|h| h.status == 304 && h.if_none_match.is_some()));
+    assert_eq!(origin.metrics.requests(RouteClass::Index, 304) - origin_304_before, 2);
+    assert_eq!(total_requests(&origin) - origin_all_before, 2);
+    assert_eq!(again.bytes().total(), 0);
+    for u in &again.upstreams {
+        assert_eq!((u.requests, u.not_modified), (2, 2), "{u:#?}");
+    }
+
+    // The entity tags survive a restart (state.json), so cron runs are conditional too.
+    drop(syncer);
+    host.clear_hits();
+    let report = node.sync_once(&[&host.url]).await;
+    assert_eq!(report.failure(), None);
+    assert!(host.hits().iter().all(|h| h.status == 304), "{:#?}", host.hits());
+}
+
+fn total_requests(node: &Node) -> u64 {
+    let text = node.metrics.render(Default::default());
+    text.lines()
+        .filter(|l| l.starts_with("qasid_http_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mesh_with_a_cycle_converges_through_the_middle() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(3);
+    let repo = dir.path().join("repo");
+    let a_node = Node::start(&dir.path().join("a"), &[&key], Keep::All).await;
+    let b_node = Node::start(&dir.path().join("b"), &[&key], Keep::All).await;
+    let c_node = Node::start(&dir.path().join("c"), &[&key], Keep::All).await;
+    // A <-> B <-> C, and C <-> A is cut: C's route to A is dead (blocked), A still lists C.
+    let blocked_a = dead_url();
+    a_node
+        .start_sync(&[&b_node.url, &c_node.url], fast_options())
+        .await;
+    b_node
+        .start_sync(&[&a_node.url, &c_node.url], fast_options())
+        .await;
+    c_node
+        .start_sync(&[&b_node.url, &blocked_a], fast_options())
+        .await;
+
+    let first = make_bundle(dir.path(), &key, "first", 1, 5_000);
+    publish(&repo, &key, &[&first]);
+    push_repo(&a_node.url, &repo, &key).await;
+    let took = wait_until(WAIT, "C to get what was pushed to A", || {
+        c_node.sequence(&key) == Some(1)
+    })
+    .await;
+    assert!(c_node.has_bundle(&key, &first.sha256));
+    eprintln!("A -> B -> C in {took:?}");
+
+    // And the other way: pushed to C, it reaches A through B.
+    let second = make_bundle(dir.path(), &key, "second", 1, 5_000);
+    publish(&repo, &key, &[&second]);
+    push_repo(&c_node.url, &repo, &key).await;
+    wait_until(WAIT, "all three to converge", || {
+        [&a_node, &b_node, &c_node]
+            .iter()
+            .all(|n| n.sequence(&key) == Some(2))
+    })
+    .await;
+    for n in [&a_node, &b_node, &c_node] {
+        assert!(n.has_bundle(&key, &second.sha256));
+        assert_store_consistent(&n.dir, &key);
+        // Peers never sent anything that failed verification (lagging peers aside).
+        for reason in ["hash_mismatch", "size_mismatch", "bad_signature", "bundle"] {
+            let line = format!("qasid_verification_failures_total{{reason=\"{reason}\"}}");
+            assert_eq!(metric(&n.metrics, &line), 0, "{reason}");
+        }
+    }
+    // C's blocked route to A is reported, never fatal.
+    assert!(
+        metric(
+            &c_node.metrics,
+            &format!("qasid_sync_upstream_failures_total{{upstream=\"{blocked_a}\",reason=\"connect\"}}")
+        ) >= 1
+    );
+    for n in [a_node, b_node, c_node] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_publishers_signed_mirror_list_adds_upstreams_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(4);
+    let repo = dir.path().join("repo");
+    let old = make_bundle(dir.path(), &key, "old", 1, 1_000);
+    publish(&repo, &key, &[&old]);
+    // The second mirror is only known from the publisher's signed list.
+    let listed = Node::start(&dir.path().join("listed"), &[&key], Keep::All).await;
+    let repo_with_list = qasid::repo::Repo::new(
+        &repo,
+        key.public(),
+        qasid::limits::IndexLimits::default(),
+        qasid::limits::BundleLimits::default(),
+    );
+    let new = make_bundle(dir.path(), &key, "new", 1, 1_000);
+    let mirror = qasid::index::MirrorUrl::parse(&listed.url, &Default::default()).unwrap();
+    repo_with_list
+        .publish(
+            &key,
+            &qasid::repo::PublishRequest {
+                bundles: vec![new.path.clone()],
+                retract: Vec::new(),
+                refresh: false,
+                mirrors: Some(vec![mirror]),
+                expires_in: 7 * DAY,
+                now: std::time::SystemTime::now(),
+            },
+        )
+        .unwrap();
+    let frozen = dir.path().join("frozen");
+    copy_tree(&repo, &frozen);
+    // The configured upstream serves sequence 2 (with the list) but then freezes there, while
+    // the listed mirror gets sequence 3.
+    let host = StaticServer::start(&frozen, StaticOptions::default()).await;
+    let newest = make_bundle(dir.path(), &key, "newest", 1, 1_000);
+    publish(&repo, &key, &[&newest]);
+    push_repo(&listed.url, &repo, &key).await;
+
+    let node = Node::start(&dir.path().join("node"), &[&key], Keep::All).await;
+    let report = node.sync_once(&[&host.url]).await;
+    assert_eq!(node.sequence(&key), Some(2), "{report:#?}");
+    let mut options = fast_options();
+    options.use_index_mirrors = true;
+    let syncer = node.syncer(&[&host.url], options).await;
+    let report = syncer
+        .run_once(&tokio_util::sync::CancellationToken::new())
+        .await;
+    assert_eq!(node.sequence(&key), Some(3), "{report:#?}");
+    assert!(node.has_bundle(&key, &newest.sha256));
+    assert!(report.upstreams.iter().any(|u| u.url == listed.url));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keep_current_prunes_unlisted_bundles_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(5);
+    let repo = dir.path().join("repo");
+    let a1 = make_bundle(dir.path(), &key, "alpha", 1, 2_000);
+    let b1 = make_bundle(dir.path(), &key, "beta", 1, 2_000);
+    publish(&repo, &key, &[&a1, &b1]);
+    let host = StaticServer::start(&repo, StaticOptions::default()).await;
+    let current = Node::start(&dir.path().join("current"), &[&key], Keep::Current).await;
+    let archive = Node::start(&dir.path().join("archive"), &[&key], Keep::All).await;
+    let mut options = fast_options();
+    options.prune_grace = Duration::from_secs(1);
+    let pruning = current.syncer(&[&host.url], options).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    assert_eq!(pruning.run_once(&cancel).await.failure(), None);
+    assert_eq!(archive.sync_once(&[&host.url]).await.failure(), None);
+
+    // alpha v2 supersedes v1; beta is retracted.
+    let a2 = make_bundle(dir.path(), &key, "alpha", 2, 2_000);
+    publish(&repo, &key, &[&a2]);
+    retract(&repo, &key, "beta");
+    let report = pruning.run_once(&cancel).await;
+    assert_eq!(report.failure(), None, "{report:#?}");
+    assert_eq!(current.sequence(&key), Some(3));
+    // Within the grace period nothing goes.
+    assert!(current.has_bundle(&key, &a1.sha256) && current.has_bundle(&key, &b1.sha256));
+    let pid = PublisherId::of(key.public());
+    let before = current.store.counts();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while current.has_bundle(&key, &a1.sha256) {
+        assert!(std::time::Instant::now() < deadline, "never pruned");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(pruning.run_once(&cancel).await.failure(), None);
+    }
+    assert!(!current.has_bundle(&key, &b1.sha256));
+    assert!(!current.store.contains(&pid, &ObjectKind::Minisig(a1.sha256)));
+    assert!(current.has_bundle(&key, &a2.sha256), "the current version stays");
+    let after = current.store.counts();
+    assert_eq!(before.bundles - after.bundles, 2);
+    // What is served stays consistent: everything current is there.
+    let index = current.store.index(key.public()).unwrap().unwrap();
+    for (_, article) in index.current() {
+        assert!(current.has_bundle(&key, &article.bundle().sha256));
+    }
+    // The archive keeps everything.
+    assert_eq!(archive.sync_once(&[&host.url]).await.failure(), None);
+    for b in [&a1, &b1, &a2] {
+        assert!(archive.has_bundle(&key, &b.sha256));
+    }
+}
