@@ -3,14 +3,16 @@
 //! Owns the schedule (ask the best mirror; whenever no byte has arrived from any mirror for
 //! the hedge delay, ask the next one too; replace a mirror that failed; the first verified
 //! copy wins and every other request is cancelled), resuming (`<partial>/<sha256>.part`, held
-//! by one request at a time, continued with `Range: bytes=N-`; the prefix is hashed again with
-//! the rest, so a bad prefix costs a fresh download, never a bad file) and the bundle-phase
-//! fate of each mirror. The signed size caps every read: a `Content-Length` or a stream beyond
-//! it is a lie, stopped at once.
+//! by one request at a time, continued with `Range: bytes=N-` or, from a folder, a seek; the
+//! prefix is hashed again before the rest is appended, so a bad prefix costs a fresh download,
+//! never a bad file) and the bundle-phase fate of each mirror. The signed size caps every
+//! read: a `Content-Length` or a stream beyond it is a lie, stopped at once.
 //!
-//! It never writes an unverified bundle where it can be read: downloads land in the state
-//! folder, and the only way out is [`receive_bundle`] (size, sha256, then the bundle verifier),
-//! the same call for bytes from HTTP, a proxy or a folder. It never asks a lying mirror again.
+//! It never writes an unverified bundle where it can be read: every transport (HTTP, proxy,
+//! folder) fills a spool in the state folder through the same size cap and sha256; only the
+//! exact signed bytes are then handed to [`receive_bundle`] (size and sha256 again, then the
+//! bundle verifier), which is the only way into the output folder. It never asks a lying
+//! mirror again.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -20,7 +22,8 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
-use tokio::io::AsyncWriteExt as _;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -28,6 +31,7 @@ use tokio::time::Instant;
 use super::mirrors::{Fate, Mirror};
 use super::transport::{self, Source, TransportError};
 use super::{Progress, ProgressFn, ReaderError};
+use crate::content_id::ContentId;
 use crate::index::layout::{on_disk, PublisherLayout};
 use crate::index::{receive_bundle, ArticleVersion, BundleFetchError, FetchError, FetchedBundle};
 use crate::keys::PublicKey;
@@ -276,15 +280,7 @@ impl Schedule {
             *self.tries.entry(m).or_default() += 1;
             let job = self.job.clone();
             let tx = tx.clone();
-            let handle = match mirrors[m].source.clone() {
-                Source::Http { client, base } => {
-                    let url = base.join(
-                        &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
-                    );
-                    self.set.spawn(from_http(job, client, url, tx))
-                }
-                Source::Dir(root) => self.set.spawn(from_dir(job, root, tx)),
-            };
+            let handle = self.set.spawn(attempt(job, mirrors[m].source.clone(), tx));
             self.running.insert(handle.id(), m);
             return true;
         }
@@ -337,10 +333,12 @@ impl Schedule {
 }
 
 /// Where a request writes: the shared partial file (if free), else a temp file of its own.
+/// Everything in it has gone through `hasher`, the prefix of a resumed partial included.
 struct Spool {
     file: tokio::fs::File,
     path: PathBuf,
     len: u64,
+    hasher: Sha256,
     /// `Some`: this spool holds the partial file and gives it back on drop.
     partial: Option<Arc<Job>>,
     /// Keeps a private spool's temp file alive (deleted on drop).
@@ -355,23 +353,32 @@ impl Spool {
             .is_ok()
         {
             let path = job.partial_path();
+            let file = match tokio::fs::OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&path)
+                .await
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    job.partial_taken.store(false, Ordering::SeqCst);
+                    return Err(e);
+                }
+            };
             // From here on, dropping the spool gives the partial file back.
             let mut spool = Spool {
-                file: tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .await
-                    .inspect_err(|_| job.partial_taken.store(false, Ordering::SeqCst))?,
+                file,
                 path,
                 len: 0,
+                hasher: Sha256::new(),
                 partial: Some(job.clone()),
                 _temp: None,
             };
-            spool.len = spool.file.metadata().await?.len();
-            if spool.len > job.size() {
+            if spool.file.metadata().await?.len() > job.size() {
                 spool.truncate().await?;
             }
+            spool.rehash().await?;
             return Ok(spool);
         }
         let temp = tempfile::NamedTempFile::new_in(&job.partial_dir)?;
@@ -380,19 +387,35 @@ impl Spool {
             file: tokio::fs::File::from_std(file),
             path: temp.to_path_buf(),
             len: 0,
+            hasher: Sha256::new(),
             partial: None,
             _temp: Some(temp),
         })
     }
 
+    /// Hashes what an earlier request left, so the final hash covers every byte.
+    async fn rehash(&mut self) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = self.file.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.hasher.update(&buf[..n]);
+            self.len += n as u64;
+        }
+    }
+
     async fn truncate(&mut self) -> std::io::Result<()> {
         self.file.set_len(0).await?;
         self.len = 0;
+        self.hasher = Sha256::new();
         Ok(())
     }
 
     async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
         self.file.write_all(chunk).await?;
+        self.hasher.update(chunk);
         self.len += chunk.len() as u64;
         Ok(())
     }
@@ -422,155 +445,167 @@ fn local(path: &Path) -> impl FnOnce(std::io::Error) -> End + '_ {
     }
 }
 
-/// One request to an HTTP mirror, resuming the partial file if this request holds it.
-async fn from_http(
-    job: Arc<Job>,
-    client: reqwest::Client,
-    url: String,
-    tx: mpsc::UnboundedSender<u64>,
-) -> End {
-    let size = job.size();
+/// One request to one mirror: fill the spool (resuming the partial file if this request holds
+/// it), check size and sha256, and only then hand the bytes to the bundle check.
+async fn attempt(job: Arc<Job>, source: Source, tx: mpsc::UnboundedSender<u64>) -> End {
     let mut spool = match Spool::open(&job).await {
         Ok(s) => s,
         Err(e) => return local(&job.partial_dir)(e),
     };
     let resumed_from = spool.len;
-    let mut progressed = false;
-    if spool.len < size {
-        let mut request = client.get(&url);
-        if spool.len > 0 {
-            request = request.header(RANGE, format!("bytes={}-", spool.len));
-        }
-        let mut response = match transport::send(request).await {
-            Ok(r) => r,
-            Err(error) => return End::Failed { error, progressed },
+    if spool.len < job.size() {
+        let filled = match source {
+            Source::Http { client, base } => {
+                let url = base.join(
+                    &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
+                );
+                from_http(&mut spool, &client, &url, job.size(), &tx).await
+            }
+            Source::Dir(root) => from_dir(&mut spool, &root, &job, &tx).await,
         };
-        if spool.len > 0 {
-            match response.status() {
-                StatusCode::PARTIAL_CONTENT if range_start(&response) == Some(spool.len) => {}
-                StatusCode::PARTIAL_CONTENT => {
-                    let error = TransportError::Failed("answered a different byte range".into());
-                    return End::Failed { error, progressed };
+        match filled {
+            Ok(()) => {}
+            Err(Fill::Mirror(error)) => {
+                let progressed = spool.len > resumed_from;
+                if matches!(error, TransportError::Lying(_)) {
+                    spool.discard();
                 }
-                // The whole file after all: start over.
-                _ => {
-                    if let Err(e) = spool.truncate().await {
-                        return local(&spool.path)(e);
-                    }
-                }
+                return End::Failed { error, progressed };
             }
-        }
-        let too_much = || End::Failed {
-            error: TransportError::Lying(format!(
-                "sent more than the {size} bytes the index gives"
-            )),
-            progressed: false,
-        };
-        if response
-            .content_length()
-            .is_some_and(|n| spool.len.saturating_add(n) > size)
-        {
-            spool.discard();
-            return too_much();
-        }
-        loop {
-            let chunk = match response.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => {
-                    let error = TransportError::from_reqwest(e);
-                    return End::Failed { error, progressed };
-                }
-            };
-            if spool.len + chunk.len() as u64 > size {
-                spool.discard();
-                return too_much();
-            }
-            if let Err(e) = spool.write(&chunk).await {
-                return local(&spool.path)(e);
-            }
-            progressed |= !chunk.is_empty();
-            let _ = tx.send(spool.len);
-        }
-        if spool.len < size {
-            let error = TransportError::Failed(format!(
-                "the connection closed after {} of {size} bytes",
-                spool.len
-            ));
-            return End::Failed { error, progressed };
+            Err(Fill::Local(e)) => return local(&spool.path)(e),
         }
     }
     if let Err(e) = spool.file.flush().await {
         return local(&spool.path)(e);
     }
-    match job.verify(spool.path.clone()).await {
-        Ok(fetched) => {
-            spool.discard();
-            End::Verified {
-                fetched: Box::new(fetched),
-                resumed_from,
-            }
+    let expected = job.article.bundle().sha256;
+    let actual = ContentId::from_digest(std::mem::take(&mut spool.hasher));
+    if actual != expected {
+        spool.discard();
+        if resumed_from > 0 {
+            return End::ResumedMismatch;
         }
-        Err(e) => {
-            let end = judge(e, &job);
-            spool.discard();
-            match end {
-                End::Failed { .. } if resumed_from > 0 => End::ResumedMismatch,
-                end => end,
-            }
-        }
-    }
-}
-
-/// One read from a folder mirror: the same check, straight from the file.
-async fn from_dir(job: Arc<Job>, root: PathBuf, tx: mpsc::UnboundedSender<u64>) -> End {
-    let path = on_disk(
-        &root,
-        &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
-    );
-    if let Err(e) = std::fs::metadata(&path) {
+        let error = FetchError::HashMismatch { expected, actual };
         return End::Failed {
-            error: transport::missing(e),
+            error: TransportError::Lying(error.to_string()),
             progressed: false,
         };
     }
-    let _ = tx.send(0);
-    match job.verify(path).await {
+    // The exact signed bytes: now the one check every copy passes, whatever it came through.
+    let verified = job.verify(spool.path.clone()).await;
+    spool.discard();
+    match verified {
         Ok(fetched) => End::Verified {
             fetched: Box::new(fetched),
-            resumed_from: 0,
+            resumed_from,
         },
-        Err(BundleFetchError::Fetch {
-            source: FetchError::Read(e),
-            ..
-        }) => End::Failed {
-            error: TransportError::Failed(e.to_string()),
-            progressed: false,
-        },
-        Err(e) => judge(e, &job),
-    }
-}
-
-/// Sorts a failed check: bytes that are not the signed ones are the mirror's lie; a bundle
-/// that matches its signed hash but does not verify is the publisher's (every mirror has the
-/// same bytes); local write failures stop the download.
-fn judge(e: BundleFetchError, job: &Job) -> End {
-    match e {
-        BundleFetchError::Fetch {
-            source:
-                source @ (FetchError::HashMismatch { .. }
-                | FetchError::TooLarge { .. }
-                | FetchError::Truncated { .. }),
-            ..
-        } => End::Failed {
-            error: TransportError::Lying(source.to_string()),
-            progressed: false,
-        },
-        source => End::Fatal(ReaderError::Bundle {
+        Err(source) => End::Fatal(ReaderError::Bundle {
             article: job.label(),
             source: Box::new(source),
         }),
     }
+}
+
+/// Why filling a spool stopped early.
+enum Fill {
+    Mirror(TransportError),
+    Local(std::io::Error),
+}
+
+fn too_much(size: u64) -> Fill {
+    Fill::Mirror(TransportError::Lying(format!(
+        "sent more than the {size} bytes the index gives"
+    )))
+}
+
+/// Fills the spool from an HTTP mirror, with `Range` if it already holds a prefix.
+async fn from_http(
+    spool: &mut Spool,
+    client: &reqwest::Client,
+    url: &str,
+    size: u64,
+    tx: &mpsc::UnboundedSender<u64>,
+) -> Result<(), Fill> {
+    let mut request = client.get(url);
+    if spool.len > 0 {
+        request = request.header(RANGE, format!("bytes={}-", spool.len));
+    }
+    let mut response = transport::send(request).await.map_err(Fill::Mirror)?;
+    if spool.len > 0 {
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT if range_start(&response) == Some(spool.len) => {}
+            StatusCode::PARTIAL_CONTENT => {
+                return Err(Fill::Mirror(TransportError::Failed(
+                    "answered a different byte range".into(),
+                )))
+            }
+            // The whole file after all: start over.
+            _ => spool.truncate().await.map_err(Fill::Local)?,
+        }
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| spool.len.saturating_add(n) > size)
+    {
+        return Err(too_much(size));
+    }
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Fill::Mirror(TransportError::from_reqwest(e)))?
+    {
+        if spool.len + chunk.len() as u64 > size {
+            return Err(too_much(size));
+        }
+        spool.write(&chunk).await.map_err(Fill::Local)?;
+        let _ = tx.send(spool.len);
+    }
+    if spool.len < size {
+        return Err(Fill::Mirror(TransportError::Failed(format!(
+            "the connection closed after {} of {size} bytes",
+            spool.len
+        ))));
+    }
+    Ok(())
+}
+
+/// Fills the spool from a folder mirror, continuing after the prefix it already holds.
+async fn from_dir(
+    spool: &mut Spool,
+    root: &Path,
+    job: &Job,
+    tx: &mpsc::UnboundedSender<u64>,
+) -> Result<(), Fill> {
+    let size = job.size();
+    let path = on_disk(
+        root,
+        &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
+    );
+    let mirror = |e: std::io::Error| Fill::Mirror(transport::missing(e));
+    let mut file = tokio::fs::File::open(&path).await.map_err(mirror)?;
+    file.seek(std::io::SeekFrom::Start(spool.len))
+        .await
+        .map_err(mirror)?;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut buf).await.map_err(mirror)?;
+        if n == 0 {
+            break;
+        }
+        if spool.len + n as u64 > size {
+            return Err(too_much(size));
+        }
+        spool.write(&buf[..n]).await.map_err(Fill::Local)?;
+        let _ = tx.send(spool.len);
+    }
+    if spool.len < size {
+        let error = FetchError::Truncated {
+            expected: size,
+            actual: spool.len,
+        };
+        return Err(Fill::Mirror(TransportError::Lying(error.to_string())));
+    }
+    Ok(())
 }
 
 /// The first byte position of a `Content-Range: bytes A-B/N` answer.
