@@ -200,8 +200,8 @@ pub enum Warning {
         offered: u64,
         held: u64,
     },
-    /// Mirrors learned from a signed index could not be remembered.
-    KnownMirrorsNotSaved { path: PathBuf, reason: String },
+    /// The known-mirrors file could not be read or written (learned mirrors may be lost).
+    KnownMirrors { path: PathBuf, reason: String },
 }
 
 impl fmt::Display for Warning {
@@ -227,11 +227,9 @@ impl fmt::Display for Warning {
                 "publisher {publisher}: a mirror offered index sequence {offered}, which has \
                  expired; keeping the fresher sequence {held} seen before"
             ),
-            Warning::KnownMirrorsNotSaved { path, reason } => write!(
-                f,
-                "could not remember the mirrors learned from the index in {}: {reason}",
-                path.display()
-            ),
+            Warning::KnownMirrors { path, reason } => {
+                write!(f, "known mirrors file {}: {reason}", path.display())
+            }
         }
     }
 }
@@ -402,9 +400,9 @@ impl Reader {
                 proxy: None,
                 origin: Origin::Known,
             })),
-            Err(e) => warnings.push(Warning::KnownMirrorsNotSaved {
+            Err(e) => warnings.push(Warning::KnownMirrors {
                 path: known::path(state),
-                reason: format!("reading failed: {e}"),
+                reason: format!("not read: {e}"),
             }),
         }
         let mut clients: HashMap<Option<String>, reqwest::Client> = HashMap::new();
@@ -516,9 +514,9 @@ impl Reader {
                 &learned,
                 &self.options.index_limits,
             ) {
-                self.warnings.push(Warning::KnownMirrorsNotSaved {
+                self.warnings.push(Warning::KnownMirrors {
                     path: known::path(&self.options.state_dir),
-                    reason: e.to_string(),
+                    reason: format!("the mirrors learned from the index were not saved: {e}"),
                 });
             }
         }

@@ -345,3 +345,67 @@ fn the_text_report_names_every_fate_on_stderr() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("alpha-v1.zip"), "{stdout}");
 }
+
+#[test]
+fn a_publisher_no_mirror_carries_does_not_wait_for_tarpits() {
+    let (dir, root) = repo_with_alpha();
+    let good = TestMirror::start(&root, Behaviour::default());
+    let pit = Tarpit::start();
+    let start = Instant::now();
+    let out = qasid()
+        .args([
+            "fetch", "--json", "--mirror", &good.url, "--mirror", &pit.url,
+        ])
+        .args(["--publisher", &key().public().to_base64()])
+        .args(["--publisher", &other_key().public().to_base64()])
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    // The other publisher's index is nowhere: a runtime failure, reported after the listing
+    // of the publisher that was found, without waiting for the tarpit's 30 s timeout.
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let doc = json_of(&out);
+    assert_eq!(doc["publishers"][0]["articles"][0]["name"], "alpha");
+    assert_eq!(doc["publishers"][1]["exit_code"], 1);
+    assert_eq!(fate(&doc, &good.url), "ok");
+    assert_eq!(fate(&doc, &pit.url), "timed_out");
+}
+
+#[test]
+fn an_endless_bundle_is_cut_off_at_the_signed_size() {
+    let (dir, root) = repo_with_alpha();
+    let endless = TestMirror::start(
+        &root,
+        Behaviour {
+            endless_bundles: true,
+            ..Behaviour::default()
+        },
+    );
+    let good = TestMirror::start(
+        &root,
+        Behaviour {
+            index_delay: Duration::from_millis(100),
+            ..Behaviour::default()
+        },
+    );
+    let out_dir = dir.path().join("out");
+    let (out, _) = run(
+        &dir.path().join("state"),
+        &[&endless.url, &good.url],
+        &["alpha", "--json", "--out", out_dir.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc = json_of(&out);
+    assert_eq!(fate(&doc, &endless.url), "lying");
+    assert_eq!(doc["article"]["mirror"], good.url.as_str());
+    // What the endless mirror managed to write before the reader hung up: the ~40 KB the
+    // index allows, plus what socket buffers absorb, not the 256 MiB it would send.
+    let sent = endless
+        .log
+        .bundle_bytes
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 16 << 20, "{sent} bytes were sent");
+}

@@ -9,7 +9,7 @@
 //! equivocation, freshness); this module never accepts a head the tracker refused, and never
 //! lets a mirror's failure stop the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use tokio::task::{AbortHandle, JoinSet};
@@ -51,13 +51,17 @@ pub(super) struct Race {
 struct Open {
     answers: Vec<Answer>,
     pending: BTreeMap<usize, AbortHandle>,
+    /// Mirrors whose request was cut because they let another publisher's race close.
+    cut: Vec<usize>,
     first_valid: Option<Instant>,
     closed: bool,
 }
 
 /// Asks every source for every publisher's head at once. A publisher's race closes when all
-/// its mirrors answered, or `window` after its first valid answer; without any valid answer
-/// it lasts until every request ended by itself (each is bounded by the client's timeouts).
+/// its mirrors answered, or `window` after its first valid answer. A mirror still silent when
+/// a race closes is slow or dead whichever publisher is asked: its other requests are cut too,
+/// so a publisher that no reachable mirror carries does not wait for tarpits. Without any of
+/// that, a race lasts until every request ended by itself (bounded by the client's timeouts).
 pub(super) async fn race(
     sources: &[Source],
     publishers: &[PublicKey],
@@ -96,11 +100,25 @@ pub(super) async fn race(
     }
     loop {
         let now = Instant::now();
+        let mut silent = BTreeSet::new();
         for o in open.iter_mut().filter(|o| !o.closed) {
             if o.pending.is_empty() || o.first_valid.is_some_and(|t| now >= t + window) {
                 o.closed = true;
                 o.pending.values().for_each(AbortHandle::abort);
+                silent.extend(o.pending.keys().copied());
             }
+        }
+        if !silent.is_empty() {
+            for o in open.iter_mut().filter(|o| !o.closed) {
+                for m in &silent {
+                    if let Some(handle) = o.pending.remove(m) {
+                        handle.abort();
+                        o.cut.push(*m);
+                    }
+                }
+            }
+            // Some races may have nothing left to wait for now.
+            continue;
         }
         if open.iter().all(|o| o.closed) {
             break;
@@ -148,7 +166,7 @@ pub(super) async fn race(
     open.into_iter()
         .map(|o| Race {
             answers: o.answers,
-            unanswered: o.pending.into_keys().collect(),
+            unanswered: o.pending.into_keys().chain(o.cut).collect(),
         })
         .collect()
 }

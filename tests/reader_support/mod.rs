@@ -206,6 +206,9 @@ pub struct Behaviour {
     pub tamper_bundles: bool,
     /// Send a bundle's headers, then nothing (until the client gives up).
     pub stall_bundles: bool,
+    /// Answer a bundle request with an endless body (no `Content-Length`; stops after 256 MiB
+    /// or when the client hangs up).
+    pub endless_bundles: bool,
     /// Close the connection after this many body bytes of a bundle (the full
     /// `Content-Length` announced), for the first `cut_times` bundle requests.
     pub cut_bundle_at: Option<u64>,
@@ -346,6 +349,18 @@ fn serve(mut conn: TcpStream, root: &Path, b: &Behaviour, log: &Log, stop: &Atom
         return;
     };
     let is_bundle = rel.ends_with(".zip");
+    if is_bundle && b.endless_bundles {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..4096 {
+            if conn.write_all(&chunk).is_err() {
+                return;
+            }
+            log.bundle_bytes
+                .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        }
+        return;
+    }
     if rel.ends_with("index.json") {
         nap(b.index_delay, stop);
     }
