@@ -12,6 +12,7 @@ use qasid::ErrorClass;
 
 mod bundle;
 mod completions;
+mod demo;
 mod fetch;
 mod index;
 mod keygen;
@@ -45,6 +46,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Demo(demo::DemoArgs),
     Keygen(keygen::KeygenArgs),
     Bundle(bundle::BundleArgs),
     Verify(verify::VerifyArgs),
@@ -98,6 +100,7 @@ fn ansi_on_stderr() -> bool {
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::Demo(args) => args.run(),
         Command::Keygen(args) => args.run(),
         Command::Bundle(args) => args.run(),
         Command::Verify(args) => args.run(),

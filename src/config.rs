@@ -130,8 +130,9 @@ pub struct SyncConfig {
     /// Longest wait for the next byte from an upstream. Default 10 s: a tarpit (accepts, never
     /// answers) is given up quickly, while a slow link still moves bytes within it.
     pub read_timeout: Duration,
-    /// Most bundle downloads at a time. Default 8: enough to fill a link with small bundles
-    /// without opening many connections per host.
+    /// Most bundle downloads at a time. Default 16: small bundles are latency-bound, so it
+    /// takes this many in flight to fill a link (and to overlap the disk flushes each
+    /// verified bundle needs), while staying a modest number of connections per host.
     pub max_downloads: usize,
     /// With `keep = "current"`, how long a bundle stays after no current index lists it.
     /// Default 24 h: readers holding the previous index can still fetch what it listed.
@@ -145,7 +146,7 @@ impl Default for SyncConfig {
             use_index_mirrors: false,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(10),
-            max_downloads: 8,
+            max_downloads: 16,
             prune_grace: Duration::from_secs(24 * 3600),
         }
     }

@@ -10,6 +10,7 @@
 //! - [`article`]: the article folder's `article.md` front matter.
 //! - [`manifest`]: the signed description of a bundle and its validated entry names.
 //! - [`bundle`]: writing deterministic bundles and verifying them (strict zip reading).
+//! - [`demo`]: the one-command story on loopback (`qasid demo`).
 //! - [`render`]: turning a verified article into terminal text.
 //! - [`index`]: the publisher's signed, hash-chained index (head and immutable pieces).
 //! - [`repo`]: the publisher's folder, which is also a complete static mirror.
@@ -27,6 +28,7 @@ pub mod article;
 pub mod bundle;
 pub mod config;
 pub mod content_id;
+pub mod demo;
 pub mod index;
 pub mod keys;
 pub mod limits;

@@ -739,9 +739,6 @@ impl Store {
         let pid = PublisherId::of(publisher);
         self.publish_staged_pieces(&pid, held)?;
         let dest = self.path(&pid, &ObjectKind::Index);
-        // Bundles were linked without flushing their folder (see `install_no_clobber`).
-        let bundles = dest.with_file_name("bundles").join("x");
-        index::atomic::sync_parent(&bundles).map_err(StoreError::io(&bundles))?;
         index::atomic::write(&self.tmp, &dest, envelope).map_err(StoreError::io(&dest))?;
         if state.installed.is_none() {
             self.counts.indexes.fetch_add(1, Ordering::Relaxed);
@@ -799,14 +796,8 @@ fn listed_pieces(head: &index::Head) -> Vec<PieceRef> {
 }
 
 /// Installs a hash-checked temp file at `dest` unless something is already there: fsync, hard
-/// link (which, unlike rename, refuses to replace). The temp name goes when `object` drops.
-/// Concurrent installers of one object all succeed; exactly one sees `New`.
-///
-/// The bytes are durable before the name exists, so a name never holds other bytes, even after
-/// a power cut. The folder is not flushed here (one fsync per object halves a bulk sync's
-/// disk waits): [`Store::install_index`] flushes the object folders before it writes an
-/// `index.json`, so a served index never names an object a power cut could take away. An
-/// object no index lists yet may be lost to a power cut; it is fetched or pushed again.
+/// link (which, unlike rename, refuses to replace), fsync the folder. The temp name goes when
+/// `object` drops. Concurrent installers of one object all succeed; exactly one sees `New`.
 fn install_no_clobber(object: VerifiedObject, dest: &Path) -> Result<Installed, StoreError> {
     fs::File::open(object.path())
         .and_then(|f| f.sync_all())
@@ -816,6 +807,7 @@ fn install_no_clobber(object: VerifiedObject, dest: &Path) -> Result<Installed, 
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Installed::AlreadyPresent),
         Err(e) => return Err(StoreError::io(dest)(e)),
     }
+    index::atomic::sync_parent(dest).map_err(StoreError::io(dest))?;
     Ok(Installed::New)
 }
 

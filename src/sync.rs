@@ -72,8 +72,8 @@ pub struct SyncOptions {
     /// mirror connects in a few round trips and never pauses for seconds mid-answer, and a
     /// tarpit must cost little; slow links are covered by the read timeout being per read.
     pub timeouts: Timeouts,
-    /// Most bundle downloads at a time, over all upstreams and publishers. Default 8: enough
-    /// to fill a link with small bundles (latency-bound) without many connections per host.
+    /// Most bundle downloads at a time, over all upstreams and publishers. Default 16 (see
+    /// [`SyncConfig::max_downloads`]).
     pub max_downloads: usize,
     /// With `keep = "current"`, how long a bundle stays after no current index lists it.
     /// Default 24 h: readers holding the previous index can still fetch what it listed.

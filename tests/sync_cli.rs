@@ -32,9 +32,12 @@ async fn run(mut cmd: Command) -> std::process::Output {
 
 fn sync_cmd(store: &Path, publisher: &str, upstreams: &[&str]) -> Command {
     let mut cmd = qasid();
-    cmd.args(["sync", "--once", "--store"])
-        .arg(store)
-        .args(["--publisher", publisher, "--read-timeout", "2s"]);
+    cmd.args(["sync", "--once", "--store"]).arg(store).args([
+        "--publisher",
+        publisher,
+        "--read-timeout",
+        "2s",
+    ]);
     for u in upstreams {
         cmd.args(["--upstream", u]);
     }
@@ -75,7 +78,9 @@ async fn exit_codes_tell_synced_outage_and_lies_apart() {
         .code(1)
         .stdout(predicate::str::contains(format!("{dead} FAILED")))
         .stdout(predicate::str::contains("connect"))
-        .stderr(predicate::str::contains("could not sync from 1 of 1 upstream"));
+        .stderr(predicate::str::contains(
+            "could not sync from 1 of 1 upstream",
+        ));
 
     // Only lies (a tampered bundle): exit 3.
     let liar_root = dir.path().join("liar");
@@ -93,7 +98,12 @@ async fn exit_codes_tell_synced_outage_and_lies_apart() {
         .stderr(predicate::str::contains("verification failed"));
 
     // Both: the outage wins (1).
-    let out = run(sync_cmd(&dir.path().join("s4"), &publisher, &[&liar.url, &dead])).await;
+    let out = run(sync_cmd(
+        &dir.path().join("s4"),
+        &publisher,
+        &[&liar.url, &dead],
+    ))
+    .await;
     out.assert().code(1);
 
     // Usage: nothing to sync from.
@@ -123,7 +133,13 @@ async fn syncs_from_python_http_server() {
         l.local_addr().unwrap().port()
     };
     let mut server = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
         .current_dir(&repo)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -132,7 +148,10 @@ async fn syncs_from_python_http_server() {
     let url = format!("http://127.0.0.1:{port}/");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < WAIT, "python3 http.server did not start");
+        assert!(
+            started.elapsed() < WAIT,
+            "python3 http.server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let store = dir.path().join("store");
@@ -181,7 +200,10 @@ async fn one_sync_per_store_and_the_daemon_stops_on_sigterm() {
         if let Some(status) = daemon.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no exit on SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");

@@ -114,7 +114,10 @@ fn assert_nothing_internal_is_served(addr: SocketAddr, store: &Path, key: &qasid
                 format!("/{folder}/{rel}"),
                 format!("/qasid/v1/../../{folder}/{rel}"),
                 format!("/qasid/v1/publishers/%2e%2e/%2e%2e/%2e%2e/{folder}/{rel}"),
-                format!("/{}/bundles/..%2f..%2f..%2f..%2f{folder}%2f{rel}", layout.dir()),
+                format!(
+                    "/{}/bundles/..%2f..%2f..%2f..%2f{folder}%2f{rel}",
+                    layout.dir()
+                ),
             ] {
                 assert_eq!(raw_status(addr, &path), 404, "{path} was served");
             }
@@ -191,7 +194,10 @@ async fn sigkill_at_random_moments_never_corrupts_the_store_and_the_sync_complet
     let (mut child, addr) = start_mirror(&store, &publisher, &upstream.url);
     let want = std::fs::read(index_path(&repo, &key)).unwrap();
     let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
-    let index_url = format!("http://{addr}/{}", PublisherLayout::new(key.public()).index());
+    let index_url = format!(
+        "http://{addr}/{}",
+        PublisherLayout::new(key.public()).index()
+    );
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let served = client.get(&index_url).send().await.unwrap();
@@ -221,7 +227,10 @@ async fn sigkill_at_random_moments_never_corrupts_the_store_and_the_sync_complet
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".part"))
         .collect();
-    assert!(leftovers.is_empty(), "partial downloads left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "partial downloads left: {leftovers:?}"
+    );
     eprintln!("total {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(90));
 }

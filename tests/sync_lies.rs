@@ -75,12 +75,19 @@ fn assert_refused(node: &Node, report: &RoundReport, liar: &str, reason: &str) {
         "expected a {reason} refusal from {liar}: {report:#?}"
     );
     let counted = format!("qasid_verification_failures_total{{reason=\"{reason}\"}}");
-    assert!(metric(&node.metrics, &counted) >= 1, "{counted} not counted");
+    assert!(
+        metric(&node.metrics, &counted) >= 1,
+        "{counted} not counted"
+    );
     let per_upstream =
         format!("qasid_sync_upstream_failures_total{{upstream=\"{liar}\",reason=\"{reason}\"}}");
     assert!(metric(&node.metrics, &per_upstream) >= 1, "{per_upstream}");
     let state = format!("qasid_sync_upstream_state{{upstream=\"{liar}\",state=\"backing_off\"}}");
-    assert_eq!(metric(&node.metrics, &state), 1, "{liar} is not backing off");
+    assert_eq!(
+        metric(&node.metrics, &state),
+        1,
+        "{liar} is not backing off"
+    );
 }
 
 /// Nothing half-received is left in the temp folder.
@@ -106,7 +113,11 @@ async fn tampered_bundle_bytes_are_refused_and_fetched_from_another_upstream() {
     let report = node.sync_once(&[&liar.url]).await;
     assert_refused(&node, &report, &liar.url, "hash_mismatch");
     assert_eq!(report.failure(), Some(ErrorClass::Verification));
-    assert_eq!(node.sequence(&w.key), None, "an incomplete index is not served");
+    assert_eq!(
+        node.sequence(&w.key),
+        None,
+        "an incomplete index is not served"
+    );
     assert!(!node.has_bundle(&w.key, &beta));
     assert_no_temp_files(&node);
 
@@ -142,11 +153,15 @@ async fn wrong_sizes_are_refused_before_or_while_reading() {
         })
         .collect();
     assert!(
-        sizes.iter().any(|e| matches!(e, FetchError::TooLarge { .. })),
+        sizes
+            .iter()
+            .any(|e| matches!(e, FetchError::TooLarge { .. })),
         "{sizes:#?}"
     );
     assert!(
-        sizes.iter().any(|e| matches!(e, FetchError::Truncated { .. })),
+        sizes
+            .iter()
+            .any(|e| matches!(e, FetchError::Truncated { .. })),
         "{sizes:#?}"
     );
     assert_eq!(node.sequence(&w.key), None);

@@ -46,7 +46,13 @@ async fn propagates_from_a_static_host_and_then_from_a_qasid_mirror() {
         assert_eq!(ours, theirs, "{} differs", rel.display());
     }
     assert!(
-        metric(&second.metrics, &format!("qasid_sync_upstream_state{{upstream=\"{}\",state=\"idle\"}}", first.url)) == 1
+        metric(
+            &second.metrics,
+            &format!(
+                "qasid_sync_upstream_state{{upstream=\"{}\",state=\"idle\"}}",
+                first.url
+            )
+        ) == 1
     );
 }
 
@@ -77,8 +83,13 @@ async fn nothing_new_costs_one_conditional_request_per_publisher_and_upstream() 
     assert_eq!(again.failure(), None, "{again:#?}");
     let hits = host.hits();
     assert_eq!(hits.len(), 2, "one request per publisher: {hits:#?}");
-    assert!(hits.iter().all(|h| h.status == 304 && h.if_none_match.is_some()));
-    assert_eq!(origin.metrics.requests(RouteClass::Index, 304) - origin_304_before, 2);
+    assert!(hits
+        .iter()
+        .all(|h| h.status == 304 && h.if_none_match.is_some()));
+    assert_eq!(
+        origin.metrics.requests(RouteClass::Index, 304) - origin_304_before,
+        2
+    );
     assert_eq!(total_requests(&origin) - origin_all_before, 2);
     assert_eq!(again.bytes().total(), 0);
     for u in &again.upstreams {
@@ -90,7 +101,11 @@ async fn nothing_new_costs_one_conditional_request_per_publisher_and_upstream() 
     host.clear_hits();
     let report = node.sync_once(&[&host.url]).await;
     assert_eq!(report.failure(), None);
-    assert!(host.hits().iter().all(|h| h.status == 304), "{:#?}", host.hits());
+    assert!(
+        host.hits().iter().all(|h| h.status == 304),
+        "{:#?}",
+        host.hits()
+    );
 }
 
 fn total_requests(node: &Node) -> u64 {
@@ -154,7 +169,9 @@ async fn a_mesh_with_a_cycle_converges_through_the_middle() {
     assert!(
         metric(
             &c_node.metrics,
-            &format!("qasid_sync_upstream_failures_total{{upstream=\"{blocked_a}\",reason=\"connect\"}}")
+            &format!(
+                "qasid_sync_upstream_failures_total{{upstream=\"{blocked_a}\",reason=\"connect\"}}"
+            )
         ) >= 1
     );
     for n in [a_node, b_node, c_node] {
@@ -251,8 +268,13 @@ async fn keep_current_prunes_unlisted_bundles_after_the_grace_period() {
         assert_eq!(pruning.run_once(&cancel).await.failure(), None);
     }
     assert!(!current.has_bundle(&key, &b1.sha256));
-    assert!(!current.store.contains(&pid, &ObjectKind::Minisig(a1.sha256)));
-    assert!(current.has_bundle(&key, &a2.sha256), "the current version stays");
+    assert!(!current
+        .store
+        .contains(&pid, &ObjectKind::Minisig(a1.sha256)));
+    assert!(
+        current.has_bundle(&key, &a2.sha256),
+        "the current version stays"
+    );
     let after = current.store.counts();
     assert_eq!(before.bundles - after.bundles, 2);
     // What is served stays consistent: everything current is there.

@@ -36,7 +36,8 @@ impl Big {
     fn url_path(&self) -> String {
         format!(
             "/{}",
-            qasid::index::layout::PublisherLayout::new(self.key.public()).bundle(&self.bundle.sha256)
+            qasid::index::layout::PublisherLayout::new(self.key.public())
+                .bundle(&self.bundle.sha256)
         )
     }
 
@@ -64,7 +65,11 @@ async fn a_connection_cut_half_way_resumes_with_a_range_request() {
     // The cut is reported (a network failure), and the rest came with one range request.
     let upstream = &report.upstreams[0];
     assert_eq!(
-        upstream.errors.iter().map(|e| e.reason()).collect::<Vec<_>>(),
+        upstream
+            .errors
+            .iter()
+            .map(|e| e.reason())
+            .collect::<Vec<_>>(),
         ["network"]
     );
     let hits: Vec<Hit> = host
@@ -75,8 +80,15 @@ async fn a_connection_cut_half_way_resumes_with_a_range_request() {
     assert_eq!(hits.len(), 2, "{hits:#?}");
     assert_eq!((hits[0].status, hits[0].sent), (200, half));
     assert_eq!(hits[1].status, 206);
-    assert_eq!(hits[1].range.as_deref(), Some(format!("bytes={half}-").as_str()));
-    assert_eq!(hits[0].sent + hits[1].sent, b.bundle.size, "nothing fetched twice");
+    assert_eq!(
+        hits[1].range.as_deref(),
+        Some(format!("bytes={half}-").as_str())
+    );
+    assert_eq!(
+        hits[0].sent + hits[1].sent,
+        b.bundle.size,
+        "nothing fetched twice"
+    );
     assert_eq!(upstream.bytes.bundles, b.bundle.size);
     assert!(!partial_path(&node.store, &b.bundle.sha256).exists());
 }
@@ -97,7 +109,10 @@ async fn a_restart_continues_the_partial_file() {
         .filter(|h| h.path == b.url_path())
         .collect();
     assert_eq!(hits.len(), 1);
-    assert_eq!(hits[0].range.as_deref(), Some(format!("bytes={have}-").as_str()));
+    assert_eq!(
+        hits[0].range.as_deref(),
+        Some(format!("bytes={have}-").as_str())
+    );
     assert_eq!(hits[0].status, 206);
     assert_eq!(hits[0].sent, b.bundle.size - have as u64);
 

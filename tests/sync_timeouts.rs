@@ -36,9 +36,11 @@ async fn a_tarpit_and_a_dead_upstream_do_not_delay_a_good_one() {
     let started = Instant::now();
     let cancel = CancellationToken::new();
     let (report, synced_after) = tokio::join!(syncer.run_once(&cancel), async {
-        wait_until(Duration::from_secs(10), "the good upstream's content", || {
-            node.sequence(&key) == Some(1)
-        })
+        wait_until(
+            Duration::from_secs(10),
+            "the good upstream's content",
+            || node.sequence(&key) == Some(1),
+        )
         .await
     });
     let round = started.elapsed();
@@ -48,7 +50,10 @@ async fn a_tarpit_and_a_dead_upstream_do_not_delay_a_good_one() {
         "the good upstream took {synced_after:?} despite the tarpit"
     );
     assert!(round >= read, "the tarpit was given its read timeout");
-    assert!(round < read + Duration::from_secs(4), "round took {round:?}");
+    assert!(
+        round < read + Duration::from_secs(4),
+        "round took {round:?}"
+    );
     for b in &bundles {
         assert!(node.has_bundle(&key, &b.sha256));
     }
@@ -67,11 +72,16 @@ async fn a_tarpit_and_a_dead_upstream_do_not_delay_a_good_one() {
 
     // Both failed upstreams back off: the next round skips them and is quick.
     let again = syncer.run_once(&cancel).await;
-    assert!(again.elapsed < Duration::from_secs(1), "{:?}", again.elapsed);
+    assert!(
+        again.elapsed < Duration::from_secs(1),
+        "{:?}",
+        again.elapsed
+    );
     for url in [&tarpit.url, &dead] {
         let u = again.upstreams.iter().find(|u| &u.url == url).unwrap();
         assert!(u.backing_off && u.requests == 0, "{u:#?}");
-        let state = format!("qasid_sync_upstream_state{{upstream=\"{url}\",state=\"backing_off\"}}");
+        let state =
+            format!("qasid_sync_upstream_state{{upstream=\"{url}\",state=\"backing_off\"}}");
         assert_eq!(metric(&node.metrics, &state), 1);
     }
     // Once the backoff (at most 400 ms here) has passed they are asked again.

@@ -83,7 +83,7 @@ pub struct SyncTuning {
     /// Longest wait for the next byte from an upstream (sync.read_timeout; default 10s).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     read_timeout: Option<Duration>,
-    /// Most bundle downloads at a time (sync.max_downloads; default 8).
+    /// Most bundle downloads at a time (sync.max_downloads; default 16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_downloads: Option<u64>,
     /// With keep = "current", how long an unlisted bundle stays (sync.prune_grace; default 24h).

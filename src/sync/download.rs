@@ -36,7 +36,10 @@ pub const RESUMABLE_FROM: u64 = 1 << 20;
 
 /// How one attempt ended, when it did not fail.
 enum Attempt {
-    Installed,
+    /// `with_minisig`: the signature file was asked for in the same attempt.
+    Installed {
+        with_minisig: bool,
+    },
     NotFound,
 }
 
@@ -79,10 +82,12 @@ impl Fetcher {
             for attempt in 0..2 {
                 let result = cancellable(&self.cancel, self.try_bundle(upstream, object)).await;
                 match result {
-                    Ok(Attempt::Installed) => {
+                    Ok(Attempt::Installed { with_minisig }) => {
                         self.round.bundle_installed(upstream.url());
-                        self.minisig(object.sha256, std::slice::from_ref(upstream))
-                            .await;
+                        if !with_minisig {
+                            self.minisig(object.sha256, std::slice::from_ref(upstream))
+                                .await;
+                        }
                         return BundleResult::Installed;
                     }
                     Ok(Attempt::NotFound) => {
@@ -122,20 +127,54 @@ impl Fetcher {
         let publisher = self.publisher.clone();
         let limits = self.bundle_limits.clone();
         if object.size <= RESUMABLE_FROM {
-            let Some(bytes) = upstream.object_bytes(&relative, "bundle", object).await? else {
+            // The signature file comes in parallel (latency), and both are installed in one
+            // blocking call. Only the size cap applies while receiving; the store's receiver
+            // checks size and sha256 before anything parses the bundle.
+            let too_large = || SyncError::Object {
+                url: url.clone(),
+                what: "bundle",
+                sha256: id,
+                source: Box::new(FetchError::TooLarge { limit: object.size }),
+            };
+            let minisig_path = self.layout.minisig(&id);
+            let (bytes, minisig) = tokio::join!(
+                upstream.capped_bytes(&relative, object.size, too_large),
+                upstream.capped_bytes(&minisig_path, MAX_MINISIG_BYTES, || {
+                    minisig_too_large(&url, id)
+                }),
+            );
+            let Some(bytes) = bytes? else {
                 return Ok(Attempt::NotFound);
             };
             self.round.received(&url, Wire::Bundle, bytes.len() as u64);
-            blocking(move || {
+            let minisig = match minisig {
+                Ok(m) => m,
+                Err(e) => {
+                    self.round.fail(e);
+                    None
+                }
+            };
+            if let Some(m) = &minisig {
+                self.round.received(&url, Wire::Minisig, m.len() as u64);
+            }
+            let signature = blocking(move || {
                 let mut receiver = store.receiver(object).map_err(SyncError::store)?;
                 let verified = receiver
                     .accept(&bytes)
                     .and_then(|()| receiver.finish())
                     .map_err(|e| SyncError::from_store(&url, id, StoreError::Object(e)))?;
-                install(&store, &publisher, verified, &limits, &url)
+                install(&store, &publisher, verified, &limits, &url)?;
+                Ok(minisig.map(|m| {
+                    store
+                        .install_minisig(&publisher, id, &m)
+                        .map_err(|e| SyncError::from_store(&url, id, e))
+                }))
             })
             .await?;
-            return Ok(Attempt::Installed);
+            if let Some(Err(e)) = signature {
+                self.round.fail(e);
+            }
+            return Ok(Attempt::Installed { with_minisig: true });
         }
         let part = partial_path(&self.store, &id);
         if !self
@@ -165,7 +204,9 @@ impl Fetcher {
             result
         })
         .await?;
-        Ok(Attempt::Installed)
+        Ok(Attempt::Installed {
+            with_minisig: false,
+        })
     }
 
     /// Streams the object into `part`, resuming after what is already there. `false` on 404.
@@ -258,14 +299,11 @@ impl Fetcher {
         let relative = self.layout.minisig(&bundle);
         for upstream in order {
             let url = upstream.url().to_owned();
-            let too_large = || SyncError::Minisig {
-                url: url.clone(),
-                sha256: bundle,
-                reason: format!("larger than {MAX_MINISIG_BYTES} bytes"),
-            };
             let fetched = cancellable(
                 &self.cancel,
-                upstream.capped_bytes(&relative, MAX_MINISIG_BYTES, too_large),
+                upstream.capped_bytes(&relative, MAX_MINISIG_BYTES, || {
+                    minisig_too_large(&url, bundle)
+                }),
             )
             .await;
             let bytes = match fetched {
@@ -290,6 +328,14 @@ impl Fetcher {
                 Err(e) => self.round.fail(e),
             }
         }
+    }
+}
+
+fn minisig_too_large(url: &str, bundle: ContentId) -> SyncError {
+    SyncError::Minisig {
+        url: url.to_owned(),
+        sha256: bundle,
+        reason: format!("larger than {MAX_MINISIG_BYTES} bytes"),
     }
 }
 

@@ -249,9 +249,15 @@ impl Node {
     /// A syncer of this node's store from `upstreams`.
     pub async fn syncer(&self, upstreams: &[&str], options: SyncOptions) -> Syncer {
         let ups: Vec<_> = upstreams.iter().map(|u| upstream(u)).collect();
-        Syncer::new(self.store.clone(), &self.trusted, &ups, options, self.metrics.clone())
-            .await
-            .unwrap()
+        Syncer::new(
+            self.store.clone(),
+            &self.trusted,
+            &ups,
+            options,
+            self.metrics.clone(),
+        )
+        .await
+        .unwrap()
     }
 
     /// One sync round from `upstreams`.
@@ -395,7 +401,11 @@ impl StaticServer {
 
     /// Cuts the next full answer for `path` (a URL path with leading `/`) after `bytes`.
     pub fn cut_once(&self, path: &str, bytes: u64) {
-        self.shared.lock().unwrap().cut.insert(path.to_owned(), bytes);
+        self.shared
+            .lock()
+            .unwrap()
+            .cut
+            .insert(path.to_owned(), bytes);
     }
 
     pub fn hits(&self) -> Vec<Hit> {
@@ -462,7 +472,8 @@ async fn serve(stream: TcpStream, root: &Path, shared: &Mutex<Shared>, options: 
     let etag = format!("\"{}\"", ContentId::of_bytes(&body));
     if options.etag && hit.if_none_match.as_deref() == Some(etag.as_str()) {
         hit.status = 304;
-        let head = format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n");
+        let head =
+            format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n");
         let _ = stream.write_all(head.as_bytes()).await;
         shared.lock().unwrap().hits.push(hit);
         return;
