@@ -140,6 +140,16 @@ impl Demo {
     }
 }
 
+/// What [`Story::spread`] moves, and where.
+struct Spread<'a> {
+    repo_dir: &'a Path,
+    publisher: &'a PublicKey,
+    origin_url: &'a str,
+    a_url: &'a str,
+    mirror_a: &'a RunningMirror,
+    mirror_b: &'a RunningMirror,
+}
+
 /// A mirror started for the story.
 struct RunningMirror {
     url: String,
@@ -341,31 +351,15 @@ impl Story {
             ),
             Some(t),
         );
-        let t = Instant::now();
-        let sent = push(&repo_dir, &publisher, &origin_url).await?;
-        say(
-            Actor::Origin,
-            format!("accepted {sent} objects pushed by the publisher, each verified before storing ({origin_url})"),
-            Some(t),
-        );
-        self.sync(
-            &mirror_a,
-            &publisher,
-            &origin_url,
-            Actor::MirrorA,
-            &mut say,
-            "origin",
-        )
-        .await?;
-        self.sync(
-            &mirror_b,
-            &publisher,
-            &a_url,
-            Actor::MirrorB,
-            &mut say,
-            "mirror A only",
-        )
-        .await?;
+        let spread = Spread {
+            repo_dir: &repo_dir,
+            publisher: &publisher,
+            origin_url: &origin_url,
+            a_url: &a_url,
+            mirror_a: &mirror_a,
+            mirror_b: &mirror_b,
+        };
+        self.spread(&spread, &mut say).await?;
 
         // The hostile mirror keeps a copy of this first index to replay later.
         copy_layout(&repo_dir, &hostile_root).map_err(|e| step_error("hostile copy")(&e))?;
@@ -378,31 +372,7 @@ impl Story {
             format!("published \"{LATE_ARTICLE}\": index sequence {seq}"),
             Some(t),
         );
-        let t = Instant::now();
-        let sent = push(&repo_dir, &publisher, &origin_url).await?;
-        say(
-            Actor::Origin,
-            format!("accepted {sent} new objects"),
-            Some(t),
-        );
-        self.sync(
-            &mirror_a,
-            &publisher,
-            &origin_url,
-            Actor::MirrorA,
-            &mut say,
-            "origin",
-        )
-        .await?;
-        self.sync(
-            &mirror_b,
-            &publisher,
-            &a_url,
-            Actor::MirrorB,
-            &mut say,
-            "mirror A only",
-        )
-        .await?;
+        self.spread(&spread, &mut say).await?;
 
         say(
             Actor::Censor,
@@ -618,6 +588,35 @@ impl Story {
             (Actor::MirrorB, b_url),
         ];
         Ok((pages, article_page, text))
+    }
+
+    /// Pushes the repo to the origin, then lets A sync from the origin and B from A.
+    async fn spread(
+        &self,
+        s: &Spread<'_>,
+        say: &mut impl FnMut(Actor, String, Option<Instant>),
+    ) -> Result<(), DemoError> {
+        let t = Instant::now();
+        let sent = push(s.repo_dir, s.publisher, s.origin_url).await?;
+        say(
+            Actor::Origin,
+            format!(
+                "accepted {sent} new objects pushed by the publisher, each verified before \
+                 storing ({})",
+                s.origin_url
+            ),
+            Some(t),
+        );
+        let origin = (s.origin_url, "origin");
+        let a = (s.a_url, "mirror A only");
+        for (mirror, actor, (upstream, from)) in [
+            (s.mirror_a, Actor::MirrorA, origin),
+            (s.mirror_b, Actor::MirrorB, a),
+        ] {
+            self.sync(mirror, s.publisher, upstream, actor, say, from)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn start_mirror(
