@@ -232,6 +232,27 @@ fn main() {
     );
     let head_now = fs::metadata(on_disk(&root, &layout.index())).unwrap().len();
     println!("head after the publishes:  {head_now} bytes");
+    // One line per figure in the shape scripts/bench.sh collects into BENCHMARKS.md.
+    println!(
+        "RESULT | index at 100k entries: signed head size | {head_bytes} bytes | target: a few KB | {}",
+        if head_bytes <= 8192 { "PASS" } else { "FAIL" }
+    );
+    println!(
+        "RESULT | index at 100k entries: fresh verify vs sha256sum of the same pieces | {:.1}x ({verify_time:.1?} vs {sha_time:.1?}) | reference only | -",
+        verify_time.as_secs_f64() / sha_time.as_secs_f64()
+    );
+    println!(
+        "RESULT | index at 100k entries: bytes fetched by a client holding the previous index | median {}, worst {} bytes (full listing {} bytes) | head + one batch piece | {}",
+        f[f.len() / 2],
+        f[f.len() - 1],
+        piece_bytes + head_bytes,
+        if f[f.len() - 1] <= 4 * 1024 { "PASS" } else { "FAIL" }
+    );
+    println!(
+        "RESULT | index at 100k entries: publish one more bundle | median {:.1?}, worst {:.1?} | no existing bundle re-hashed | -",
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
     let worst_merge = merge_worst_case(&entries, &key);
     println!("worst case merge (whole log in one piece): {worst_merge}");
 }

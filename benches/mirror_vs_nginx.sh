@@ -144,7 +144,9 @@ RATIO="$(awk -v a="$QASID_RPS" -v b="$NGINX_RPS" 'BEGIN { printf "%.2f", a / b }
 printf '%-8s %12s req/s   p99 %s\n' nginx "$NGINX_RPS" "$NGINX_P99"
 printf '%-8s %12s req/s   p99 %s\n' qasid "$QASID_RPS" "$QASID_P99"
 echo "ratio qasid/nginx: $RATIO"
+echo "RESULT | mirror GET 16 KiB, wrk -t2 -c64: req/s vs nginx | ${RATIO}x (p99 qasid $QASID_P99, nginx $NGINX_P99) | target >= 1.0x | $(awk -v r="$RATIO" 'BEGIN { print (r >= 1.0) ? "PASS" : "FAIL" }')"
 echo "qasid mirror peak RSS (VmHWM) after load: $((PEAK / 1024)) MiB ($PEAK KiB)"
+echo "RESULT | mirror peak RSS under that load | $((PEAK / 1024)) MiB | target <= 64 MiB | $([ $((PEAK / 1024)) -le 64 ] && echo PASS || echo FAIL)"
 
 if [ "${SKIP_1G:-0}" = "1" ]; then
     exit 0
@@ -178,3 +180,4 @@ AFTER="$(rss_kib "$MIRROR_PID" VmRSS)"
 echo "1 GiB download: $(awk -v s="$START" -v e="$END" 'BEGIN { printf "%.1f", e - s }') s," \
     "mirror RSS before $((BEFORE / 1024)) MiB, after $((AFTER / 1024)) MiB," \
     "peak (VmHWM) $(($(rss_kib "$MIRROR_PID" VmHWM) / 1024)) MiB"
+echo "RESULT | mirror 1 GiB download: RSS before -> after | $((BEFORE / 1024)) -> $((AFTER / 1024)) MiB | flat (streams) | $([ $(((AFTER - BEFORE) / 1024)) -le 16 ] && echo PASS || echo FAIL)"

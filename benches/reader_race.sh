@@ -148,6 +148,8 @@ D="$(median <"$WORK/direct")"
 R="$(median <"$WORK/raced")"
 LIMIT="$(echo "1.5 * $D + 0.5" | bc -l)"
 printf 'median: direct %.3f s, raced %.3f s; target <= 1.5 x direct + 0.5 s = %.3f s\n' "$D" "$R" "$LIMIT"
+printf 'RESULT | reader: 3 tarpits + 1 liar + 1 good vs direct fetch | raced %.3f s vs direct %.3f s | target <= 1.5 x direct + 0.5 s (%.3f s) | %s\n' \
+    "$R" "$D" "$LIMIT" "$([ "$(echo "$R <= $LIMIT" | bc -l)" = 1 ] && echo PASS || echo FAIL)"
 echo "mirror report of the last raced run:"
 cat "$WORK/run-r$ROUNDS/stderr"
 if [ "$(echo "$R <= $LIMIT" | bc -l)" = 1 ]; then

@@ -86,13 +86,9 @@ SMALL_REPO="$WORK/repo-small"
 LARGE_REPO="$WORK/repo-large"
 publish_range "$SMALL_REPO" 1 "$SMALL"
 publish_range "$LARGE_REPO" 1 "$LARGE"
-chmod -R a+rX "$WORK"
+chmod -R a+rX "$SMALL_REPO" "$LARGE_REPO"
 
-# ---- servers: one qasid mirror and one rsync daemon, each serving both repos ----
-SERVE="$WORK/serve"
-mkdir -p "$SERVE"
-ln -s "$SMALL_REPO" "$SERVE/small"
-ln -s "$LARGE_REPO" "$SERVE/large"
+# ---- servers: a qasid mirror over one repo at a time, one rsync daemon with both ----
 
 start_mirror() {
     "$QASID" mirror --listen "127.0.0.1:$QASID_PORT" --store "$1" --publisher "$PUB" \

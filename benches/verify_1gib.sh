@@ -62,12 +62,19 @@ measure() {
 cat "$work/bench.zip" >/dev/null # warm the page cache for both
 measure openssl dgst -sha256 "$work/bench.zip"
 ossl_s=$best ossl_rss=$peak
+measure sha256sum "$work/bench.zip"
+sum_s=$best sum_rss=$peak
 measure "$qasid" verify "$work/bench.zip" --publisher "$work/keys/publisher.pub"
 qasid_s=$best qasid_rss=$peak
 
-awk -v size="$size" -v os="$ossl_s" -v orss="$ossl_rss" -v qs="$qasid_s" -v qrss="$qasid_rss" 'BEGIN {
+awk -v size="$size" -v os="$ossl_s" -v orss="$ossl_rss" -v ss="$sum_s" -v srss="$sum_rss" \
+    -v qs="$qasid_s" -v qrss="$qasid_rss" 'BEGIN {
     printf "bundle size:      %d bytes\n", size
     printf "openssl sha256:   %6.2f s  %7.1f MB/s  peak RSS %6.1f MiB\n", os, size / 1e6 / os, orss / 1024
+    printf "sha256sum:        %6.2f s  %7.1f MB/s  peak RSS %6.1f MiB\n", ss, size / 1e6 / ss, srss / 1024
     printf "qasid verify:     %6.2f s  %7.1f MB/s  peak RSS %6.1f MiB\n", qs, size / 1e6 / qs, qrss / 1024
     printf "ratio qasid/openssl time: %.2f\n", qs / os
+    printf "RESULT | verify 1 GiB stored bundle: throughput vs openssl dgst -sha256 | %.2fx | target >= 0.9x | %s\n", os / qs, (os / qs >= 0.9) ? "PASS" : "FAIL"
+    printf "RESULT | verify 1 GiB stored bundle: throughput vs sha256sum | %.2fx | reference only | -\n", ss / qs
+    printf "RESULT | verify 1 GiB: peak RSS | %.1f MiB | target < 32 MiB | %s\n", qrss / 1024, (qrss / 1024 < 32) ? "PASS" : "FAIL"
 }'

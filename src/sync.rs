@@ -411,3 +411,48 @@ pub(crate) async fn cancellable<T>(
         result = fut => result,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigError};
+    use std::path::Path;
+
+    #[test]
+    fn options_come_from_the_sync_section_with_documented_defaults() {
+        let defaults = SyncOptions::default();
+        assert_eq!(defaults.interval, Duration::from_secs(300));
+        assert_eq!(
+            defaults.timeouts,
+            Timeouts {
+                connect: Duration::from_secs(5),
+                read: Duration::from_secs(10),
+            }
+        );
+        assert_eq!(defaults.max_downloads, 16);
+        assert_eq!(defaults.prune_grace, Duration::from_secs(24 * 3600));
+        assert!(!defaults.use_index_mirrors);
+
+        let text =
+            "[sync]\ninterval = \"1m\"\nuse_index_mirrors = true\nconnect_timeout = \"2s\"\n\
+                    read_timeout = \"3s\"\nmax_downloads = 4\nprune_grace = \"1h\"\n";
+        let config = Config::parse(text, Path::new("mirrors.toml")).unwrap();
+        let o = SyncOptions::from_config(&config.sync);
+        assert_eq!(o.interval, Duration::from_secs(60));
+        assert!(o.use_index_mirrors);
+        assert_eq!(o.timeouts.connect, Duration::from_secs(2));
+        assert_eq!(o.timeouts.read, Duration::from_secs(3));
+        assert_eq!(o.max_downloads, 4);
+        assert_eq!(o.prune_grace, Duration::from_secs(3600));
+
+        // The example config documents exactly the defaults.
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("mirrors.toml");
+        let example = Config::load(&example).unwrap();
+        assert_eq!(SyncOptions::from_config(&example.sync), defaults);
+
+        let bad = Config::parse("[sync]\nmax_downloads = 0\n", Path::new("m.toml"));
+        assert!(matches!(bad, Err(ConfigError::Invalid { line: 2, .. })));
+        let bad = Config::parse("[sync]\nread_timeout = \"soon\"\n", Path::new("m.toml"));
+        assert!(matches!(bad, Err(ConfigError::Invalid { line: 2, .. })));
+    }
+}

@@ -42,7 +42,7 @@ fn make_batch(
     (0..n)
         .map(|_| {
             *made += 1;
-            let size = if *made % big_every == 0 {
+            let size = if made.is_multiple_of(big_every) {
                 2_500_000 + *made * 1_000
             } else {
                 1_000 + (*made * 7_919) % 30_000
@@ -182,7 +182,7 @@ async fn sigkill_at_random_moments_never_corrupts_the_store_and_the_sync_complet
         let parts = files_under(&store.join(".tmp")).len();
         let zips = files_under(&publisher_dir(&store, &key).join("bundles")).len() / 2;
         eprintln!("kill {kills} after {wait:?}: {zips} bundles, {parts} temp files");
-        if kills % 4 == 0 && made < 200 {
+        if kills.is_multiple_of(4) && made < 200 {
             let batch = make_batch(dir.path(), &key, &mut made, 6, 3);
             publish(&repo, &key, &batch.iter().collect::<Vec<_>>());
         }
@@ -208,6 +208,27 @@ async fn sigkill_at_random_moments_never_corrupts_the_store_and_the_sync_complet
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_nothing_internal_is_served(addr, &store, &key);
+    // The daemon's sync shows on its /metrics (once the round that completed it has ended).
+    let success = format!(
+        "qasid_sync_upstream_last_success_timestamp_seconds{{upstream=\"{}\"}}",
+        upstream.url
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(&success) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{success} missing:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     assert_store_consistent(&store, &key);

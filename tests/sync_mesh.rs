@@ -288,3 +288,41 @@ async fn keep_current_prunes_unlisted_bundles_after_the_grace_period() {
         assert!(archive.has_bundle(&key, &b.sha256));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn syncs_from_a_folder_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(6);
+    let usb = dir.path().join("usb stick");
+    let story = make_bundle(dir.path(), &key, "story", 1, 1_500_000);
+    publish(&usb, &key, &[&story]);
+    let url = reqwest::Url::from_directory_path(&usb).unwrap();
+    let node = Node::start(&dir.path().join("node"), &[&key], Keep::All).await;
+    let report = node.sync_once(&[url.as_str()]).await;
+    assert_eq!(report.failure(), None, "{report:#?}");
+    assert_eq!(node.sequence(&key), Some(1));
+    assert!(node.has_bundle(&key, &story.sha256));
+    assert_store_consistent(&node.dir, &key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bundle_lost_from_the_store_is_fetched_again_with_the_next_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(8);
+    let repo = dir.path().join("repo");
+    let first = make_bundle(dir.path(), &key, "first", 1, 2_000);
+    publish(&repo, &key, &[&first]);
+    let host = StaticServer::start(&repo, StaticOptions::default()).await;
+    let node = Node::start(&dir.path().join("node"), &[&key], Keep::All).await;
+    assert_eq!(node.sync_once(&[&host.url]).await.failure(), None);
+    // Lost by hand (or a disk problem): rounds only look at what is new, so the store's own
+    // check when installing the next index is what notices.
+    std::fs::remove_file(bundle_path(&node.dir, &key, &first.sha256)).unwrap();
+    let second = make_bundle(dir.path(), &key, "second", 1, 2_000);
+    publish(&repo, &key, &[&second]);
+    let report = node.sync_once(&[&host.url]).await;
+    assert_eq!(report.failure(), None, "{report:#?}");
+    assert_eq!(node.sequence(&key), Some(2));
+    assert!(node.has_bundle(&key, &first.sha256) && node.has_bundle(&key, &second.sha256));
+    assert_store_consistent(&node.dir, &key);
+}

@@ -12,6 +12,7 @@
 //! object it lists is present. It never installs anything itself and never trusts an upstream
 //! for more than bytes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -28,7 +29,7 @@ use crate::keys::PublicKey;
 use crate::store::{ObjectKind, PublisherId, Store, StoreError};
 use crate::sync::download::{BundleResult, Fetcher};
 use crate::sync::error::SyncError;
-use crate::sync::report::{PublisherReport, Wire};
+use crate::sync::report::{error_chain, PublisherReport, Wire};
 use crate::sync::state::SeenHead;
 use crate::sync::upstream::{HeadFetch, Upstream};
 use crate::sync::{blocking, cancellable, RoundCtx};
@@ -119,7 +120,7 @@ pub(crate) async fn sync_publisher(
     };
     guard = g;
     if let Err(e) = result {
-        report.errors.push(e);
+        local_failure(&mut report, e);
     }
     guard = complete(&ctx, &p, guard, None, &upstreams, &mut report).await;
 
@@ -172,7 +173,7 @@ pub(crate) async fn sync_publisher(
                 guard = complete(&ctx, &p, guard, Some(&upstream), &upstreams, &mut report).await;
             }
             Err(e) if e.upstream().is_some() => ctx.round.fail(e),
-            Err(e) => report.errors.push(e),
+            Err(e) => local_failure(&mut report, e),
         }
     }
 
@@ -201,9 +202,17 @@ pub(crate) async fn sync_publisher(
             report.newest = newest;
             report.pruned = pruned;
         }
-        Ok((_, Err(e))) | Err(e) => report.errors.push(e),
+        Ok((_, Err(e))) | Err(e) => local_failure(&mut report, e),
     }
     report
+}
+
+/// Logs a local failure (store, sync state) and keeps it for the report.
+fn local_failure(report: &mut PublisherReport, e: SyncError) {
+    if !matches!(e, SyncError::Cancelled) {
+        tracing::error!(publisher = %report.publisher, "sync: {}", error_chain(&e));
+        report.errors.push(e);
+    }
 }
 
 /// Makes the tracker at least as new as what the store serves (a publisher may push to this
@@ -327,7 +336,7 @@ async fn complete(
         Ok((guard, Ok(Some(plan)))) => (guard, plan),
         Ok((guard, Ok(None))) => return guard,
         Ok((guard, Err(e))) => {
-            report.errors.push(e);
+            local_failure(report, e);
             return guard;
         }
         Err(_) => return p.tracker.clone().lock_owned().await,
@@ -339,7 +348,6 @@ async fn complete(
             .filter(|u| preferred.is_none_or(|p| !Arc::ptr_eq(p, u)))
             .cloned(),
     );
-    let order = Arc::new(order);
     let fetcher = Arc::new(Fetcher {
         store: ctx.store.clone(),
         publisher: p.key.clone(),
@@ -349,12 +357,61 @@ async fn complete(
         round: ctx.round.clone(),
         cancel: ctx.cancel.clone(),
     });
+    let (mut bundles, mut minisigs) = (plan.bundles, plan.minisigs);
+    // The plan skips bundles the served index already had; should the store still find some
+    // missing (deleted by hand, or `keep` changed), it says which, and a second pass gets them.
+    for _pass in 0..2 {
+        let missing = download(ctx, &fetcher, &order, preferred, bundles, minisigs).await;
+        report.missing = missing;
+        if missing > 0 || ctx.cancel.is_cancelled() {
+            return guard;
+        }
+        let (store, key, envelope) = (ctx.store.clone(), p.key.clone(), plan.envelope.clone());
+        let installed = blocking(move || match store.install_index(&key, &envelope) {
+            Ok(_) => Ok(Ok(true)),
+            // Something newer was pushed meanwhile: nothing to do.
+            Err(StoreError::OlderIndex { .. }) => Ok(Ok(false)),
+            Err(StoreError::MissingObjects(list)) => Ok(Err(list)),
+            Err(e) => Err(SyncError::store(e)),
+        })
+        .await;
+        match installed {
+            Ok(Ok(true)) => {
+                tracing::info!(publisher = %p.key.id(), "installed a new index");
+                return guard;
+            }
+            Ok(Ok(false)) => return guard,
+            Ok(Err(list)) => {
+                report.missing = list.len() as u64;
+                bundles = list.into_iter().map(|m| m.object).collect();
+                minisigs = Vec::new();
+            }
+            Err(e) => {
+                local_failure(report, e);
+                return guard;
+            }
+        }
+    }
+    guard
+}
+
+/// Downloads `bundles` (each with its signature) and the missing signatures of present ones.
+/// Returns how many bundles no upstream served.
+async fn download(
+    ctx: &RoundCtx,
+    fetcher: &Arc<Fetcher>,
+    order: &[Arc<Upstream>],
+    preferred: Option<&Arc<Upstream>>,
+    bundles: Vec<ObjectRef>,
+    minisigs: Vec<ContentId>,
+) -> u64 {
+    let order: Arc<[Arc<Upstream>]> = order.into();
     let mut tasks = JoinSet::new();
-    for object in plan.bundles {
+    for object in bundles {
         let (fetcher, order) = (fetcher.clone(), order.clone());
         tasks.spawn(async move { Some((object.sha256, fetcher.bundle(object, &order).await)) });
     }
-    for id in plan.minisigs {
+    for id in minisigs {
         let (fetcher, order) = (fetcher.clone(), order.clone());
         tasks.spawn(async move {
             fetcher.minisig(id, &order).await;
@@ -389,42 +446,39 @@ async fn complete(
             });
         }
     }
-    report.missing = missing;
-    if missing > 0 || ctx.cancel.is_cancelled() {
-        return guard;
-    }
-    let (store, key) = (ctx.store.clone(), p.key.clone());
-    let installed = blocking(move || match store.install_index(&key, &plan.envelope) {
-        Ok(_) => Ok(true),
-        // Something newer was pushed meanwhile: nothing to do.
-        Err(StoreError::OlderIndex { .. }) => Ok(false),
-        Err(e) => Err(SyncError::store(e)),
-    })
-    .await;
-    match installed {
-        Ok(true) => tracing::info!(publisher = %p.key.id(), "installed a new index"),
-        Ok(false) => {}
-        Err(e) => report.errors.push(e),
-    }
-    guard
+    missing
 }
 
 /// What serving the tracker's index takes, with its pieces already staged; `None` when the
-/// store serves it (or something newer) already.
+/// store serves it (or something newer) already. Bundles the served index lists are not
+/// looked at (they were all present when it was installed, and pruning never removes a listed
+/// one), so a round costs in proportion to what is new, not to the size of the archive.
 fn plan(tracker: &Tracker, store: &Store) -> Result<Option<Plan>, SyncError> {
     let Some(held) = tracker.held() else {
         return Ok(None);
     };
     let publisher = tracker.publisher();
     let installed = store.index(publisher).map_err(SyncError::store)?;
-    if installed.is_some_and(|i| i.head().sequence() >= held.head().sequence()) {
+    if installed
+        .as_ref()
+        .is_some_and(|i| i.head().sequence() >= held.head().sequence())
+    {
         return Ok(None);
     }
     stage_pieces(store, publisher, held)?;
+    let served: HashSet<ContentId> = installed
+        .map(|i| required_bundles(&i, store.keep()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| b.sha256)
+        .collect();
     let pid = PublisherId::of(publisher);
     let mut bundles = Vec::new();
     let mut minisigs = Vec::new();
     for object in required_bundles(held, store.keep()) {
+        if served.contains(&object.sha256) {
+            continue;
+        }
         if !store.contains(&pid, &ObjectKind::Bundle(object.sha256)) {
             bundles.push(object);
         } else if !store.contains(&pid, &ObjectKind::Minisig(object.sha256)) {

@@ -106,6 +106,7 @@ impl Upstream {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
+        let shown = display(&base);
         let transport = match base.scheme() {
             "http" | "https" => {
                 let mut builder = reqwest::Client::builder()
@@ -130,7 +131,7 @@ impl Upstream {
             other => return Err(bad(format!("unsupported scheme {other:?}"))),
         };
         Ok(Self {
-            url: display(url),
+            url: shown,
             transport,
             timeouts,
             health: Mutex::new(Health::default()),
