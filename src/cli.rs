@@ -151,9 +151,26 @@ impl Failure {
             ErrorClass::Verification => "verification failed",
             ErrorClass::Usage | ErrorClass::Runtime => "error",
         };
-        eprintln!("qasid: {prefix}: {:#}", self.error);
+        eprintln!("qasid: {prefix}: {}", one_line(&self.error));
         ExitCode::from(exit_code(self.class))
     }
+}
+
+/// The error and its causes on one line. A cause whose text the message already carries (many
+/// errors both show and expose their source) is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn exit_code(class: ErrorClass) -> u8 {
@@ -209,4 +226,33 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     serde_json::to_writer_pretty(&mut out, value)
         .map_err(|e| Failure::runtime(std::io::Error::from(e)))?;
     writeln!(out).map_err(Failure::runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct ShowsItsSource {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(ShowsItsSource {
+            path: "nodir",
+            source: io,
+        });
+        assert_eq!(one_line(&e), "nodir: no such file");
+    }
+
+    #[test]
+    fn distinct_causes_are_chained() {
+        let e = anyhow::anyhow!("disk full").context("writing bundle");
+        assert_eq!(one_line(&e), "writing bundle: disk full");
+    }
 }
