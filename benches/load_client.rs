@@ -105,10 +105,11 @@ fn read_targets(path: &PathBuf) -> std::io::Result<Vec<Target>> {
         .filter_map(|line| {
             let (path, size) = line.split_once(' ')?;
             let stem = path.rsplit('/').next()?.strip_suffix(".zip")?;
+            let size = size.trim().parse().ok()?;
             (stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Target {
                 path: path.to_owned(),
                 sha256: stem.to_owned(),
-                size: size.trim().parse().ok()?,
+                size,
             })
         })
         .collect())
@@ -162,11 +163,7 @@ async fn worker(
         .pool_max_idle_per_host(1)
         .build()
         .expect("static client settings");
-    let index_url = format!(
-        "{}qasid/v1/publishers/{}/index.json",
-        args.base,
-        key.hex()
-    );
+    let index_url = format!("{}qasid/v1/publishers/{}/index.json", args.base, key.hex());
     let limits = IndexLimits::default();
     let mut tally = Tally::default();
     let mut next = id * 7;
@@ -174,7 +171,7 @@ async fn worker(
     while !stop.is_cancelled() {
         n += 1;
         let start = Instant::now();
-        if args.index_every > 0 && n % args.index_every == 0 {
+        if args.index_every > 0 && n.is_multiple_of(args.index_every) {
             tally.indexes += 1;
             match get(&client, &index_url, limits.max_head_bytes).await {
                 Ok((body, _)) => {

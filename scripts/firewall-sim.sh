@@ -27,6 +27,9 @@
 #   d  m5 throttled: 300 ms delay and 512 kbit/s
 #   e  DROP to the mirror the reader used in (a): only the throttled m5, learned from the
 #      signed index, is left for the reader and the inside mirror
+#   f  (only with FWSIM_CUT=1) every connection to m5 is reset once m5 has sent 16 KiB, like
+#      the per-connection byte caps some national firewalls apply. Off by default: it fails
+#      today, because sync restarts bundles up to 1 MiB from byte 0 (docs/FIREWALL-SIM.md).
 # Every process, namespace and link it creates is removed on exit, whatever the outcome.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +40,7 @@ SYNC_FLAGS=(--connect-timeout 2s --read-timeout 5s)
 THROTTLE_DELAY_MS=300
 THROTTLE_RATE=512kbit
 PHOTO_BYTES=49152 # incompressible bytes per scenario article: ~1 s at the throttled rate
+CUT_BYTES=16384   # FWSIM_CUT: connections to a mirror reset once it has sent this much
 
 skip() {
     echo "SKIPPED: $*"
@@ -59,6 +63,7 @@ NAMESPACES=()
 LINKS=()
 PIDS=()
 WORK=""
+PROBE_ERR=""
 cleanup() {
     local rc=$?
     set +e
@@ -83,6 +88,7 @@ cleanup() {
             tail -n 15 "$i" >&2
         done
     fi
+    [ -n "$PROBE_ERR" ] && rm -f "$PROBE_ERR"
     if [ -n "$WORK" ] && [ -n "${FWSIM_KEEP:-}" ]; then
         echo "kept $WORK (FWSIM_KEEP)" >&2
     elif [ -n "$WORK" ]; then
@@ -94,18 +100,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- capability probe: namespaces, veth, nftables, netem ----
-probe_err="$(mktemp)"
-if ! ip netns add "$P-probe" 2>"$probe_err"; then
-    reason="$(tr '\n' ' ' <"$probe_err")"
-    rm -f "$probe_err"
+PROBE_ERR="$(mktemp)"
+if ! ip netns add "$P-probe" 2>"$PROBE_ERR"; then
+    reason="$(tr '\n' ' ' <"$PROBE_ERR")"
     skip "network namespaces unavailable (ip netns add: ${reason% })"
 fi
 NAMESPACES+=("$P-probe")
-if ! ip -n "$P-probe" link add "${P}pa" type veth peer name "${P}pb" 2>"$probe_err"; then
-    skip "network namespaces unavailable (veth pair: $(tr '\n' ' ' <"$probe_err"))"
+if ! ip -n "$P-probe" link add "${P}pa" type veth peer name "${P}pb" 2>"$PROBE_ERR"; then
+    skip "network namespaces unavailable (veth pair: $(tr '\n' ' ' <"$PROBE_ERR"))"
 fi
-if ! ip netns exec "$P-probe" nft add table inet probe 2>"$probe_err"; then
-    skip "nftables unavailable in this kernel ($(tr '\n' ' ' <"$probe_err"))"
+if ! ip netns exec "$P-probe" nft add table inet probe 2>"$PROBE_ERR"; then
+    skip "nftables unavailable in this kernel ($(tr '\n' ' ' <"$PROBE_ERR"))"
 fi
 ip -n "$P-probe" link set "${P}pa" up
 # Without netem (some minimal kernels), the delay comes from a relay on the censor instead.
@@ -115,7 +120,7 @@ else
     DELAY_MODE=relay
     command -v python3 >/dev/null 2>&1 || die "the kernel has no netem and python3 (for the delay relay) is missing"
 fi
-rm -f "$probe_err"
+rm -f "$PROBE_ERR"
 ip netns del "$P-probe"
 NAMESPACES=()
 
@@ -190,21 +195,34 @@ for pair in "$NS_CEN:$CEN_OUT" "$NS_CEN:$CEN_IN" "$NS_OUT:$OUT_IF" "$NS_IN:$IN_I
 done
 ip -n "$NS_OUT" route add default via 10.99.1.1
 ip -n "$NS_IN" route add default via 10.99.2.1
-ip netns exec "$NS_CEN" sysctl -qw net.ipv4.ip_forward=1
+# /proc/sys/net is per namespace (no sysctl binary needed: procps may be missing).
+ip netns exec "$NS_CEN" sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward'
 
 # The censor: address sets the scenarios fill. Forwarded traffic only; the censor's own relay
 # (DELAY_MODE=relay) talks to m5 from the censor itself.
-ip netns exec "$NS_CEN" nft -f - <<'EOF'
+ip netns exec "$NS_CEN" nft -f - <<EOF
 table inet censor {
     set tarpit { type ipv4_addr; }
     set rst { type ipv4_addr; }
+    set cut { type ipv4_addr; }
     chain forward {
         type filter hook forward priority 0; policy accept;
         ip daddr @tarpit drop
         ip daddr @rst meta l4proto tcp reject with tcp reset
+        ct original ip daddr @cut ct reply bytes > $CUT_BYTES meta l4proto tcp reject with tcp reset
+    }
+    # The delay relay's own connections to m5 (DELAY_MODE=relay): the relay passes a cut on.
+    chain output {
+        type filter hook output priority 0; policy accept;
+        ip daddr @cut ct reply bytes > $CUT_BYTES meta l4proto tcp reject with tcp reset
     }
 }
 EOF
+# Byte counters on connections, for the "cut" set (FWSIM_CUT); from the start, so that
+# connections opened before the cut are counted too.
+CUT_READY=yes
+ip netns exec "$NS_CEN" sh -c 'echo 1 >/proc/sys/net/netfilter/nf_conntrack_acct' 2>/dev/null ||
+    CUT_READY=no
 censor_add() { ip netns exec "$NS_CEN" nft add element inet censor "$1" "{ $2 }"; }
 
 if [ "$DELAY_MODE" = relay ]; then
@@ -361,7 +379,7 @@ wait_for 30 "the inside mirror to sync the seeds" has_current inside
 # ---- scenarios ----
 READER_STATE="$WORK/reader-state"
 CHECK_STATE="$WORK/check-state"
-# jq program naming a mirror URL by its role.
+# {"<mirror URL>": "<role>"} for jq, to name mirrors in the report.
 NAMES_JSON="{$(for m in "${OUTSIDE[@]}" inside; do printf '"%s":"%s",' "$(url "$m")" "$m"; done | sed 's/,$//')}"
 
 make_article() { # make_article SCENARIO TITLE -> prints the article folder
@@ -491,7 +509,18 @@ run_scenario() {
     echo "scenario $tag: $verdict (reader ${R_TIME}s via $served; inside mirror $I_RESULT in $inside_time)"
 }
 
+print_table() {
+    printf '%-2s %-44s %9s %5s  %-10s %-16s %9s  %s\n' "" "censor" "reader" "tries" "served by" \
+        "inside mirror" "inside in" "result"
+    local row
+    for row in "${ROWS[@]}"; do echo "$row"; done
+}
+
 run_scenario a "baseline, nothing blocked" "Baseline: nothing blocked"
+if [ -z "$OTHER_GIVEN" ]; then
+    print_table
+    die "the baseline failed, so the later scenarios (built on the mirror it used) cannot run"
+fi
 censor_add tarpit "${ADDR[origin]}, ${ADDR[m3]}"
 run_scenario b "DROP origin, m3 (tarpit)" "Origin blocked by address"
 censor_add rst "${ADDR[m4]}, ${ADDR[$OTHER_GIVEN]}"
@@ -500,6 +529,11 @@ throttle_m5
 run_scenario d "+ m5 ${THROTTLE_DELAY_MS}ms, $THROTTLE_RATE ($DELAY_MODE)" "Throttled mirror"
 censor_add tarpit "${ADDR[$USED_IN_A]}"
 run_scenario e "+ DROP $USED_IN_A (the reader's mirror in a)" "The reader's mirror blocked"
+if [ -n "${FWSIM_CUT:-}" ]; then
+    [ "$CUT_READY" = yes ] || die "FWSIM_CUT needs conntrack accounting (net.netfilter.nf_conntrack_acct)"
+    censor_add cut "${ADDR[m5]}"
+    run_scenario f "+ m5 reset after 16 KiB per connection" "Connections cut after 16 KiB"
+fi
 
 # ---- report ----
 metrics="$(timeout 5 ip netns exec "$NS_IN" bash -c \
@@ -507,16 +541,19 @@ metrics="$(timeout 5 ip netns exec "$NS_IN" bash -c \
 echo
 echo "firewall simulation: $ARTICLES articles, reader given m1 and m2, inside mirror upstreams origin and m1..m5;"
 echo "censorship accumulates a→e; delay via $DELAY_MODE; reader ${READER_FLAGS[*]}"
-printf '%-2s %-44s %9s %5s  %-10s %-16s %9s  %s\n' "" "censor" "reader" "tries" "served by" \
-    "inside mirror" "inside in" "result"
-for row in "${ROWS[@]}"; do echo "$row"; done
+print_table
 echo
 echo "reader's mirror fates (fetch --json):"
 for f in "${FATES[@]}"; do echo "  $f"; done
 echo
-echo "inside mirror /metrics: sync failures by upstream and reason; verification failures:"
-grep -E '^qasid_sync_upstream_failures_total|^qasid_verification_failures_total' <<<"$metrics" |
+echo "inside mirror /metrics, sync failures by upstream and reason:"
+grep -E '^qasid_sync_upstream_failures_total' <<<"$metrics" |
     sed -E "s#http://10\.99\.1\.10:8080/#origin#; s#http://10\.99\.1\.1([1-5]):8080/#m\1#; s/^/  /" || echo "  (none)"
+# Nobody here sends wrong bytes: content refused as not authentic would be a network failure
+# misread as a lie.
+refused=$(awk '/^qasid_verification_failures_total/ { n += $NF } END { print n + 0 }' <<<"$metrics")
+echo "inside mirror /metrics, content refused as not authentic: $refused"
+if [ -z "$metrics" ] || [ "$refused" -ne 0 ]; then FAILED=1; fi
 echo
 echo "censor's throttle class for m5 (tc -s, towards the country):"
 ip netns exec "$NS_CEN" tc -s class show dev "$CEN_IN" classid 1:20 | sed -n 's/^ *Sent/  sent/p'

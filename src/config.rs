@@ -402,6 +402,17 @@ race_window = "200ms"
         assert!(message.contains("proxy"), "{message}");
     }
 
+    /// Found by fuzz_config: toml has no message for a control character in a comment, so the
+    /// error was `mirrors.toml:1:4: ` with nothing after it.
+    #[test]
+    fn control_character_in_a_comment_gets_a_message() {
+        let (line, column, message) = invalid("# a\0b\n[mirror]\n");
+        assert_eq!((line, column), (1, 4));
+        assert!(message.contains("control characters"), "{message}");
+        let (_, _, message) = invalid("[mirror\0]\n");
+        assert!(!message.contains('\n'), "{message:?}");
+    }
+
     #[test]
     fn line_column_counts_characters() {
         assert_eq!(line_column("ab\ncd", 4), (2, 2));

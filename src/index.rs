@@ -39,8 +39,8 @@ pub use log::{
     EncodedPiece, Entry, ObjectRef, PieceRef,
 };
 pub use source::{
-    fetch_bundle_http, http_client, receive_bundle, update_from_dir, update_from_http,
-    BundleFetchError, FetchedBundle, Transfer,
+    fetch_bundle_http, http_client, receive_bundle, redirect_policy, update_from_dir,
+    update_from_http, BundleFetchError, FetchedBundle, RedirectRefused, Transfer,
 };
 pub use tracker::{default_state_dir, Conflict, Offer, Outcome, PendingIndex, Tracker, Update};
 

@@ -77,7 +77,8 @@ pub struct ReaderOptions {
     pub proxy: Option<reqwest::Url>,
     /// After the first valid index, how long to wait for a fresher one.
     pub race_window: Duration,
-    /// How long a bundle download may go without a byte before the next mirror is asked too.
+    /// How long a bundle download may go without moving (bytes at 4 KiB/s or more) before the
+    /// next mirror is asked too.
     pub hedge_delay: Duration,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -430,6 +431,7 @@ impl Reader {
                     transport::Source::Http {
                         client,
                         base: base.clone(),
+                        patience: options.connect_timeout + options.read_timeout,
                     }
                 }
                 MirrorLocation::Dir(root) => transport::Source::Dir(root.clone()),

@@ -54,8 +54,8 @@ pub struct SourceArgs {
     /// After the first valid index arrives, how long to wait for a fresher one [default: 300ms].
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     race_window: Option<Duration>,
-    /// How long a download may go without a byte before the next mirror is asked too
-    /// [default: 500ms].
+    /// How long a download may go without moving (4 KiB/s or more) before the next mirror is
+    /// asked too [default: 500ms].
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     hedge_delay: Option<Duration>,
     /// Longest wait for a connection to a mirror or the proxy [default: 15s].

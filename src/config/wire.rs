@@ -118,7 +118,7 @@ fn at<T>(value: &Spanned<T>, message: String) -> WireError {
 pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
     let file: FileWire = toml::from_str(text).map_err(|e| WireError {
         offset: e.span().map_or(0, |s| s.start),
-        message: e.message().trim_end().to_owned(),
+        message: toml_message(&e),
     })?;
     let defaults = Config::default();
     Ok(Config {
@@ -171,6 +171,19 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
         },
         reader: reader(file.reader, defaults.reader)?,
     })
+}
+
+/// toml's description of a syntax error, on one line. toml has none for some errors (a control
+/// character inside a comment, for one), which left the operator with `FILE:LINE:COL: ` and
+/// nothing after it.
+fn toml_message(e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().replace('\n', "; ");
+    if message.is_empty() {
+        "not valid TOML here (control characters are not allowed anywhere, comments included)"
+            .to_owned()
+    } else {
+        message
+    }
 }
 
 fn reader(r: ReaderWire, d: ReaderConfig) -> Result<ReaderConfig, WireError> {

@@ -337,6 +337,13 @@ impl Head {
     }
 }
 
+/// A JSON error about untrusted bytes, safe to show: serde_json quotes offending input (an
+/// unknown member's name, say) verbatim, so control characters and bidirectional controls in
+/// it are escaped before the message can reach a terminal or a log.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    crate::manifest::printable(e.to_string().as_bytes())
+}
+
 /// How an untrusted publisher field is named in errors: its key id if it parses, else a
 /// marker (the raw value could be anything, including terminal escapes).
 pub(crate) fn key_label(base64: &str) -> String {
@@ -433,7 +440,7 @@ impl SignedHead {
         }
         let bad = |what: &'static str, reason: String| IndexError::Malformed { what, reason };
         let wire: EnvelopeWire =
-            serde_json::from_slice(envelope).map_err(|e| bad("index envelope", e.to_string()))?;
+            serde_json::from_slice(envelope).map_err(|e| bad("index envelope", json_error(&e)))?;
         if wire.format != ENVELOPE_FORMAT {
             return Err(IndexError::UnknownFormat {
                 what: "index envelope",
@@ -461,7 +468,7 @@ impl SignedHead {
             return Err(signature_failure(&head_bytes, trusted));
         }
         let head_wire: HeadWire =
-            serde_json::from_slice(&head_bytes).map_err(|e| bad("index head", e.to_string()))?;
+            serde_json::from_slice(&head_bytes).map_err(|e| bad("index head", json_error(&e)))?;
         let head = Head::from_wire(head_wire, trusted, limits)?;
         Ok(Self {
             head,
@@ -557,6 +564,34 @@ mod tests {
         assert!(MirrorUrl::parse("https://x.example/?a=1", &l).is_err());
         assert!(MirrorUrl::from_head("https://x.example".into(), &l).is_err());
         assert!(MirrorUrl::from_head("https://x.example/".into(), &l).is_ok());
+    }
+
+    /// Found by fuzz_index_head: serde_json quotes an unknown member's name verbatim, so a
+    /// hostile mirror could put terminal escapes into the error a reader sees.
+    #[test]
+    fn envelope_and_head_errors_escape_control_characters() {
+        let key = SecretKey::from_seed(&[4u8; 32]);
+        let limits = IndexLimits::default();
+        // JSON escapes, which serde_json decodes before naming the unknown member.
+        let envelope = br#"{"\u001b[2J\u007f\u202e":1}"#;
+        let err = SignedHead::verify(envelope, key.public(), &limits).unwrap_err();
+        let shown = err.to_string();
+        assert!(!shown.contains(['\x1b', '\x7f', '\u{202e}']), "{shown:?}");
+        assert!(shown.contains("\\u{1b}[2J"), "{shown:?}");
+        // The same behind a valid signature, in the head JSON.
+        let head = r#"{"\u001b]0;owned\u0007":1}"#;
+        let mut envelope = serde_json::to_vec(&EnvelopeWire {
+            format: ENVELOPE_FORMAT.to_owned(),
+            head: B64.encode(head),
+            signature: B64.encode(key.sign(Domain::IndexHead, head.as_bytes())),
+        })
+        .unwrap();
+        envelope.push(b'\n');
+        let shown = SignedHead::verify(&envelope, key.public(), &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(shown.contains("index head is malformed"), "{shown:?}");
+        assert!(!shown.contains(['\x1b', '\x07']), "{shown:?}");
     }
 
     #[test]

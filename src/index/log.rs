@@ -377,7 +377,8 @@ fn decode(
     expected: Option<&PieceRef>,
     limits: &IndexLimits,
 ) -> Result<(u64, Vec<Entry>), IndexError> {
-    let wire: PieceWire = serde_json::from_slice(bytes).map_err(|e| piece_error(e.to_string()))?;
+    let wire: PieceWire = serde_json::from_slice(bytes)
+        .map_err(|e| piece_error(crate::index::head::json_error(&e)))?;
     if wire.format != PIECE_FORMAT {
         return Err(IndexError::UnknownFormat {
             what: "index piece",
@@ -559,6 +560,19 @@ mod tests {
             validate_piece(&piece.bytes, pk, &small),
             Err(IndexError::TooLarge { .. })
         ));
+    }
+
+    /// Found by fuzz_index_piece: a pushed or downloaded piece with an unknown member named
+    /// with control characters had them copied raw into the error message.
+    #[test]
+    fn piece_errors_escape_control_characters() {
+        let key = SecretKey::from_seed(&[1u8; 32]);
+        let junk = br#"{"f\u007frmat\u001b[31m":1}"#;
+        let shown = validate_piece(junk, key.public(), &IndexLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!shown.contains(['\x1b', '\x7f']), "{shown:?}");
+        assert!(shown.contains("\\u{7f}"), "{shown:?}");
     }
 
     #[test]

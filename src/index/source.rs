@@ -134,14 +134,73 @@ fn kept_fresher(offered: &SignedHead, now: SystemTime) -> Outcome {
 }
 
 /// A client for mirrors: bounded connect and read timeouts (a blocked mirror often hangs
-/// rather than refusing), no cookies, a plain user agent.
+/// rather than refusing), redirects only on the mirror's own host ([`redirect_policy`]), no
+/// cookies, a plain user agent.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
         .read_timeout(Duration::from_secs(30))
+        .redirect(redirect_policy())
         .user_agent(concat!("qasid/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client with static settings always builds")
+}
+
+/// Most redirects followed for one request. 5: a hop or two on the same host (http to https,
+/// a moved folder) is all a mirror needs; a longer chain is a loop or a game.
+const MAX_REDIRECTS: usize = 5;
+
+/// Why a redirect from a mirror was not followed.
+#[derive(Debug, thiserror::Error)]
+pub enum RedirectRefused {
+    /// The redirect leaves the mirror: another host, port, or a downgrade from https.
+    #[error("refused a redirect to another host ({0})")]
+    OtherHost(String),
+    #[error("refused more than {MAX_REDIRECTS} redirects")]
+    TooMany,
+}
+
+/// The redirect policy of every HTTP client qasid points at a mirror or upstream: a redirect is
+/// followed only if it stays on the mirror (same scheme, host and port, or an upgrade from
+/// http to https on the same host), at most [`MAX_REDIRECTS`] times; anything else fails the
+/// request with [`RedirectRefused`].
+///
+/// Bytes are not the reason: every byte is checked against a signature or a signed hash
+/// wherever it came from, so a redirect cannot make qasid accept anything forged. Where the
+/// request goes is: a reader who picked a mirror (perhaps the one address that still gets
+/// through) would otherwise be sent wherever the mirror says, in the clear if https is
+/// downgraded (which shows the network the bundle hash, so the article, being read); a mirror
+/// syncing from a hostile upstream would send requests to hosts of the upstream's choosing,
+/// inside its own network (server-side request forgery); and a lie served by the other host
+/// would be charged to the mirror that redirected.
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(RedirectRefused::TooMany);
+        }
+        let allowed = attempt
+            .previous()
+            .first()
+            .is_some_and(|origin| stays_on_mirror(origin, attempt.url()));
+        if allowed {
+            attempt.follow()
+        } else {
+            let to = attempt.url().origin().ascii_serialization();
+            attempt.error(RedirectRefused::OtherHost(to))
+        }
+    })
+}
+
+/// Whether a redirect from `from` (the URL first asked) to `to` stays on the same mirror.
+fn stays_on_mirror(from: &reqwest::Url, to: &reqwest::Url) -> bool {
+    if from.host_str().is_none() || from.host_str() != to.host_str() {
+        return false;
+    }
+    match (from.scheme(), to.scheme()) {
+        (a, b) if a == b => from.port_or_known_default() == to.port_or_known_default(),
+        ("http", "https") => to.port_or_known_default() == Some(443),
+        _ => false,
+    }
 }
 
 /// A failed GET: the transport, or the received bytes.
@@ -311,4 +370,40 @@ fn check_bundle(
         });
     }
     Ok(FetchedBundle { object, bundle })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_are_followed_only_on_the_same_mirror() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let from = url("http://m.example/qasid/v1/x");
+        assert!(stays_on_mirror(&from, &url("http://m.example/other/path")));
+        assert!(stays_on_mirror(&from, &url("https://m.example/qasid/v1/x")));
+        assert!(stays_on_mirror(
+            &url("http://m.example:80/a"),
+            &url("http://M.EXAMPLE/b")
+        ));
+        for other in [
+            "http://evil.example/qasid/v1/x",
+            "http://m.example:8080/qasid/v1/x",
+            "https://m.example:8443/qasid/v1/x",
+            "http://127.0.0.1/qasid/v1/x",
+            "http://m.example.evil.example/",
+        ] {
+            assert!(!stays_on_mirror(&from, &url(other)), "{other}");
+        }
+        let secure = url("https://m.example/qasid/v1/x");
+        assert!(
+            !stays_on_mirror(&secure, &url("http://m.example/qasid/v1/x")),
+            "downgrade"
+        );
+        let loopback = url("http://127.0.0.1:8001/");
+        assert!(
+            !stays_on_mirror(&loopback, &url("http://127.0.0.1:8002/")),
+            "another port"
+        );
+    }
 }

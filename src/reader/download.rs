@@ -1,12 +1,14 @@
 //! The hedged, resumable download of one bundle by its signed sha256 and size.
 //!
-//! Owns the schedule (ask the best mirror; whenever no byte has arrived from any mirror for
-//! the hedge delay, ask the next one too; replace a mirror that failed; the first verified
-//! copy wins and every other request is cancelled), resuming (`<partial>/<sha256>.part`, held
+//! Owns the schedule (ask the best mirror; whenever the download has not moved for the hedge
+//! delay, ask the next one too; replace a mirror that failed; the first verified copy wins and
+//! every other request is cancelled), resuming (`<partial>/<sha256>.part`, held
 //! by one request at a time, continued with `Range: bytes=N-` or, from a folder, a seek; the
 //! prefix is hashed again before the rest is appended, so a bad prefix costs a fresh download,
 //! never a bad file) and the bundle-phase fate of each mirror. The signed size caps every
-//! read: a `Content-Length` or a stream beyond it is a lie, stopped at once.
+//! read: a `Content-Length` or a stream beyond it is a lie, stopped at once, and so is a whole
+//! answer that announces fewer bytes. A request slower than `transport::MIN_RATE` overall is
+//! cut off, and bytes arriving slower than that do not count as progress for the hedge.
 //!
 //! It never writes an unverified bundle where it can be read: every transport (HTTP, proxy,
 //! folder) fills a spool in the state folder through the same size cap and sha256; only the
@@ -159,6 +161,10 @@ pub(super) async fn download(
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
     let mut last_activity = Instant::now();
+    // The download counts as moving only while bytes come at `MIN_RATE` or faster: a mirror
+    // dripping a byte at a time (a slow-loris) must not hold off the hedge for ever.
+    let min_progress = ((transport::MIN_RATE as f64 * hedge_delay.as_secs_f64()) as u64).max(1);
+    let mut progress_mark = 0u64;
     let winner = loop {
         if schedule.set.is_empty() && !schedule.launch(mirrors, &tx) {
             break None;
@@ -193,8 +199,11 @@ pub(super) async fn download(
                 }
             }
             Some(received) = rx.recv() => {
-                last_activity = Instant::now();
                 schedule.advanced(received);
+                if schedule.received >= progress_mark.saturating_add(min_progress) {
+                    progress_mark = schedule.received;
+                    last_activity = Instant::now();
+                }
             }
             () = tokio::time::sleep_until(last_activity + hedge_delay), if can_hedge => {
                 schedule.launch(mirrors, &tx);
@@ -455,16 +464,31 @@ async fn attempt(job: Arc<Job>, source: Source, tx: mpsc::UnboundedSender<u64>) 
     let resumed_from = spool.len;
     if spool.len < job.size() {
         let filled = match source {
-            Source::Http { client, base } => {
+            Source::Http {
+                client,
+                base,
+                patience,
+            } => {
                 let url = base.join(
                     &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
                 );
-                from_http(&mut spool, &client, &url, job.size(), &tx).await
+                let allowed = transport::deadline(patience, job.size().saturating_sub(spool.len));
+                let fill = from_http(&mut spool, &client, &url, job.size(), &tx);
+                tokio::time::timeout(allowed, fill)
+                    .await
+                    .unwrap_or_else(|_| Err(Fill::TooSlow(transport::too_slow(allowed))))
             }
             Source::Dir(root) => from_dir(&mut spool, &root, &job, &tx).await,
         };
         match filled {
             Ok(()) => {}
+            // Asking again at the same rate would not finish sooner than another mirror.
+            Err(Fill::TooSlow(error)) => {
+                return End::Failed {
+                    error,
+                    progressed: false,
+                }
+            }
             Err(Fill::Mirror(error)) => {
                 let progressed = spool.len > resumed_from;
                 if matches!(error, TransportError::Lying(_)) {
@@ -509,6 +533,8 @@ async fn attempt(job: Arc<Job>, source: Source, tx: mpsc::UnboundedSender<u64>) 
 /// Why filling a spool stopped early.
 enum Fill {
     Mirror(TransportError),
+    /// The answer missed its deadline (slower than the minimum rate).
+    TooSlow(TransportError),
     Local(std::io::Error),
 }
 
@@ -543,11 +569,18 @@ async fn from_http(
             _ => spool.truncate().await.map_err(Fill::Local)?,
         }
     }
-    if response
-        .content_length()
-        .is_some_and(|n| spool.len.saturating_add(n) > size)
-    {
-        return Err(too_much(size));
+    if let Some(n) = response.content_length() {
+        let total = spool.len.saturating_add(n);
+        if total > size {
+            return Err(too_much(size));
+        }
+        // A whole answer (not a range) of the wrong length is another object, not a cut
+        // connection: an HTML block page, a compressed copy. Retrying it cannot help.
+        if total < size && response.status() == StatusCode::OK {
+            return Err(Fill::Mirror(TransportError::Lying(format!(
+                "announced only {total} of the {size} bytes the index gives"
+            ))));
+        }
     }
     while let Some(chunk) = response
         .chunk()

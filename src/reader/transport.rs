@@ -1,18 +1,42 @@
 //! How the reader reaches a mirror: HTTP(S) through an optional proxy, or a local folder.
 //!
 //! Owns the HTTP clients (connect and read timeouts, `Proxy::all` so that with a proxy no
-//! request ever goes around it, e.g. Tor with `socks5h://` resolving names too), capped reads
-//! of a layout path from either kind of mirror, and sorting transport failures into fates. It
-//! never decides what is authentic: callers check every byte it returns against a signature or
-//! a signed hash, the same way for every transport.
+//! request ever goes around it, e.g. Tor with `socks5h://` resolving names too, redirects only
+//! on the mirror's own host), the minimum transfer rate that bounds every HTTP answer, capped
+//! reads of a layout path from either kind of mirror, and sorting transport failures into
+//! fates. It never decides what is authentic: callers check every byte it returns against a
+//! signature or a signed hash, the same way for every transport.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::mirrors::Fate;
 use super::ReaderError;
 use crate::index::layout::on_disk;
 use crate::index::{read_capped, FetchError, MirrorUrl};
+
+/// Slowest average rate an HTTP mirror may answer at, in bytes per second: 4 KiB/s, as the
+/// sync's. A throttled mobile link moves more; a mirror that drips a byte at a time (a
+/// slow-loris, each byte well within the read timeout) is cut off instead of holding the reader
+/// for hours, and counts as stalled for hedging.
+pub(super) const MIN_RATE: u64 = 4 << 10;
+
+/// The longest a whole HTTP answer of `bytes` may take: `patience` (a connect and a read
+/// timeout) plus the bytes at [`MIN_RATE`].
+pub(super) fn deadline(patience: Duration, bytes: u64) -> Duration {
+    patience + Duration::from_millis(bytes.saturating_mul(1000) / MIN_RATE)
+}
+
+/// The failure of an answer that missed its [`deadline`].
+pub(super) fn too_slow(limit: Duration) -> TransportError {
+    TransportError::TimedOut(format!(
+        "no complete answer within {:.1}s (slower than {} KiB/s)",
+        limit.as_secs_f64(),
+        MIN_RATE >> 10
+    ))
+}
 
 /// A mirror as something to read from. Cheap to clone (the client is shared).
 #[derive(Debug, Clone)]
@@ -20,6 +44,8 @@ pub(super) enum Source {
     Http {
         client: reqwest::Client,
         base: MirrorUrl,
+        /// Connect plus read timeout: the fixed part of every answer's [`deadline`].
+        patience: Duration,
     },
     Dir(PathBuf),
 }
@@ -93,6 +119,7 @@ pub(super) fn client(
     let mut builder = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .read_timeout(read_timeout)
+        .redirect(crate::index::redirect_policy())
         .user_agent(concat!("qasid/", env!("CARGO_PKG_VERSION")));
     if let Some(proxy) = proxy {
         let bad = |e: reqwest::Error| ReaderError::BadProxy {
@@ -112,7 +139,11 @@ impl Source {
     /// the announced length first, then on what arrives).
     pub(super) async fn read(&self, relative: &str, limit: u64) -> Result<Vec<u8>, TransportError> {
         match self {
-            Source::Http { client, base } => get_capped(client, &base.join(relative), limit).await,
+            Source::Http {
+                client,
+                base,
+                patience,
+            } => get_capped(client, &base.join(relative), limit, *patience).await,
             Source::Dir(root) => {
                 let path = on_disk(root, relative);
                 tokio::task::spawn_blocking(move || {
@@ -153,22 +184,28 @@ pub(super) async fn send(
     Ok(response)
 }
 
+/// GETs `url` whole, at most `limit` bytes, within the [`deadline`] for the announced length
+/// (or the limit, without one).
 async fn get_capped(
     client: &reqwest::Client,
     url: &str,
     limit: u64,
+    patience: Duration,
 ) -> Result<Vec<u8>, TransportError> {
     let too_large = || TransportError::Lying(format!("sent more than the {limit}-byte limit"));
+    let started = Instant::now();
     let mut response = send(client.get(url)).await?;
     if response.content_length().is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    let allowed = deadline(patience, response.content_length().unwrap_or(limit));
     let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(TransportError::from_reqwest)?
-    {
+    loop {
+        let chunk = tokio::time::timeout_at(started + allowed, response.chunk())
+            .await
+            .map_err(|_| too_slow(allowed))?
+            .map_err(TransportError::from_reqwest)?;
+        let Some(chunk) = chunk else { break };
         if (bytes.len() + chunk.len()) as u64 > limit {
             return Err(too_large());
         }

@@ -23,6 +23,9 @@ pub enum NetworkKind {
     Timeout,
     /// The connection broke (reset, closed early) or the reply was not HTTP.
     Broken,
+    /// The upstream redirected to another host (or downgraded https): refused, so a hostile
+    /// upstream cannot make the mirror send requests where it likes.
+    Redirect,
 }
 
 impl NetworkKind {
@@ -31,6 +34,7 @@ impl NetworkKind {
             NetworkKind::Connect => "connect",
             NetworkKind::Timeout => "timeout",
             NetworkKind::Broken => "network",
+            NetworkKind::Redirect => "redirect",
         }
     }
 }

@@ -5,7 +5,9 @@
 //! objects (a `Content-Length` above the cap is refused before the body is read), `Range`
 //! requests to resume, per-request deadlines (connect timeout, read-idle timeout, and an overall
 //! deadline that grows with the object's size so a drip-feeding upstream cannot hold a download
-//! forever), and the backoff bookkeeping. It never decides whether bytes are authentic: every
+//! forever), and the backoff bookkeeping. Redirects are followed only on the upstream's own
+//! host (see [`crate::index::redirect_policy`]): a hostile upstream must not make the mirror
+//! send requests into its own network. It never decides whether bytes are authentic: every
 //! body goes to a size- and hash-checking receiver, and the caller verifies.
 
 use std::path::PathBuf;
@@ -113,6 +115,8 @@ impl Upstream {
                     .connect_timeout(timeouts.connect)
                     .read_timeout(timeouts.read)
                     .pool_idle_timeout(Duration::from_secs(60))
+                    // Only redirects that stay on the upstream's own host are followed.
+                    .redirect(crate::index::redirect_policy())
                     .user_agent(concat!("qasid-sync/", env!("CARGO_PKG_VERSION")));
                 if let Some(proxy) = proxy {
                     let proxy =
@@ -411,6 +415,8 @@ impl Upstream {
     fn network(&self, path: &str, e: reqwest::Error) -> SyncError {
         let kind = if e.is_timeout() {
             NetworkKind::Timeout
+        } else if e.is_redirect() {
+            NetworkKind::Redirect
         } else if e.is_connect() {
             NetworkKind::Connect
         } else {

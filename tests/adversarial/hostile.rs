@@ -30,6 +30,8 @@ pub enum Reply {
     Drip { body: Vec<u8>, every: Duration },
     /// `302 Found` to an absolute URL.
     Redirect(String),
+    /// The inner reply, after a pause (a slower mirror).
+    Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -135,7 +137,12 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-async fn serve(stream: TcpStream, scene: &Scene, log: &Mutex<Vec<String>>, stop: &CancellationToken) {
+async fn serve(
+    stream: TcpStream,
+    scene: &Scene,
+    log: &Mutex<Vec<String>>,
+    stop: &CancellationToken,
+) {
     let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).await.is_err() {
@@ -163,7 +170,10 @@ async fn serve(stream: TcpStream, scene: &Scene, log: &Mutex<Vec<String>>, stop:
             let safe = !rel
                 .split('/')
                 .any(|p| p.is_empty() || p.starts_with('.') || p.contains('%'));
-            match safe.then(|| std::fs::read(scene.root.join(rel)).ok()).flatten() {
+            match safe
+                .then(|| std::fs::read(scene.root.join(rel)).ok())
+                .flatten()
+            {
                 Some(body) => Reply::ok(content_type(&path), body),
                 None => Reply::Bytes {
                     status: 404,
@@ -173,12 +183,23 @@ async fn serve(stream: TcpStream, scene: &Scene, log: &Mutex<Vec<String>>, stop:
             }
         }
     };
+    let reply = match reply {
+        Reply::Delayed(pause, inner) => {
+            tokio::time::sleep(pause).await;
+            *inner
+        }
+        other => other,
+    };
     let _ = answer(&mut stream, reply, stop).await;
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
 }
 
-async fn answer(stream: &mut TcpStream, reply: Reply, stop: &CancellationToken) -> std::io::Result<()> {
+async fn answer(
+    stream: &mut TcpStream,
+    reply: Reply,
+    stop: &CancellationToken,
+) -> std::io::Result<()> {
     match reply {
         Reply::Bytes {
             status,
@@ -198,7 +219,10 @@ async fn answer(stream: &mut TcpStream, reply: Reply, stop: &CancellationToken) 
         }
         Reply::Endless => {
             stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                      Connection: close\r\n\r\n",
+                )
                 .await?;
             let chunk = vec![0u8; 64 << 10];
             for _ in 0..4096 {
@@ -207,7 +231,9 @@ async fn answer(stream: &mut TcpStream, reply: Reply, stop: &CancellationToken) 
             Ok(())
         }
         Reply::LengthLie { announced, body } => {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n"
+            );
             stream.write_all(head.as_bytes()).await?;
             stream.write_all(&body).await
         }
@@ -227,9 +253,11 @@ async fn answer(stream: &mut TcpStream, reply: Reply, stop: &CancellationToken) 
             }
             Ok(())
         }
+        Reply::Delayed(_, inner) => Box::pin(answer(stream, *inner, stop)).await,
         Reply::Redirect(location) => {
             let head = format!(
-                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n"
             );
             stream.write_all(head.as_bytes()).await
         }
