@@ -55,17 +55,34 @@ fn main() {
     for (name, path) in &bundles {
         let bytes = fs::read(path).unwrap();
         put("fuzz_bundle_verify", &format!("{name}.zip"), &bytes);
-        put("fuzz_push_body", &format!("bundle-{name}"), &[&[0x00][..], &bytes].concat());
-        put("fuzz_push_body", &format!("bundle-fixup-{name}"), &[&[0x10][..], &bytes].concat());
+        put(
+            "fuzz_push_body",
+            &format!("bundle-{name}"),
+            &[&[0x00][..], &bytes].concat(),
+        );
+        put(
+            "fuzz_push_body",
+            &format!("bundle-fixup-{name}"),
+            &[&[0x10][..], &bytes].concat(),
+        );
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
         let mut manifest = Vec::new();
-        archive.by_name("manifest.json").unwrap().read_to_end(&mut manifest).unwrap();
+        archive
+            .by_name("manifest.json")
+            .unwrap()
+            .read_to_end(&mut manifest)
+            .unwrap();
         put("fuzz_manifest", &format!("{name}.json"), &manifest);
     }
 
     // A repo: three publishes (one bundle, two more, a retraction).
     let root = work.path().join("repo");
-    let repo = Repo::new(&root, key.public(), IndexLimits::default(), BundleLimits::default());
+    let repo = Repo::new(
+        &root,
+        key.public(),
+        IndexLimits::default(),
+        BundleLimits::default(),
+    );
     let mirrors = vec![
         MirrorUrl::parse("https://mirror.example/", &IndexLimits::default()).unwrap(),
         MirrorUrl::parse("http://[2001:db8::1]:8080/qasid/", &IndexLimits::default()).unwrap(),
@@ -89,8 +106,16 @@ fn main() {
         let value: serde_json::Value = serde_json::from_slice(&envelope).unwrap();
         let head = B64.decode(value["head"].as_str().unwrap()).unwrap();
         put("fuzz_index_head", &format!("head-{n}.json"), &head);
-        put("fuzz_push_body", &format!("index-{n}"), &[&[0x02][..], &envelope].concat());
-        put("fuzz_push_body", &format!("index-head-{n}"), &[&[0x12][..], &head].concat());
+        put(
+            "fuzz_push_body",
+            &format!("index-{n}"),
+            &[&[0x02][..], &envelope].concat(),
+        );
+        put(
+            "fuzz_push_body",
+            &format!("index-head-{n}"),
+            &[&[0x12][..], &head].concat(),
+        );
     }
     let mut pieces: Vec<PathBuf> = fs::read_dir(publisher_dir.join("pieces"))
         .unwrap()
@@ -100,22 +125,42 @@ fn main() {
     for (i, path) in pieces.iter().enumerate() {
         let bytes = fs::read(path).unwrap();
         put("fuzz_index_piece", &format!("piece-{i}.json"), &bytes);
-        put("fuzz_push_body", &format!("piece-{i}"), &[&[0x01][..], &bytes].concat());
+        put(
+            "fuzz_push_body",
+            &format!("piece-{i}"),
+            &[&[0x01][..], &bytes].concat(),
+        );
     }
 
     // Keys and signatures.
     let public = key.public();
-    put("fuzz_keys", "publisher.pub", public.to_file_text().as_bytes());
+    put(
+        "fuzz_keys",
+        "publisher.pub",
+        public.to_file_text().as_bytes(),
+    );
     put("fuzz_keys", "publisher-line", public.to_base64().as_bytes());
     let secret = key.to_file_text(None);
     put("fuzz_keys", "publisher.key", secret.as_bytes());
-    put("fuzz_keys", "publisher-encrypted.key", cheaply_encrypted(&secret).as_bytes());
+    put(
+        "fuzz_keys",
+        "publisher-encrypted.key",
+        cheaply_encrypted(&secret).as_bytes(),
+    );
     let minisig = fs::read(main.join("tests/vectors/bundle-v1/bundle.zip.minisig")).unwrap();
     put("fuzz_keys", "bundle.zip.minisig", &minisig);
-    put("fuzz_push_body", "minisig", &[&[0x03][..], &minisig].concat());
+    put(
+        "fuzz_push_body",
+        "minisig",
+        &[&[0x03][..], &minisig].concat(),
+    );
 
     // Configuration.
-    put("fuzz_config", "mirrors.toml", &fs::read(main.join("mirrors.toml")).unwrap());
+    put(
+        "fuzz_config",
+        "mirrors.toml",
+        &fs::read(main.join("mirrors.toml")).unwrap(),
+    );
     let full = format!(
         "[mirror]\nlisten = \"[::]:9000\"\nstore = \"store\"\nkeep = \"current\"\n\
          max_push_bytes = \"64 MiB\"\nmax_connections = 10\nheader_timeout = \"5s\"\n\
@@ -143,7 +188,11 @@ fn main() {
         let text = fs::read_to_string(path).unwrap();
         // The front matter and the start of the body are what the parser reads.
         let cut = text.char_indices().nth(1500).map_or(text.len(), |(i, _)| i);
-        put("fuzz_front_matter", &format!("{name}.md"), text[..cut].as_bytes());
+        put(
+            "fuzz_front_matter",
+            &format!("{name}.md"),
+            text[..cut].as_bytes(),
+        );
     }
     println!("seeds written to {}", out.display());
 }

@@ -85,7 +85,10 @@ fn check_extraction(bytes: &[u8], verified: &VerifiedBundle, limits: &BundleLimi
     assert_eq!(found, listed, "extracted files differ from the manifest");
     for file in verified.manifest().files() {
         let content = std::fs::read(out.join(file.path().as_str())).expect("extracted file");
-        assert_eq!(qasid::content_id::ContentId::of_bytes(&content), file.sha256());
+        assert_eq!(
+            qasid::content_id::ContentId::of_bytes(&content),
+            file.sha256()
+        );
         if file.path().as_str() == "article.md" {
             match bundle::read_article(&zip, public_key(), limits) {
                 Ok((_, text)) => assert_eq!(text.as_bytes(), &content[..]),

@@ -28,14 +28,21 @@ fuzz_target!(|data: &[u8]| {
         assert!(matches!(url.scheme(), "http" | "https" | "file"));
     }
     if let Ok(url) = config::parse_proxy_url(text) {
-        assert!(matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h"));
+        assert!(matches!(
+            url.scheme(),
+            "http" | "https" | "socks5" | "socks5h"
+        ));
     }
 
     let path = Path::new("/nonexistent-qasid-fuzz/mirrors.toml");
     match Config::parse(text, path) {
         Ok(config) => {
             check_usable(&config);
-            assert_eq!(Config::parse(text, path).unwrap(), config, "parse is deterministic");
+            assert_eq!(
+                Config::parse(text, path).unwrap(),
+                config,
+                "parse is deterministic"
+            );
         }
         Err(ConfigError::Invalid {
             line,
@@ -44,9 +51,15 @@ fuzz_target!(|data: &[u8]| {
             ..
         }) => {
             let lines = text.split('\n').count();
-            assert!(line >= 1 && line <= lines, "line {line} of {lines}: {message}");
+            assert!(
+                line >= 1 && line <= lines,
+                "line {line} of {lines}: {message}"
+            );
             let width = text.split('\n').nth(line - 1).unwrap().chars().count();
-            assert!(column >= 1 && column <= width + 1, "column {column} of {width}: {message}");
+            assert!(
+                column >= 1 && column <= width + 1,
+                "column {column} of {width}: {message}"
+            );
             assert!(!message.is_empty());
         }
         Err(e @ ConfigError::Read { .. }) => panic!("parse never reads the config itself: {e}"),
@@ -67,7 +80,11 @@ fn check_usable(config: &Config) {
     }
     let r = &config.reader;
     assert!(!r.race_window.is_zero() && !r.hedge_delay.is_zero());
-    for url in r.mirrors.iter().chain(config.upstreams.iter().map(|u| &u.url)) {
+    for url in r
+        .mirrors
+        .iter()
+        .chain(config.upstreams.iter().map(|u| &u.url))
+    {
         assert!(matches!(url.scheme(), "http" | "https" | "file"));
     }
     let proxies = r
@@ -76,7 +93,10 @@ fn check_usable(config: &Config) {
         .chain(config.upstreams.iter().filter_map(|u| u.proxy.as_ref()))
         .chain(r.mirror_proxies.iter().map(|(_, p)| p));
     for proxy in proxies {
-        assert!(matches!(proxy.scheme(), "http" | "https" | "socks5" | "socks5h"));
+        assert!(matches!(
+            proxy.scheme(),
+            "http" | "https" | "socks5" | "socks5h"
+        ));
     }
     for (mirror, _) in &r.mirror_proxies {
         assert!(r.mirrors.contains(mirror));

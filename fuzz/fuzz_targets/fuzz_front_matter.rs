@@ -78,10 +78,15 @@ fuzz_target!(|data: &[u8]| {
         &limits,
     )
     .expect("accepted front matter makes a valid manifest");
-    assert_eq!(Manifest::parse(&manifest.to_bytes(), &limits).unwrap(), manifest);
+    assert_eq!(
+        Manifest::parse(&manifest.to_bytes(), &limits).unwrap(),
+        manifest
+    );
 
     let index_limits = IndexLimits::default();
-    if fm.title().len() <= index_limits.max_text_bytes && fm.author().len() <= index_limits.max_text_bytes {
+    if fm.title().len() <= index_limits.max_text_bytes
+        && fm.author().len() <= index_limits.max_text_bytes
+    {
         ArticleVersion::new(
             ArticleFields {
                 name: "fuzz".into(),

@@ -71,5 +71,9 @@ fn check(envelope: &[u8], limits: &IndexLimits) {
     let resigned = SignedHead::sign(head.clone(), secret_key()).expect("re-sign");
     let back = SignedHead::verify(resigned.envelope(), public_key(), limits)
         .expect("a re-signed accepted head verifies");
-    assert_eq!(back.head(), head, "head changed in a sign/verify round trip");
+    assert_eq!(
+        back.head(),
+        head,
+        "head changed in a sign/verify round trip"
+    );
 }

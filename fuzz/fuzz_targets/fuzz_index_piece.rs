@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use libfuzzer_sys::fuzz_target;
 use qasid::content_id::ContentId;
 use qasid::index::{
-    current_positions, encode_piece, validate_piece, EncodedPiece, Entry, Head, HeadFields,
-    LogRef, Offer, PieceRef, SignedHead, Tracker,
+    current_positions, encode_piece, validate_piece, EncodedPiece, Entry, Head, HeadFields, LogRef,
+    Offer, PieceRef, SignedHead, Tracker,
 };
 use qasid::limits::IndexLimits;
 use qasid::ErrorClass;

@@ -45,7 +45,11 @@ fn public_key_string(text: &str) {
     let Some(key) = printable_err("public key", PublicKey::from_base64(text)) else {
         return;
     };
-    assert_eq!(key.to_base64(), text.trim(), "public key does not round-trip to its base64");
+    assert_eq!(
+        key.to_base64(),
+        text.trim(),
+        "public key does not round-trip to its base64"
+    );
     assert_eq!(PublicKey::from_base64(&key.to_base64()).unwrap(), key);
     assert_eq!(key.hex().len(), 64);
 }
@@ -103,7 +107,10 @@ fn minisig_text(text: &str) {
     // Accepted: the trusted comment is the text's third line, and re-signing it gives a
     // signature that verifies to the same comment.
     let third = text.split('\n').nth(2).unwrap().trim_end_matches('\r');
-    assert_eq!(third.strip_prefix("trusted comment: "), Some(comment.as_str()));
+    assert_eq!(
+        third.strip_prefix("trusted comment: "),
+        Some(comment.as_str())
+    );
     let resigned =
         minisig::sign_file(secret_key(), SIGNED_DATA, &comment, "fuzz").expect("re-sign comment");
     assert_eq!(

@@ -26,15 +26,25 @@ fuzz_target!(|data: &[u8]| {
         ..BundleLimits::default()
     };
     if check(data, &tiny) {
-        assert!(accepted, "accepted under tiny limits but refused under the defaults");
+        assert!(
+            accepted,
+            "accepted under tiny limits but refused under the defaults"
+        );
     }
 });
 
 fn check(data: &[u8], limits: &BundleLimits) -> bool {
     match Manifest::parse(data, limits) {
         Ok(manifest) => {
-            assert_eq!(manifest.to_bytes(), data, "accepted manifest is not canonical");
-            assert_eq!(Manifest::parse(&manifest.to_bytes(), limits).unwrap(), manifest);
+            assert_eq!(
+                manifest.to_bytes(),
+                data,
+                "accepted manifest is not canonical"
+            );
+            assert_eq!(
+                Manifest::parse(&manifest.to_bytes(), limits).unwrap(),
+                manifest
+            );
             check_manifest_rules(&manifest, limits);
             let fields = ManifestFields {
                 publisher: manifest.publisher_key(),

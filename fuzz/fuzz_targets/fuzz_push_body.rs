@@ -73,7 +73,11 @@ fn env() -> &'static Env {
             root,
             _dir: dir,
         };
-        let (status, _) = env.put(&object_path(0, VECTOR_BUNDLE), Some(VECTOR_BUNDLE.len() as u64), VECTOR_BUNDLE.to_vec());
+        let (status, _) = env.put(
+            &object_path(0, VECTOR_BUNDLE),
+            Some(VECTOR_BUNDLE.len() as u64),
+            VECTOR_BUNDLE.to_vec(),
+        );
         assert_eq!(status, StatusCode::CREATED, "the vector bundle installs");
         env
     })
@@ -96,7 +100,10 @@ impl Env {
             let response = self.router.clone().oneshot(request).await.unwrap();
             let status = response.status();
             assert_eq!(
-                response.headers().get(header::X_CONTENT_TYPE_OPTIONS).unwrap(),
+                response
+                    .headers()
+                    .get(header::X_CONTENT_TYPE_OPTIONS)
+                    .unwrap(),
                 "nosniff"
             );
             let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -220,7 +227,10 @@ fuzz_target!(|data: &[u8]| {
             length == Some(exact) || (!hashed && length < Some(exact)),
             "accepted a body whose length was wrong ({length:?} for {exact} bytes)"
         );
-        assert!(matches!(json["status"].as_str(), Some("stored" | "present")), "{json}");
+        assert!(
+            matches!(json["status"].as_str(), Some("stored" | "present")),
+            "{json}"
+        );
         let limits = BundleLimits::default();
         match kind {
             0 => {
@@ -249,10 +259,16 @@ fuzz_target!(|data: &[u8]| {
         }
     } else {
         assert!(status.is_client_error(), "{status}");
-        assert!(json["error"].is_string() && json["reason"].is_string(), "{json}");
+        assert!(
+            json["error"].is_string() && json["reason"].is_string(),
+            "{json}"
+        );
         if let Some(k) = url_object {
             if !present_before {
-                assert!(!env.store.contains(&pid, &k), "a refused object is in the store");
+                assert!(
+                    !env.store.contains(&pid, &k),
+                    "a refused object is in the store"
+                );
             }
         }
     }

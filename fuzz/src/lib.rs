@@ -253,12 +253,18 @@ pub fn check_accepted_bundle(zip_bytes: &[u8], verified: &VerifiedBundle, limits
     let mut read = |i: usize| {
         let mut file = archive.by_index(i).expect("entry readable");
         assert!(file.is_file(), "entry {i} is not a plain file");
-        assert!(file.enclosed_name().is_some(), "zip crate finds entry {i} unsafe");
+        assert!(
+            file.enclosed_name().is_some(),
+            "zip crate finds entry {i} unsafe"
+        );
         let mut content = Vec::new();
         file.read_to_end(&mut content).expect("entry data readable");
         (file.name().to_owned(), content)
     };
-    assert_eq!(read(0), ("manifest.json".to_owned(), manifest_bytes.clone()));
+    assert_eq!(
+        read(0),
+        ("manifest.json".to_owned(), manifest_bytes.clone())
+    );
     let (name, sig) = read(1);
     assert_eq!(name, "manifest.sig");
     let sig: [u8; 64] = sig.try_into().expect("manifest.sig is 64 bytes");
@@ -268,7 +274,11 @@ pub fn check_accepted_bundle(zip_bytes: &[u8], verified: &VerifiedBundle, limits
         let (name, content) = read(i + 2);
         assert_eq!(name, format!("files/{}", file.path()));
         assert_eq!(content.len() as u64, file.size(), "{name}: size");
-        assert_eq!(ContentId::of_bytes(&content), file.sha256(), "{name}: sha256");
+        assert_eq!(
+            ContentId::of_bytes(&content),
+            file.sha256(),
+            "{name}: sha256"
+        );
     }
 }
 
@@ -294,8 +304,13 @@ pub fn check_manifest_rules(manifest: &Manifest, limits: &BundleLimits) {
         assert!(path.len() <= limits.max_path_bytes);
         let parts: Vec<&str> = path.split('/').collect();
         assert!(parts.len() <= limits.max_path_depth);
-        assert!(parts.iter().all(|p| !p.is_empty() && *p != "." && *p != ".."));
-        assert!(seen_files.insert(fold(path)), "{path}: collides with another file");
+        assert!(parts
+            .iter()
+            .all(|p| !p.is_empty() && *p != "." && *p != ".."));
+        assert!(
+            seen_files.insert(fold(path)),
+            "{path}: collides with another file"
+        );
         for end in path.match_indices('/').map(|(i, _)| i) {
             seen_folders.insert(fold(&path[..end]));
         }
