@@ -68,13 +68,28 @@ fi
 logs="$here/logs"
 mkdir -p "$logs"
 
+# The libFuzzer dictionaries (dicts/) of each target: tokens of its input format, and numbers
+# and characters at the edges the parsers check, which random mutation rarely produces.
+dicts_of() {
+  case "$1" in
+    fuzz_bundle_verify | fuzz_push_body) echo zip json ;;
+    fuzz_manifest | fuzz_index_head | fuzz_index_piece) echo json ;;
+    fuzz_keys) echo keys ;;
+    fuzz_config) echo config ;;
+    fuzz_front_matter) echo front_matter ;;
+  esac
+}
+
 run_one() {
-  local t="$1"
+  local t="$1" d dict="$tmp/$1.dict"
   mkdir -p "corpus/$t" "artifacts/$t" "$tmp/$t"
+  : >"$dict"
+  for d in $(dicts_of "$t"); do cat "dicts/$d.dict" >>"$dict"; done
   # Exit status is read from the log; a crash must not stop the other targets.
   TMPDIR="$tmp/$t" nice -n 10 "$bin/$t" \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="artifacts/$t/" "corpus/$t" "seeds/$t" >"$logs/$t.log" 2>&1 || true
+    -dict="$dict" -artifact_prefix="artifacts/$t/" "corpus/$t" "seeds/$t" \
+    >"$logs/$t.log" 2>&1 || true
 }
 
 echo "== running ${#targets[@]} target(s), $seconds s each, $jobs at a time (logs in fuzz/logs/)"
