@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use qasid::config::{self, Config, Keep, PublisherConfig, UpstreamConfig};
-use qasid::keys::PublicKey;
+use qasid::config::{self, Config, Keep};
 use qasid::limits::IndexLimits;
 use qasid::mirror::{self, Metrics, MirrorState};
 use qasid::store::Store;
@@ -110,26 +109,10 @@ impl MirrorArgs {
             m.shutdown_grace = v;
         }
         if !self.publishers.is_empty() {
-            c.publishers = self
-                .publishers
-                .iter()
-                .map(|p| {
-                    Ok(PublisherConfig {
-                        name: None,
-                        key: PublicKey::from_arg(p)?,
-                    })
-                })
-                .collect::<Result<_, Failure>>()?;
+            c.publishers = super::sync::publishers_from_flags(&self.publishers)?;
         }
         if !self.upstreams.is_empty() {
-            c.upstreams = self
-                .upstreams
-                .iter()
-                .map(|url| UpstreamConfig {
-                    url: url.clone(),
-                    proxy: self.upstream_proxy.clone(),
-                })
-                .collect();
+            c.upstreams = super::sync::upstreams_from_flags(&self.upstreams, &self.upstream_proxy);
         }
         if let Some(v) = self.sync_interval {
             c.sync.interval = v;

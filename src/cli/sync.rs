@@ -128,26 +128,10 @@ impl SyncArgs {
             c.mirror.keep = v;
         }
         if !self.publishers.is_empty() {
-            c.publishers = self
-                .publishers
-                .iter()
-                .map(|p| {
-                    Ok(PublisherConfig {
-                        name: None,
-                        key: PublicKey::from_arg(p)?,
-                    })
-                })
-                .collect::<Result<_, Failure>>()?;
+            c.publishers = super::sync::publishers_from_flags(&self.publishers)?;
         }
         if !self.upstreams.is_empty() {
-            c.upstreams = self
-                .upstreams
-                .iter()
-                .map(|url| UpstreamConfig {
-                    url: url.clone(),
-                    proxy: self.upstream_proxy.clone(),
-                })
-                .collect();
+            c.upstreams = super::sync::upstreams_from_flags(&self.upstreams, &self.upstream_proxy);
         }
         if let Some(v) = self.interval {
             c.sync.interval = v;
@@ -328,4 +312,31 @@ fn human_bytes(n: u64) -> String {
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
         n => format!("{n} B"),
     }
+}
+
+/// `--publisher` values (files or inline keys) as configured publishers; they replace the
+/// config file's list (shared by `qasid sync` and `qasid mirror`).
+pub(super) fn publishers_from_flags(flags: &[String]) -> Result<Vec<PublisherConfig>, Failure> {
+    flags
+        .iter()
+        .map(|p| {
+            Ok(PublisherConfig {
+                name: None,
+                key: PublicKey::from_arg(p)?,
+            })
+        })
+        .collect()
+}
+
+/// `--upstream` URLs, each with the `--upstream-proxy` if one is given.
+pub(super) fn upstreams_from_flags(
+    urls: &[reqwest::Url],
+    proxy: &Option<reqwest::Url>,
+) -> Vec<UpstreamConfig> {
+    urls.iter()
+        .map(|url| UpstreamConfig {
+            url: url.clone(),
+            proxy: proxy.clone(),
+        })
+        .collect()
 }
