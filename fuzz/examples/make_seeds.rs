@@ -131,6 +131,15 @@ fn main() {
             &[&[0x01][..], &bytes].concat(),
         );
     }
+    // Regression: a piece starting at u64::MAX overflowed the range check's error message.
+    let first = fs::read_to_string(&pieces[0]).unwrap();
+    let at_max = first.replacen("\"first\":0,", "\"first\":18446744073709551615,", 1);
+    assert_ne!(at_max, first);
+    put(
+        "fuzz_index_piece",
+        "piece-first-max.json",
+        at_max.as_bytes(),
+    );
 
     // Keys and signatures.
     let public = key.public();
@@ -191,7 +200,7 @@ fn main() {
         put(
             "fuzz_front_matter",
             &format!("{name}.md"),
-            text[..cut].as_bytes(),
+            &text.as_bytes()[..cut],
         );
     }
     println!("seeds written to {}", out.display());

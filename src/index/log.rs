@@ -394,10 +394,11 @@ fn decode(
     }
     if let Some(expected) = expected {
         if wire.first != expected.first || wire.entries.len() as u64 != expected.count {
+            // `first` is the piece's claim, anything up to u64::MAX: never add to it here.
             return Err(piece_error(format!(
-                "holds entries {}..{} but the head says {}..{}",
+                "holds {} entries from entry {} but the head says {}..{}",
+                wire.entries.len(),
                 wire.first,
-                wire.first + wire.entries.len() as u64,
                 expected.first,
                 expected.end()
             )));
@@ -573,6 +574,27 @@ mod tests {
             .to_string();
         assert!(!shown.contains(['\x1b', '\x7f']), "{shown:?}");
         assert!(shown.contains("\\u{7f}"), "{shown:?}");
+    }
+
+    /// A piece claiming to start near u64::MAX, checked against a head's range, overflowed
+    /// while the error message was built (a panic in debug builds, a wrong range in release).
+    #[test]
+    fn piece_starting_near_u64_max_is_refused_without_overflow() {
+        let key = SecretKey::from_seed(&[1u8; 32]);
+        let pk = key.public();
+        let limits = IndexLimits::default();
+        let piece = EncodedPiece::new(pk, u64::MAX, &[Entry::retract("a").unwrap()]);
+        let head_says = PieceRef {
+            first: 0,
+            ..piece.reference
+        };
+        let err = decode_piece(&piece.bytes, pk, &head_says, &limits).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds 1 entries from entry 18446744073709551615 but the head says 0..1"),
+            "{err}"
+        );
+        assert!(validate_piece(&piece.bytes, pk, &limits).is_err());
     }
 
     #[test]
