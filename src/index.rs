@@ -42,7 +42,9 @@ pub use source::{
     fetch_bundle_http, http_client, receive_bundle, redirect_policy, update_from_dir,
     update_from_http, BundleFetchError, FetchedBundle, RedirectRefused, Transfer,
 };
-pub use tracker::{default_state_dir, Conflict, Offer, Outcome, PendingIndex, Tracker, Update};
+pub use tracker::{
+    default_state_dir, Conflict, LazyTracker, Offer, Outcome, PendingIndex, Tracker, Update,
+};
 
 /// Why an index (or a part of one) was refused, or could not be read.
 #[derive(Debug, thiserror::Error)]

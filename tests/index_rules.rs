@@ -12,8 +12,8 @@ use base64::Engine as _;
 use qasid::content_id::ContentId;
 use qasid::index::layout::on_disk;
 use qasid::index::{
-    receive_bundle, receive_file, BundleFetchError, Conflict, Entry, FetchError, Freshness, Head,
-    HeadFields, IndexError, Outcome, SignedHead, Tracker,
+    receive_bundle, receive_file, update_from_dir, BundleFetchError, Conflict, Entry, FetchError,
+    Freshness, Head, HeadFields, IndexError, LazyTracker, Offer, Outcome, SignedHead, Tracker,
 };
 use qasid::keys::SecretKey;
 use qasid::limits::{BundleLimits, IndexLimits};
@@ -554,6 +554,105 @@ fn index_pieces_and_entries_round_trip_through_a_stateful_client() {
     fs::write(&head_file, bytes).unwrap();
     let err = Tracker::open(&state, k.public(), IndexLimits::default()).unwrap_err();
     assert!(matches!(err, IndexError::StateCorrupt { .. }), "{err:?}");
+    let err = LazyTracker::open(&state, k.public(), IndexLimits::default()).unwrap_err();
+    assert!(matches!(err, IndexError::StateCorrupt { .. }), "{err:?}");
+}
+
+/// Flips one byte in every file of `dir` (sizes stay, hashes no longer match).
+fn damage_every_file(dir: &Path) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        fs::write(&path, bytes).unwrap();
+    }
+}
+
+#[test]
+fn a_lazy_tracker_judges_heads_without_reading_its_pieces_and_never_forgets_the_held_head() {
+    let dir = TempDir::new().unwrap();
+    let (root, fork, state) = (
+        dir.path().join("repo"),
+        dir.path().join("fork"),
+        dir.path().join("state"),
+    );
+    let k = key();
+    let minute = Duration::from_secs(60);
+    let a = make_bundle(dir.path(), &k, "alpha", 1);
+    publish(&root, &k, &[a.path()], t0()).unwrap();
+    let first = fs::read(index_path(&root, &k)).unwrap();
+    copy_tree(&root, &fork);
+    let b = make_bundle(dir.path(), &k, "beta", 1);
+    publish(&root, &k, &[b.path()], t0() + minute).unwrap();
+    let second = fs::read(index_path(&root, &k)).unwrap();
+    client_update(&state, &root, &k, t0()).unwrap();
+    let c = make_bundle(dir.path(), &k, "gamma", 1);
+    publish(&root, &k, &[c.path()], t0() + 2 * minute).unwrap();
+    let third = fs::read(index_path(&root, &k)).unwrap();
+    publish(&fork, &k, &[c.path()], t0() + minute).unwrap();
+    let forked_second = fs::read(index_path(&fork, &k)).unwrap();
+
+    // Damaged pieces: the eager tracker cannot open; the lazy one opens on the signed head.
+    let pieces = state.join("index").join(k.public().hex()).join("pieces");
+    let saved = dir.path().join("saved-pieces");
+    copy_tree(&pieces, &saved);
+    damage_every_file(&pieces);
+    let err = Tracker::open(&state, k.public(), IndexLimits::default()).unwrap_err();
+    assert!(matches!(err, IndexError::StateCorrupt { .. }), "{err:?}");
+    let mut lazy = LazyTracker::open(&state, k.public(), IndexLimits::default()).unwrap();
+    assert_eq!(lazy.held_head().unwrap().envelope(), second);
+
+    // Heads that need no entries are judged by the same rules, without reading a piece.
+    assert!(matches!(lazy.offer(&second, t0()), Ok(Offer::Unchanged)));
+    let err = lazy.offer(&first, t0()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IndexError::Rollback {
+                held: 2,
+                offered: 1
+            }
+        ),
+        "{err:?}"
+    );
+    let err = lazy.offer(&forked_second, t0()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IndexError::Equivocation {
+                conflict: Conflict::SameSequence { sequence: 2 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        evidence_files(&err),
+        ["README.txt", "held.json", "new.json"]
+    );
+
+    // A newer head needs the entries: the damage is reported, every time, and the held head
+    // stays (a failed load must never look like "nothing held").
+    for _ in 0..2 {
+        let err = lazy.offer(&third, t0()).unwrap_err();
+        assert!(matches!(err, IndexError::StateCorrupt { .. }), "{err:?}");
+        assert_eq!(lazy.held_head().unwrap().envelope(), second);
+        let err = lazy.offer(&first, t0()).unwrap_err();
+        assert!(matches!(err, IndexError::Rollback { .. }), "{err:?}");
+    }
+
+    // Repaired, the entries load and the update goes through as with an eager tracker.
+    fs::remove_dir_all(&pieces).unwrap();
+    copy_tree(&saved, &pieces);
+    let (outcome, _) = update_from_dir(lazy.loaded().unwrap(), &root, t0()).unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Updated {
+            from: Some(2),
+            to: 3
+        }
+    );
+    assert_eq!(lazy.held_head().unwrap().envelope(), third);
 }
 
 #[test]

@@ -8,7 +8,11 @@
 //! State folder (one per publisher): `<state>/index/<pubkey-hex>/head.json` (the accepted
 //! envelope, byte for byte) and `pieces/<sha256>.json` (its pieces). Evidence of equivocation
 //! goes to `<state>/evidence/<pubkey-hex>-<sequence>-<time>/`. The state is re-verified with the
-//! trusted key whenever it is loaded.
+//! trusted key whenever it is loaded: a [`Tracker`] reads and checks all of it when opened; a
+//! [`LazyTracker`] checks the head's signature when opened and reads the pieces only when
+//! something needs the entries (so an unchanged head costs one signature check, not a parse of
+//! the whole log). The history rules are judged on the heads alone; entries are loaded only to
+//! plan an update.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -108,6 +112,39 @@ struct Storage {
     evidence: PathBuf,
 }
 
+impl Storage {
+    /// The error for stored state that no longer verifies.
+    fn corrupt(&self, source: IndexError) -> IndexError {
+        IndexError::StateCorrupt {
+            path: self.dir.clone(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// What the history rules decided about an authentic head (see [`Tracker::offer`]).
+enum Verdict {
+    Unchanged,
+    KeptFresher(Box<SignedHead>),
+    Update(Box<SignedHead>),
+}
+
+impl Verdict {
+    /// The offer to return; an update is planned against `tracker`'s held index, which must be
+    /// loaded.
+    fn into_offer(self, tracker: &Tracker) -> Offer<'_> {
+        match self {
+            Verdict::Unchanged => Offer::Unchanged,
+            Verdict::KeptFresher(offered) => Offer::KeptFresher { offered },
+            Verdict::Update(offered) => Offer::Update(Box::new(PendingIndex::new(
+                tracker,
+                *offered,
+                tracker.held(),
+            ))),
+        }
+    }
+}
+
 /// The accepted index of one publisher, and the checks any newer one must pass.
 #[derive(Debug)]
 pub struct Tracker {
@@ -125,20 +162,7 @@ impl Tracker {
         publisher: &PublicKey,
         limits: IndexLimits,
     ) -> Result<Self, IndexError> {
-        let dir = state_dir.join("index").join(publisher.hex());
-        let pieces = dir.join(PIECES_DIR);
-        fs::create_dir_all(&pieces).map_err(IndexError::io(&pieces))?;
-        let mut tracker = Self {
-            publisher: publisher.clone(),
-            limits,
-            storage: Some(Storage {
-                evidence: state_dir.join("evidence"),
-                dir,
-            }),
-            held: None,
-        };
-        tracker.held = tracker.load_held()?;
-        Ok(tracker)
+        LazyTracker::open(state_dir, publisher, limits)?.into_loaded()
     }
 
     /// A tracker that holds nothing and stores nothing: verifies one index from scratch.
@@ -169,7 +193,8 @@ impl Tracker {
         self.held
     }
 
-    fn load_held(&self) -> Result<Option<Index>, IndexError> {
+    /// Reads and verifies the stored head, if any (not its pieces).
+    fn load_head(&self) -> Result<Option<SignedHead>, IndexError> {
         let Some(storage) = &self.storage else {
             return Ok(None);
         };
@@ -179,14 +204,20 @@ impl Tracker {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(IndexError::io(&head_path)(e)),
         };
-        let corrupt = |source: IndexError| IndexError::StateCorrupt {
-            path: storage.dir.clone(),
-            source: Box::new(source),
-        };
         let envelope = read_capped(file, self.limits.max_head_bytes)
-            .map_err(|e| corrupt(IndexError::Head(e)))?;
-        let signed =
-            SignedHead::verify(&envelope, &self.publisher, &self.limits).map_err(corrupt)?;
+            .map_err(|e| storage.corrupt(IndexError::Head(e)))?;
+        SignedHead::verify(&envelope, &self.publisher, &self.limits)
+            .map(Some)
+            .map_err(|e| storage.corrupt(e))
+    }
+
+    /// Reads and verifies the stored pieces of `signed`, the stored head.
+    fn load_entries(&self, signed: SignedHead) -> Result<Index, IndexError> {
+        let storage = self
+            .storage
+            .as_ref()
+            .expect("a stored head implies storage");
+        let corrupt = |source| storage.corrupt(source);
         let mut pending = PendingIndex::new(self, signed, None);
         // A fresh plan asks for every listed piece in its first round.
         for piece in pending.needed()? {
@@ -204,10 +235,10 @@ impl Tracker {
             pending.supply(&piece, bytes).map_err(corrupt)?;
         }
         let update = pending.finish().map_err(corrupt)?;
-        Ok(Some(Index {
+        Ok(Index {
             signed: update.offered,
             entries: update.tail,
-        }))
+        })
     }
 
     /// Checks an `index.json` envelope against the trusted key and the held history.
@@ -215,11 +246,21 @@ impl Tracker {
     /// Errors: signature and format failures, [`IndexError::Rollback`] for a lower sequence,
     /// [`IndexError::Equivocation`] (evidence saved) for a contradicting head.
     pub fn offer(&self, envelope: &[u8], now: SystemTime) -> Result<Offer<'_>, IndexError> {
+        let held = self.held.as_ref().map(Index::signed);
+        Ok(self.judge(held, envelope, now)?.into_offer(self))
+    }
+
+    /// The history rules: verifies `envelope` and judges it against the held head alone (the
+    /// entries are needed only to plan an update).
+    fn judge(
+        &self,
+        held: Option<&SignedHead>,
+        envelope: &[u8],
+        now: SystemTime,
+    ) -> Result<Verdict, IndexError> {
         let offered = SignedHead::verify(envelope, &self.publisher, &self.limits)?;
-        let Some(held) = &self.held else {
-            return Ok(Offer::Update(Box::new(PendingIndex::new(
-                self, offered, None,
-            ))));
+        let Some(held) = held else {
+            return Ok(Verdict::Update(Box::new(offered)));
         };
         let held_seq = held.head().sequence();
         let seq = offered.head().sequence();
@@ -229,35 +270,29 @@ impl Tracker {
                 offered: seq,
             });
         }
+        let equivocation = |conflict| self.equivocation(Some(held), &offered, conflict, &[]);
         if seq == held_seq {
-            if offered.envelope() == held.signed().envelope() {
-                return Ok(Offer::Unchanged);
+            if offered.envelope() == held.envelope() {
+                return Ok(Verdict::Unchanged);
             }
-            return Err(self.equivocation(&offered, Conflict::SameSequence { sequence: seq }, &[]));
+            return Err(equivocation(Conflict::SameSequence { sequence: seq }));
         }
-        if seq == held_seq + 1 && offered.head().previous() != Some(held.signed().id()) {
-            return Err(self.equivocation(&offered, Conflict::BrokenChain { sequence: seq }, &[]));
+        if seq == held_seq + 1 && offered.head().previous() != Some(held.id()) {
+            return Err(equivocation(Conflict::BrokenChain { sequence: seq }));
         }
         let (held_entries, offered_entries) =
             (held.head().log().entries(), offered.head().log().entries());
         if offered_entries < held_entries {
-            let conflict = Conflict::LogShrank {
+            return Err(equivocation(Conflict::LogShrank {
                 held: held_entries,
                 offered: offered_entries,
-            };
-            return Err(self.equivocation(&offered, conflict, &[]));
+            }));
         }
         let offered_stale = matches!(offered.head().freshness(now), Freshness::Expired { .. });
-        if offered_stale && held.freshness(now) == Freshness::Fresh {
-            return Ok(Offer::KeptFresher {
-                offered: Box::new(offered),
-            });
+        if offered_stale && held.head().freshness(now) == Freshness::Fresh {
+            return Ok(Verdict::KeptFresher(Box::new(offered)));
         }
-        Ok(Offer::Update(Box::new(PendingIndex::new(
-            self,
-            offered,
-            Some(held),
-        ))))
+        Ok(Verdict::Update(Box::new(offered)))
     }
 
     /// Stores a completed update (pieces first, head last) and makes it the held index.
@@ -293,11 +328,12 @@ impl Tracker {
     /// Saves both heads (and any extra proof) and builds the error to return.
     fn equivocation(
         &self,
+        held: Option<&SignedHead>,
         offered: &SignedHead,
         conflict: Conflict,
         extra: &[(String, &[u8])],
     ) -> IndexError {
-        let evidence = match (&self.storage, &self.held) {
+        let evidence = match (&self.storage, held) {
             (Some(storage), Some(held)) => {
                 match write_evidence(storage, held, offered, &conflict, extra) {
                     Ok(dir) => Some(dir),
@@ -314,6 +350,88 @@ impl Tracker {
             conflict,
             evidence,
         }
+    }
+}
+
+/// A stored [`Tracker`] that reads its entries only when first needed.
+///
+/// Opening verifies the held head's signature (a damaged or forged head is
+/// [`IndexError::StateCorrupt`] at once, as with [`Tracker::open`]); the pieces are read and
+/// verified the first time the entries are needed: to plan an update ([`LazyTracker::offer`]
+/// of a head that passes the history checks) or on [`LazyTracker::loaded`]. The history rules
+/// are the tracker's own and judge heads only, so an unchanged, older or conflicting head is
+/// decided without reading the log. Damaged pieces are reported as `StateCorrupt` when loading,
+/// and loading is retried on the next need: the held head is never forgotten.
+#[derive(Debug)]
+pub struct LazyTracker {
+    /// Its `held` is `None` while `unloaded` is set.
+    tracker: Tracker,
+    /// The verified held head while its entries have not been read.
+    unloaded: Option<SignedHead>,
+}
+
+impl LazyTracker {
+    /// Opens (creating if needed) the state for `publisher` under `state_dir`, verifying the
+    /// held head but not reading its pieces.
+    pub fn open(
+        state_dir: &Path,
+        publisher: &PublicKey,
+        limits: IndexLimits,
+    ) -> Result<Self, IndexError> {
+        let dir = state_dir.join("index").join(publisher.hex());
+        let pieces = dir.join(PIECES_DIR);
+        fs::create_dir_all(&pieces).map_err(IndexError::io(&pieces))?;
+        let tracker = Tracker {
+            publisher: publisher.clone(),
+            limits,
+            storage: Some(Storage {
+                evidence: state_dir.join("evidence"),
+                dir,
+            }),
+            held: None,
+        };
+        let unloaded = tracker.load_head()?;
+        Ok(Self { tracker, unloaded })
+    }
+
+    pub fn publisher(&self) -> &PublicKey {
+        self.tracker.publisher()
+    }
+
+    /// The accepted head, if any (verified; its entries may not be loaded yet).
+    pub fn held_head(&self) -> Option<&SignedHead> {
+        self.unloaded
+            .as_ref()
+            .or_else(|| self.tracker.held().map(Index::signed))
+    }
+
+    /// The tracker with its entries loaded (read and verified now if they were not yet).
+    pub fn loaded(&mut self) -> Result<&mut Tracker, IndexError> {
+        if let Some(head) = &self.unloaded {
+            self.tracker.held = Some(self.tracker.load_entries(head.clone())?);
+            self.unloaded = None;
+        }
+        Ok(&mut self.tracker)
+    }
+
+    fn into_loaded(mut self) -> Result<Tracker, IndexError> {
+        self.loaded()?;
+        Ok(self.tracker)
+    }
+
+    /// [`Tracker::offer`], loading the held entries only if the head passes the history checks
+    /// and an update must be planned.
+    pub fn offer(&mut self, envelope: &[u8], now: SystemTime) -> Result<Offer<'_>, IndexError> {
+        let verdict = self.tracker.judge(self.held_head(), envelope, now)?;
+        if matches!(verdict, Verdict::Update(_)) {
+            self.loaded()?;
+        }
+        Ok(verdict.into_offer(&self.tracker))
+    }
+
+    /// [`Tracker::accept`].
+    pub fn accept(&mut self, update: Update) -> Result<&Index, IndexError> {
+        self.loaded()?.accept(update)
     }
 }
 
@@ -335,7 +453,7 @@ fn remove_unlisted_pieces(dir: &Path, listed: &[PieceRef]) {
 
 fn write_evidence(
     storage: &Storage,
-    held: &Index,
+    held: &SignedHead,
     offered: &SignedHead,
     conflict: &Conflict,
     extra: &[(String, &[u8])],
@@ -356,7 +474,7 @@ fn write_evidence(
         dir = storage.evidence.join(format!("{base}-{n}"));
     }
     fs::create_dir(&dir)?;
-    fs::write(dir.join("held.json"), held.signed().envelope())?;
+    fs::write(dir.join("held.json"), held.envelope())?;
     fs::write(dir.join("new.json"), offered.envelope())?;
     for (name, bytes) in extra {
         fs::write(dir.join(name), bytes)?;
@@ -374,7 +492,7 @@ fn write_evidence(
         id = held.head().publisher().id(),
         key = held.head().publisher().to_base64(),
         held_seq = held.head().sequence(),
-        held_id = held.signed().id(),
+        held_id = held.id(),
         new_seq = offered.head().sequence(),
         new_id = offered.id(),
     );
@@ -577,7 +695,13 @@ impl<'a> PendingIndex<'a> {
                         proof.push((format!("held-piece-{id}.json"), &held_bytes[..]));
                     }
                     let conflict = Conflict::LogDiverged { entry: pos };
-                    return Err(self.tracker.equivocation(&self.offered, conflict, &proof));
+                    let held_head = self.held.map(Index::signed);
+                    return Err(self.tracker.equivocation(
+                        held_head,
+                        &self.offered,
+                        conflict,
+                        &proof,
+                    ));
                 }
             } else {
                 let slot = &mut self.tail[i - held.len()];
