@@ -29,8 +29,8 @@ mod tracker;
 mod wire;
 
 pub use fetch::{
-    read_capped, receive_bytes, receive_file, FetchError, FileReceiver, MemoryReceiver,
-    VerifiedObject,
+    check_bytes, read_capped, receive_bytes, receive_file, FetchError, FileReceiver,
+    MemoryReceiver, VerifiedObject,
 };
 pub use head::{Freshness, Head, HeadFields, LogRef, MirrorUrl, SignedHead};
 pub(crate) use log::encode_piece_refs;

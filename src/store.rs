@@ -79,6 +79,33 @@ pub struct MissingObject {
     pub object: ObjectRef,
 }
 
+/// What an index lists a bundle as: an article's name and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub name: String,
+    pub version: u64,
+}
+
+impl Listing {
+    fn of(manifest: &crate::manifest::Manifest) -> Self {
+        Self {
+            name: manifest.name().to_owned(),
+            version: manifest.version(),
+        }
+    }
+}
+
+impl std::fmt::Display for Listing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} v{}", self.name, self.version)
+    }
+}
+
+/// Most bundle identities remembered between a bundle's install and the install of the index
+/// that lists it. 100,000: a whole large archive's first sync; past it, the index install reads
+/// the identity back from the bundle file instead.
+const MAX_REMEMBERED_LISTINGS: usize = 100_000;
+
 /// Objects in the store, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ObjectCounts {
@@ -123,6 +150,15 @@ pub enum StoreError {
     /// The offered index is newer but expired while the held one is still fresh.
     #[error("stale index: offered sequence {offered} has expired and the held one is fresher")]
     StaleIndex { offered: u64 },
+    /// The bundle is authentic but holds another article or version than the index says.
+    /// Only the publisher's own key can sign such an index; serving it would show one article
+    /// under another's headline.
+    #[error("bundle {bundle} holds {holds}, but the index lists it as {listed}")]
+    ListedAsOther {
+        bundle: ContentId,
+        holds: Listing,
+        listed: Listing,
+    },
     /// The index lists pieces or bundles that are not in the store yet.
     #[error("missing objects: the index lists {} object(s) the store does not have", .0.len())]
     MissingObjects(Vec<MissingObject>),
@@ -139,6 +175,7 @@ impl StoreError {
             StoreError::Index(e) => e.class(),
             StoreError::Minisig { .. }
             | StoreError::OlderIndex { .. }
+            | StoreError::ListedAsOther { .. }
             | StoreError::StaleIndex { .. } => ErrorClass::Verification,
         }
     }
@@ -172,6 +209,14 @@ pub struct Store {
     /// installs can never end with the older one renamed last.
     publishers: Mutex<HashMap<PublisherId, PublisherState>>,
     counts: Counts,
+    /// Publishers whose folders and `publisher.pub` are known to exist.
+    ensured: Mutex<std::collections::HashSet<PublisherId>>,
+    /// Folders with objects placed by [`Store::install_bundle_bytes`] whose entries are not yet
+    /// flushed; flushed before any `index.json` is written (see [`Store::sync_folders`]).
+    unsynced_folders: Mutex<std::collections::HashSet<PathBuf>>,
+    /// What each bundle installed by this process holds, until an installed index lists it
+    /// (checked then against the index's entry). Bounded by [`MAX_REMEMBERED_LISTINGS`].
+    installed_listings: Mutex<HashMap<(PublisherId, ContentId), Listing>>,
     /// Bytes of small immutable objects already read. Safe to keep because the store never
     /// replaces an immutable object with other bytes; anything that ever removes one from
     /// disk must evict it here too.
@@ -186,8 +231,12 @@ struct ObjectCache {
     bytes: usize,
 }
 
+/// Object counts for `/metrics`. Taken from the folders on first use rather than at open:
+/// listing them costs about a millisecond per 1,000 objects, which a one-shot `sync --once`
+/// never needs. Every write adds to them, before and after.
 #[derive(Default)]
 struct Counts {
+    counted: std::sync::OnceLock<()>,
     bundles: AtomicU64,
     minisigs: AtomicU64,
     pieces: AtomicU64,
@@ -195,8 +244,10 @@ struct Counts {
 }
 
 impl Store {
-    /// Opens (creating if needed) a store folder, removes stale temp files and counts objects.
+    /// Opens (creating if needed) a store folder and removes stale temp files.
     pub fn open(root: &Path, keep: Keep, index_limits: IndexLimits) -> Result<Store, StoreError> {
+        // Absolute once, so that no temp file or object path needs the working folder again.
+        let root = &std::path::absolute(root).map_err(StoreError::io(root))?;
         let tmp = root.join(".tmp");
         let state = root.join(".state");
         let publishers = layout::on_disk(root, &format!("{}/publishers", layout::PREFIX));
@@ -211,11 +262,13 @@ impl Store {
             index_limits,
             publishers: Mutex::new(HashMap::new()),
             counts: Counts::default(),
+            ensured: Mutex::default(),
+            unsynced_folders: Mutex::default(),
+            installed_listings: Mutex::default(),
             cache: Mutex::new(ObjectCache::default()),
         };
         store.clean_tmp(STALE_TMP_AGE)?;
         store.clean_staged(STALE_STAGED_AGE)?;
-        store.count_objects()?;
         Ok(store)
     }
 
@@ -280,8 +333,13 @@ impl Store {
         cache.map.insert(key, bytes);
     }
 
-    /// Current object counts.
+    /// Current object counts (the first call lists the folders).
     pub fn counts(&self) -> ObjectCounts {
+        self.counts.counted.get_or_init(|| {
+            if let Err(e) = self.count_objects() {
+                tracing::warn!("counting the store's objects: {e}");
+            }
+        });
         ObjectCounts {
             bundles: self.counts.bundles.load(Ordering::Relaxed),
             minisigs: self.counts.minisigs.load(Ordering::Relaxed),
@@ -337,34 +395,46 @@ impl Store {
         Ok(removed)
     }
 
+    /// Sets the counts to what the folders hold. A write racing with the listing may be counted
+    /// twice or not at all until the next open: the counts are for monitoring.
     fn count_objects(&self) -> Result<(), StoreError> {
+        let mut found = ObjectCounts::default();
         for id in self.publisher_ids()? {
             if self.contains(&id, &ObjectKind::Index) {
-                self.counts.indexes.fetch_add(1, Ordering::Relaxed);
+                found.indexes += 1;
             }
             let bundles = self.path(&id, &ObjectKind::Index).with_file_name("bundles");
             for name in list_names(&bundles)? {
                 if name.ends_with(".zip") {
-                    self.counts.bundles.fetch_add(1, Ordering::Relaxed);
+                    found.bundles += 1;
                 } else if name.ends_with(".zip.minisig") {
-                    self.counts.minisigs.fetch_add(1, Ordering::Relaxed);
+                    found.minisigs += 1;
                 }
             }
             let pieces = bundles.with_file_name("pieces");
-            let n = list_names(&pieces)?
+            found.pieces += list_names(&pieces)?
                 .iter()
                 .filter(|n| n.ends_with(".json"))
-                .count();
-            self.counts.pieces.fetch_add(n as u64, Ordering::Relaxed);
+                .count() as u64;
         }
+        let c = &self.counts;
+        c.indexes.store(found.indexes, Ordering::Relaxed);
+        c.bundles.store(found.bundles, Ordering::Relaxed);
+        c.minisigs.store(found.minisigs, Ordering::Relaxed);
+        c.pieces.store(found.pieces, Ordering::Relaxed);
         Ok(())
     }
 
     /// Creates the publisher's folders and its `publisher.pub` (from the trusted key).
     fn ensure_publisher(&self, publisher: &PublicKey) -> Result<(), StoreError> {
         let id = PublisherId::of(publisher);
+        let mut ensured = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
+        if ensured.contains(&id) {
+            return Ok(());
+        }
         let pub_path = self.path(&id, &ObjectKind::PublisherPub);
         if pub_path.is_file() {
+            ensured.insert(id);
             return Ok(());
         }
         let l = PublisherLayout::new(publisher);
@@ -373,7 +443,9 @@ impl Store {
             fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         }
         index::atomic::write(&self.tmp, &pub_path, publisher.to_file_text().as_bytes())
-            .map_err(StoreError::io(&pub_path))
+            .map_err(StoreError::io(&pub_path))?;
+        ensured.insert(id);
+        Ok(())
     }
 
     /// A receiver for an object whose sha256 and size are known (from a URL and a
@@ -384,12 +456,15 @@ impl Store {
     }
 
     /// Installs a bundle whose bytes matched its sha256 and size, after verifying it against
-    /// `publisher` with the same code as `qasid verify`.
+    /// `publisher` with the same code as `qasid verify`. With `listed`, the bundle must hold
+    /// that article and version (a sync knows what the index lists it as; a push does not, and
+    /// the index install checks it then).
     pub fn install_bundle(
         &self,
         publisher: &PublicKey,
         object: VerifiedObject,
         limits: &BundleLimits,
+        listed: Option<&Listing>,
     ) -> Result<(Installed, Option<VerifiedBundle>), StoreError> {
         let id = object.object().sha256;
         let pid = PublisherId::of(publisher);
@@ -399,6 +474,7 @@ impl Store {
         }
         let verified = bundle::verify_file(object.path(), publisher, limits)
             .map_err(|source| StoreError::Bundle { id, source })?;
+        self.check_listing(&pid, id, Listing::of(verified.manifest()), listed)?;
         self.ensure_publisher(publisher)?;
         match install_no_clobber(object, &dest)? {
             Installed::New => {
@@ -407,6 +483,115 @@ impl Store {
             }
             Installed::AlreadyPresent => Ok((Installed::AlreadyPresent, None)),
         }
+    }
+
+    /// Installs a bundle received whole in memory (a sync of small bundles), and its detached
+    /// signature when the upstream had one, with the same checks as [`Store::install_bundle`]
+    /// and [`Store::install_minisig`]: size and sha256 against `object`, the bundle verified
+    /// against `publisher`, the signature against the bundle and the key. Both are checked in
+    /// memory, then each file's data is flushed before it gets its name, so an object in the
+    /// store is never partial. The folder entries are flushed later, once for many objects, by
+    /// [`Store::sync_folders`] (which [`Store::install_index`] calls before writing an index):
+    /// a crash before that loses at most the names, which a sync fetches again.
+    ///
+    /// The second value is the signature's outcome, `None` when none was offered or the bundle
+    /// was already present. A refused signature does not prevent the bundle's install.
+    #[allow(clippy::type_complexity)]
+    pub fn install_bundle_bytes(
+        &self,
+        publisher: &PublicKey,
+        object: ObjectRef,
+        bytes: &[u8],
+        minisig: Option<&[u8]>,
+        limits: &BundleLimits,
+        listed: Option<&Listing>,
+    ) -> Result<(Installed, Option<Result<Installed, StoreError>>), StoreError> {
+        let id = object.sha256;
+        let pid = PublisherId::of(publisher);
+        let dest = self.path(&pid, &ObjectKind::Bundle(id));
+        if dest.is_file() {
+            return Ok((Installed::AlreadyPresent, None));
+        }
+        index::check_bytes(bytes, object).map_err(StoreError::Object)?;
+        let verified = bundle::verify_reader(bytes, publisher, limits)
+            .map_err(|source| StoreError::Bundle { id, source })?;
+        self.check_listing(&pid, id, Listing::of(verified.manifest()), listed)?;
+        let signature = minisig.map(|text| check_minisig(publisher, id, bytes, text));
+        self.ensure_publisher(publisher)?;
+        let placed = index::atomic::create_new_synced(&self.tmp, &dest, bytes)
+            .map_err(StoreError::io(&dest))?;
+        if !placed {
+            return Ok((Installed::AlreadyPresent, None));
+        }
+        self.counts.bundles.fetch_add(1, Ordering::Relaxed);
+        self.defer_folder_sync(&dest);
+        let signature = signature.map(|checked| {
+            let text = checked?;
+            let sig_dest = self.path(&pid, &ObjectKind::Minisig(id));
+            if !index::atomic::create_new_synced(&self.tmp, &sig_dest, text)
+                .map_err(StoreError::io(&sig_dest))?
+            {
+                return Ok(Installed::AlreadyPresent);
+            }
+            self.counts.minisigs.fetch_add(1, Ordering::Relaxed);
+            Ok(Installed::New)
+        });
+        Ok((Installed::New, signature))
+    }
+
+    /// Refuses a bundle that holds another article than `listed` says, and otherwise remembers
+    /// what it holds for the index install's check.
+    fn check_listing(
+        &self,
+        pid: &PublisherId,
+        id: ContentId,
+        holds: Listing,
+        listed: Option<&Listing>,
+    ) -> Result<(), StoreError> {
+        if let Some(listed) = listed.filter(|l| **l != holds) {
+            return Err(StoreError::ListedAsOther {
+                bundle: id,
+                holds,
+                listed: listed.clone(),
+            });
+        }
+        let mut known = self
+            .installed_listings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.len() < MAX_REMEMBERED_LISTINGS {
+            known.insert((*pid, id), holds);
+        }
+        Ok(())
+    }
+
+    fn defer_folder_sync(&self, placed: &Path) {
+        if let Some(dir) = placed.parent() {
+            let mut folders = self
+                .unsynced_folders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !folders.contains(dir) {
+                folders.insert(dir.to_owned());
+            }
+        }
+    }
+
+    /// Flushes the folders that [`Store::install_bundle_bytes`] placed objects in, making
+    /// their names durable.
+    pub fn sync_folders(&self) -> Result<(), StoreError> {
+        let folders: Vec<PathBuf> = self
+            .unsynced_folders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for dir in folders {
+            fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(StoreError::io(&dir))?;
+        }
+        Ok(())
     }
 
     /// Installs a bundle's detached minisign signature after checking it against the stored
@@ -426,17 +611,8 @@ impl Store {
         if !zip.is_file() {
             return Err(StoreError::BundleMissing(bundle));
         }
-        if bytes.len() as u64 > MAX_MINISIG_BYTES {
-            return Err(StoreError::Minisig {
-                bundle,
-                reason: format!("larger than {MAX_MINISIG_BYTES} bytes"),
-            });
-        }
-        let refuse = |reason: String| StoreError::Minisig { bundle, reason };
-        let text = std::str::from_utf8(bytes).map_err(|_| refuse("not UTF-8 text".into()))?;
         let file = fs::File::open(&zip).map_err(StoreError::io(&zip))?;
-        crate::keys::minisig::verify_file(publisher, io::BufReader::new(file), text)
-            .map_err(|e| refuse(e.to_string()))?;
+        check_minisig(publisher, bundle, io::BufReader::new(file), bytes)?;
         let existed = dest.is_file();
         index::atomic::write(&self.tmp, &dest, bytes).map_err(StoreError::io(&dest))?;
         if !existed {
@@ -620,13 +796,8 @@ impl Store {
 
     /// Reads and fully verifies the installed `index.json` and its pieces from the store.
     fn read_installed(&self, publisher: &PublicKey) -> Result<Option<Index>, StoreError> {
-        let pid = PublisherId::of(publisher);
-        let path = self.path(&pid, &ObjectKind::Index);
-        let envelope = match fs::File::open(&path) {
-            Ok(f) => index::read_capped(f, self.index_limits.max_head_bytes)
-                .map_err(|e| StoreError::Index(IndexError::Head(e)))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io(&path)(e)),
+        let Some(envelope) = self.read_installed_envelope(publisher)? else {
+            return Ok(None);
         };
         let mut tracker = Tracker::ephemeral(publisher, self.index_limits.clone());
         self.feed(&mut tracker, &envelope)?;
@@ -697,10 +868,15 @@ impl Store {
     /// [`StoreError::MissingObjects`] lists what to fetch or push first: pieces, and once the
     /// pieces are all there, bundles. Offering the same envelope again after supplying them
     /// completes the install.
+    ///
+    /// Every bundle the new index lists that the served one did not must hold the article and
+    /// version of its entry ([`StoreError::ListedAsOther`] otherwise); bundles are re-read for
+    /// this (with `bundle_limits`) only when this process did not install them itself.
     pub fn install_index(
         &self,
         publisher: &PublicKey,
         envelope: &[u8],
+        bundle_limits: &BundleLimits,
     ) -> Result<Installed, StoreError> {
         let mut map = self.lock_publishers();
         let state = self.state(&mut map, publisher)?;
@@ -731,26 +907,73 @@ impl Store {
                 });
             }
         }
-        let missing = self.missing_bundles(publisher, held);
+        let pid = PublisherId::of(publisher);
+        let missing = self.missing_bundles(&pid, held);
         if !missing.is_empty() {
             return Err(StoreError::MissingObjects(missing));
         }
+        let newly_listed = newly_listed(held, state.installed.as_deref(), self.keep);
+        self.check_listings(publisher, &newly_listed, bundle_limits)?;
         self.ensure_publisher(publisher)?;
-        let pid = PublisherId::of(publisher);
         self.publish_staged_pieces(&pid, held)?;
+        self.sync_folders()?;
         let dest = self.path(&pid, &ObjectKind::Index);
         index::atomic::write(&self.tmp, &dest, envelope).map_err(StoreError::io(&dest))?;
         if state.installed.is_none() {
             self.counts.indexes.fetch_add(1, Ordering::Relaxed);
         }
         state.installed = Some(Arc::new(held.clone()));
+        let mut known = self
+            .installed_listings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (object, _) in &newly_listed {
+            known.remove(&(pid, object.sha256));
+        }
         Ok(Installed::New)
     }
 
-    /// Bundles the index requires (every version for `keep = "all"`, the current listing for
-    /// `keep = "current"`) that are not present with the right size.
-    fn missing_bundles(&self, publisher: &PublicKey, index: &Index) -> Vec<MissingObject> {
+    /// Checks that each newly listed bundle holds what its entry says.
+    fn check_listings(
+        &self,
+        publisher: &PublicKey,
+        newly_listed: &[(ObjectRef, Listing)],
+        limits: &BundleLimits,
+    ) -> Result<(), StoreError> {
         let pid = PublisherId::of(publisher);
+        for (object, listed) in newly_listed {
+            let id = object.sha256;
+            let remembered = self
+                .installed_listings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&(pid, id))
+                .cloned();
+            let holds = match remembered {
+                Some(holds) => holds,
+                None => {
+                    let path = self.path(&pid, &ObjectKind::Bundle(id));
+                    let verified = bundle::verify_file(&path, publisher, limits)
+                        .map_err(|source| StoreError::Bundle { id, source })?;
+                    Listing::of(verified.manifest())
+                }
+            };
+            if holds != *listed {
+                return Err(StoreError::ListedAsOther {
+                    bundle: id,
+                    holds,
+                    listed: listed.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Bundles the index requires (every version for `keep = "all"`, the current listing for
+    /// `keep = "current"`) that are not present with the right size. All are looked at, not
+    /// only the newly listed: a bundle lost from the store (by hand, or a disk problem) is
+    /// noticed here and fetched or pushed again.
+    fn missing_bundles(&self, pid: &PublisherId, index: &Index) -> Vec<MissingObject> {
         let required: Vec<ObjectRef> = match self.keep {
             Keep::All => index
                 .entries()
@@ -767,7 +990,7 @@ impl Store {
             .into_iter()
             .filter(|b| seen.insert(b.sha256))
             .filter(|b| {
-                let path = self.path(&pid, &ObjectKind::Bundle(b.sha256));
+                let path = self.path(pid, &ObjectKind::Bundle(b.sha256));
                 !fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == b.size)
             })
             .map(|b| MissingObject {
@@ -782,6 +1005,78 @@ impl Store {
         let mut map = self.lock_publishers();
         Ok(self.state(&mut map, publisher)?.installed.clone())
     }
+
+    /// The signed head of the installed (served) index, or `None` if there is none: cheap (one
+    /// signature check; the pieces are not read), for callers that need only its sequence or
+    /// id. Answers from the loaded state if [`Store::index`] has loaded it, else reads
+    /// `index.json` and verifies it against `publisher`.
+    pub fn installed_head(
+        &self,
+        publisher: &PublicKey,
+    ) -> Result<Option<index::SignedHead>, StoreError> {
+        if let Some(state) = self.lock_publishers().get(&PublisherId::of(publisher)) {
+            return Ok(state.installed.as_ref().map(|i| i.signed().clone()));
+        }
+        let Some(envelope) = self.read_installed_envelope(publisher)? else {
+            return Ok(None);
+        };
+        index::SignedHead::verify(&envelope, publisher, &self.index_limits)
+            .map(Some)
+            .map_err(StoreError::Index)
+    }
+
+    /// The bytes of the installed `index.json` (unverified), read within the head size cap.
+    fn read_installed_envelope(
+        &self,
+        publisher: &PublicKey,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(&PublisherId::of(publisher), &ObjectKind::Index);
+        match fs::File::open(&path) {
+            Ok(f) => index::read_capped(f, self.index_limits.max_head_bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Index(IndexError::Head(e))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&path)(e)),
+        }
+    }
+}
+
+/// The entries `index` adds after those of `installed` (the log only grows, and the index
+/// module checked that `index` extends it) whose bundles the store must hold (every version
+/// for `keep = "all"`, the current listing for `keep = "current"`), with what each entry lists
+/// its bundle as. Only these need their listing checked: the entries before them were checked
+/// when the installed index was.
+fn newly_listed(index: &Index, installed: Option<&Index>, keep: Keep) -> Vec<(ObjectRef, Listing)> {
+    let from = installed.map_or(0, |i| i.entries().len());
+    let current: Option<std::collections::HashSet<ContentId>> = match keep {
+        Keep::All => None,
+        Keep::Current => Some(
+            index
+                .current()
+                .iter()
+                .map(|(_, a)| a.bundle().sha256)
+                .collect(),
+        ),
+    };
+    index.entries()[from.min(index.entries().len())..]
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Add(a) => Some(a),
+            Entry::Retract { .. } => None,
+        })
+        .filter(|a| {
+            current
+                .as_ref()
+                .is_none_or(|c| c.contains(&a.bundle().sha256))
+        })
+        .map(|a| {
+            let listing = Listing {
+                name: a.name().to_owned(),
+                version: a.version(),
+            };
+            (a.bundle(), listing)
+        })
+        .collect()
 }
 
 /// Every piece a head lists: the pieces covering the log, and the newest batch (which a
@@ -809,6 +1104,22 @@ fn install_no_clobber(object: VerifiedObject, dest: &Path) -> Result<Installed, 
     }
     index::atomic::sync_parent(dest).map_err(StoreError::io(dest))?;
     Ok(Installed::New)
+}
+
+/// Checks a `.minisig` (size cap, UTF-8, signature over `data` by `publisher`); returns it.
+fn check_minisig<'a>(
+    publisher: &PublicKey,
+    bundle: ContentId,
+    data: impl io::Read,
+    bytes: &'a [u8],
+) -> Result<&'a [u8], StoreError> {
+    let refuse = |reason: String| StoreError::Minisig { bundle, reason };
+    if bytes.len() as u64 > MAX_MINISIG_BYTES {
+        return Err(refuse(format!("larger than {MAX_MINISIG_BYTES} bytes")));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| refuse("not UTF-8 text".into()))?;
+    crate::keys::minisig::verify_file(publisher, data, text).map_err(|e| refuse(e.to_string()))?;
+    Ok(bytes)
 }
 
 /// Rollback from the tracker becomes the store's own "older index" refusal.

@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{SyncConfig, UpstreamConfig};
-use crate::index::{MirrorUrl, Tracker};
+use crate::index::{LazyTracker, MirrorUrl};
 use crate::keys::PublicKey;
 use crate::limits::{BundleLimits, IndexLimits};
 use crate::mirror::{Metrics, UpstreamState};
@@ -151,8 +151,10 @@ impl RoundCtx {
 
 impl Syncer {
     /// Prepares a sync of `store` for `publishers` from `upstreams`: takes the sync lock (one
-    /// sync per store), opens each publisher's tracker (re-verifying its state) and loads the
-    /// sync state. Slow parts run on a blocking thread.
+    /// sync per store), opens each publisher's tracker (verifying its held head; the entries
+    /// are read when a round first needs them) and loads the sync state. Nothing here grows
+    /// with the size of an index, so a round with nothing new starts at once. Blocking parts
+    /// run on a blocking thread.
     pub async fn new(
         store: Arc<Store>,
         publishers: &[PublicKey],
@@ -177,9 +179,7 @@ impl Syncer {
             let mut trackers = Vec::new();
             for key in keys {
                 let tracker =
-                    Tracker::open(&dir, &key, limits.clone()).map_err(SyncError::tracker)?;
-                // Load the served index now, so the first round does not pay for it.
-                opened_store.index(&key).map_err(SyncError::store)?;
+                    LazyTracker::open(&dir, &key, limits.clone()).map_err(SyncError::tracker)?;
                 trackers.push(PublisherSync::new(key, tracker));
             }
             Ok((lock, state, trackers))
@@ -233,7 +233,7 @@ impl Syncer {
             let learnt = if inner.options.use_index_mirrors {
                 let tracker = p.tracker.lock().await;
                 tracker
-                    .held()
+                    .held_head()
                     .map(|h| h.head().mirrors().to_vec())
                     .unwrap_or_default()
             } else {

@@ -183,10 +183,7 @@ fn readme_table(cases: &[Case]) -> String {
             s => format!("{s} {}", p.reason),
         });
         let net = c.net.as_ref();
-        let sync = net.and_then(|n| n.sync.as_ref()).map(|s| match s.pending {
-            Some(_) => format!("{} (pending: see findings)", s.reason),
-            None => s.reason.clone(),
-        });
+        let sync = net.and_then(|n| n.sync.as_ref()).map(|s| s.reason.clone());
         let reader = net.and_then(|n| n.reader.as_ref()).map(|r| {
             let fate = r
                 .fate
@@ -609,12 +606,7 @@ async fn sync_refuses_every_case_and_the_next_good_upstream_still_works() {
     let cases: Vec<Case> = world
         .cases()
         .into_iter()
-        .filter(|c| {
-            c.net
-                .as_ref()
-                .and_then(|n| n.sync.as_ref())
-                .is_some_and(|s| s.pending.is_none())
-        })
+        .filter(|c| c.net.as_ref().is_some_and(|n| n.sync.is_some()))
         .collect();
 
     // Control: an index listing the unmodified raw bundle is installed (so the checks below
@@ -660,33 +652,6 @@ async fn sync_refuses_every_case_and_the_next_good_upstream_still_works() {
         failures.extend(joined.unwrap());
     }
     report("sync", ran, failures);
-}
-
-/// Findings the sync's owner has yet to fix: these cases fail today.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "findings pending in src/sync (see tests/adversarial/README.md)"]
-async fn sync_pending_findings() {
-    let world = World::build();
-    let baseline = world.dir.path().join("sync-baseline");
-    let hostile = HostileMirror::start(Scene::files(&world.seq2)).await;
-    let good = HostileMirror::start(Scene::files(&world.good)).await;
-    let s = SyncStore::open(&baseline);
-    assert_eq!(s.round(&world, &hostile.url).await.failure(), None);
-    drop(s);
-    let mut failures = Vec::new();
-    let mut ran = 0;
-    for case in world.cases() {
-        let pending = case
-            .net
-            .as_ref()
-            .and_then(|n| n.sync.as_ref())
-            .is_some_and(|s| s.pending.is_some());
-        if pending {
-            ran += 1;
-            failures.extend(sync_case(&world, &case, &baseline, &hostile, &good).await);
-        }
-    }
-    report("sync (pending)", ran, failures);
 }
 
 // ---- the reader ----

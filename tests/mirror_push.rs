@@ -492,3 +492,108 @@ async fn push_client_sends_only_what_is_missing() {
     .unwrap_err();
     assert!(err.to_string().contains("403"), "{err}");
 }
+
+/// An index the publisher signed that lists an authentic bundle of one article as another
+/// (here "epsilon v1" listed as "hostile v1") is refused: serving it would put one article
+/// under another's headline. Checked both when this process installed the bundle and after a
+/// restart, when the store reads the bundle back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_listing_a_bundle_as_another_article_is_refused() {
+    use qasid::index::{
+        ArticleFields, ArticleVersion, EncodedPiece, Entry, Head, HeadFields, LogRef, ObjectRef,
+        SignedHead,
+    };
+    use qasid::limits::IndexLimits;
+    use std::time::{Duration, SystemTime};
+
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = key(1);
+    let store = dir.path().join("store");
+    let epsilon = make_bundle(dir.path(), &publisher, "epsilon", 1, 1024);
+    let limits = IndexLimits::default();
+    let index_listing = |name: &str, sequence: u64| {
+        let entry = Entry::Add(
+            ArticleVersion::new(
+                ArticleFields {
+                    name: name.to_owned(),
+                    version: 1,
+                    title: "Story".into(),
+                    date: "2026-03-01".into(),
+                    language: "en".into(),
+                    author: "Desk".into(),
+                    bundle: ObjectRef {
+                        sha256: epsilon.sha256,
+                        size: epsilon.size,
+                    },
+                },
+                &limits,
+            )
+            .unwrap(),
+        );
+        let piece = EncodedPiece::new(publisher.public(), 0, &[entry]);
+        let log = LogRef::new(1, vec![piece.reference], piece.reference, &limits).unwrap();
+        let now = SystemTime::now();
+        let head = Head::new(
+            HeadFields {
+                publisher: publisher.public().clone(),
+                sequence,
+                issued: now - Duration::from_secs(60),
+                expires: now + Duration::from_secs(7 * 24 * 3600),
+                previous: None,
+                mirrors: Vec::new(),
+                log,
+            },
+            &limits,
+        )
+        .unwrap();
+        (piece, SignedHead::sign(head, &publisher).unwrap())
+    };
+    let (wrong_piece, wrong) = index_listing("hostile", 1);
+    let expected = "holds epsilon v1, but the index lists it as hostile v1";
+
+    let server = Server::start(&store, &[&publisher]).await;
+    let bundle_path = url_path(&publisher, |l| l.bundle(&epsilon.sha256));
+    let (status, body) = put(&server, &bundle_path, std::fs::read(&epsilon.path).unwrap()).await;
+    assert_eq!(status, 201, "{body}");
+    let piece_path = url_path(&publisher, |l| l.piece(&wrong_piece.reference.sha256));
+    let (status, body) = put(&server, &piece_path, wrong_piece.bytes.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let index_path = url_path(&publisher, |l| l.index());
+    let (status, body) = put(&server, &index_path, wrong.envelope().to_vec()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains(expected),
+        "{body}"
+    );
+    server.stop().await;
+
+    // A new process knows nothing of the bundle's install: the store reads it back.
+    let server = Server::start(&store, &[&publisher]).await;
+    let (status, body) = put(&server, &index_path, wrong.envelope().to_vec()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains(expected),
+        "{body}"
+    );
+    let served = client()
+        .get(server.url(&index_path))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(served, 404, "no index is served");
+    server.stop().await;
+
+    // Control: the same bundle listed as what it is installs (on a mirror whose history does
+    // not hold the lie: the log only grows, so the refused entry stays in the publisher's log).
+    let (right_piece, right) = index_listing("epsilon", 1);
+    let server = Server::start(&dir.path().join("store2"), &[&publisher]).await;
+    let (status, body) = put(&server, &bundle_path, std::fs::read(&epsilon.path).unwrap()).await;
+    assert_eq!(status, 201, "{body}");
+    let piece_path = url_path(&publisher, |l| l.piece(&right_piece.reference.sha256));
+    let (status, body) = put(&server, &piece_path, right_piece.bytes.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = put(&server, &index_path, right.envelope().to_vec()).await;
+    assert_eq!(status, 201, "{body}");
+    server.stop().await;
+}

@@ -1,14 +1,21 @@
 //! Sync between real mirrors on loopback: propagation from a static host and from a qasid
-//! mirror, conditional requests when nothing changed, a mesh with a cycle where one mirror
-//! cannot reach the origin, the publisher's signed mirror list, and `keep = "current"` pruning.
+//! mirror, conditional requests when nothing changed (and no index entries read then), a mesh
+//! with a cycle where one mirror cannot reach the origin, the publisher's signed mirror list,
+//! and `keep = "current"` pruning.
 
 mod sync_support;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use qasid::config::Keep;
-use qasid::mirror::RouteClass;
-use qasid::store::{ObjectKind, PublisherId};
+use qasid::index::IndexError;
+use qasid::keys::SecretKey;
+use qasid::limits::IndexLimits;
+use qasid::mirror::{Metrics, RouteClass};
+use qasid::store::{ObjectKind, PublisherId, Store};
+use qasid::sync::{RoundReport, SyncError, Syncer};
 use sync_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -106,6 +113,94 @@ async fn nothing_new_costs_one_conditional_request_per_publisher_and_upstream() 
         "{:#?}",
         host.hits()
     );
+}
+
+/// One round as `qasid sync --once` runs it: a freshly opened store and syncer.
+async fn cron_round(store: &Path, key: &SecretKey, upstream_url: &str) -> RoundReport {
+    let store = Arc::new(Store::open(store, Keep::All, IndexLimits::default()).unwrap());
+    let syncer = Syncer::new(
+        store,
+        &[key.public().clone()],
+        &[upstream(upstream_url)],
+        fast_options(),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(WAIT, syncer.run_once(&Default::default()))
+        .await
+        .expect("a round ends in time")
+}
+
+/// Flips one byte in every file of `dir` (sizes stay, hashes no longer match).
+fn damage_every_file(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        n += 1;
+    }
+    n
+}
+
+/// Regression (a cron `sync --once` of a 10,000-entry index spent 100 ms verifying every entry
+/// three times before a request answered 304): with nothing new, only the signed heads are
+/// read. Damaged pieces in the sync's and the store's state prove it: they go unnoticed until
+/// a new head needs the held entries, and are then reported, with nothing installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_new_reads_only_the_signed_heads_and_damage_surfaces_when_entries_are_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(1);
+    let repo = dir.path().join("repo");
+    let a = make_bundle(dir.path(), &key, "alpha", 1, 1_000);
+    publish(&repo, &key, &[&a]);
+    let host = StaticServer::start(&repo, StaticOptions::default()).await;
+    let store = dir.path().join("store");
+    let first = cron_round(&store, &key, &host.url).await;
+    assert_eq!(first.failure(), None, "{first:#?}");
+
+    let hex = key.public().hex();
+    let state = store.join(".state");
+    let held_pieces = [
+        state.join("sync").join("index").join(&hex).join("pieces"),
+        state.join("index").join(&hex).join("pieces"),
+    ];
+    for pieces in &held_pieces {
+        assert!(
+            damage_every_file(pieces) > 0,
+            "{} holds pieces",
+            pieces.display()
+        );
+    }
+
+    host.clear_hits();
+    let unchanged = cron_round(&store, &key, &host.url).await;
+    assert_eq!(unchanged.failure(), None, "{unchanged:#?}");
+    let p = &unchanged.publishers[0];
+    assert_eq!((p.installed, p.newest), (Some(1), Some(1)));
+    let hits = host.hits();
+    assert!(
+        hits.len() == 1 && hits[0].status == 304,
+        "one conditional request: {hits:#?}"
+    );
+
+    let b = make_bundle(dir.path(), &key, "beta", 1, 1_000);
+    publish(&repo, &key, &[&b]);
+    let news = cron_round(&store, &key, &host.url).await;
+    let errors = &news.publishers[0].errors;
+    assert!(
+        errors.iter().any(|e| matches!(
+            e,
+            SyncError::Tracker(inner) if matches!(**inner, IndexError::StateCorrupt { .. })
+        )),
+        "the damaged state is reported once entries are needed: {news:#?}"
+    );
+    assert_eq!(news.publishers[0].installed, Some(1));
+    let served = Store::open(&store, Keep::All, IndexLimits::default()).unwrap();
+    let installed = served.installed_head(key.public()).unwrap().unwrap();
+    assert_eq!(installed.head().sequence(), 1);
 }
 
 fn total_requests(node: &Node) -> u64 {

@@ -211,6 +211,13 @@ pub fn receive_bytes(reader: impl Read, expected: ObjectRef) -> Result<Vec<u8>, 
     receiver.finish()
 }
 
+/// Checks bytes already in memory against `expected` (size, then sha256).
+pub fn check_bytes(bytes: &[u8], expected: ObjectRef) -> Result<(), FetchError> {
+    let mut check = Check::new(expected);
+    check.accept(bytes)?;
+    check.finish()
+}
+
 /// Reads a document of unknown size (a head envelope), refusing more than `limit` bytes.
 pub fn read_capped(reader: impl Read, limit: u64) -> Result<Vec<u8>, FetchError> {
     let mut bytes = Vec::new();

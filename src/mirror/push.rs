@@ -153,7 +153,7 @@ async fn put_trusted(
             blocking(move || {
                 if is_bundle {
                     store
-                        .install_bundle(&key, object, &bundle_limits)
+                        .install_bundle(&key, object, &bundle_limits, None)
                         .map(|(installed, _)| installed)
                 } else {
                     check_piece(&key, &object, &index_limits)?;
@@ -168,7 +168,7 @@ async fn put_trusted(
         }
         ObjectKind::Index => {
             let bytes = receive_bytes(state, length, body).await?;
-            blocking(move || store.install_index(&key, &bytes)).await
+            blocking(move || store.install_index(&key, &bytes, &bundle_limits)).await
         }
         ObjectKind::PublisherPub => unreachable!("refused above"),
     };
@@ -354,6 +354,11 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
             StatusCode::UNPROCESSABLE_ENTITY,
             "signature verification failed",
             "minisig",
+        ),
+        StoreError::ListedAsOther { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "index verification failed",
+            "listed_as_other",
         ),
         StoreError::OlderIndex { .. } => (StatusCode::CONFLICT, "older index", "older_index"),
         StoreError::StaleIndex { .. } => (StatusCode::CONFLICT, "stale index", "stale_index"),

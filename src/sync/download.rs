@@ -4,13 +4,15 @@
 //! (a semaphore shared by all publishers), upstreams tried in order (the one whose index listed
 //! the bundle first), and for every attempt the same checks whichever upstream answers: the
 //! declared size is a hard cap while streaming, then size and sha256, then the store verifies
-//! the bundle against the publisher's key, fsyncs and links it into place. Bundles up to
-//! [`RESUMABLE_FROM`] are received in memory; larger ones stream into
-//! `<store>/.tmp/sync-<sha256>.part`, a name derived from the expected hash, so that a restart
-//! (or the next upstream) continues with `Range: bytes=N-` where the upstream answers 206, and
-//! starts over where it does not. It never installs bytes that failed a check, and never
+//! the bundle against the publisher's key (and that it holds the article the index lists it
+//! as), flushes and links it into place. Bundles up to [`RESUMABLE_FROM`] are received whole
+//! in memory; larger ones, and small ones whose transfer was cut, stream into
+//! `<store>/.tmp/sync-<sha256>.part`, a name derived from the expected hash, so that a retry, a
+//! restart or the next upstream continues with `Range: bytes=N-` where the upstream answers
+//! 206, and starts over where it does not. It never installs bytes that failed a check, and never
 //! deletes a partial file for a network failure (only for a check failure).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use crate::index::layout::PublisherLayout;
 use crate::index::{self, FetchError, ObjectRef};
 use crate::keys::PublicKey;
 use crate::limits::BundleLimits;
-use crate::store::{Installed, Store, StoreError, MAX_MINISIG_BYTES};
+use crate::store::{Listing, Store, StoreError, MAX_MINISIG_BYTES};
 use crate::sync::error::{NetworkKind, SyncError};
 use crate::sync::report::{Round, Wire};
 use crate::sync::upstream::Upstream;
@@ -33,6 +35,14 @@ use crate::sync::{blocking, cancellable};
 /// received in memory (restarting costs at most this much). 1 MiB: text articles with a photo
 /// or two fit, so the common case costs one file write; a few-MB photo essay can resume.
 pub const RESUMABLE_FROM: u64 = 1 << 20;
+
+/// Most times one bundle's transfer is resumed from one upstream after a cut, each resume
+/// having added bytes: 64, plus one for every 16 KiB of the bundle, so a censor that resets
+/// every connection after 16 KiB still lets any bundle through, while an upstream that cuts
+/// without progress is left at once and one that drips a few bytes a connection soon after.
+fn max_resumes(size: u64) -> u64 {
+    64 + size / (16 << 10)
+}
 
 /// How one attempt ended, when it did not fail.
 enum Attempt {
@@ -63,6 +73,8 @@ pub(crate) struct Fetcher {
     pub downloads: Arc<Semaphore>,
     pub round: Arc<Round>,
     pub cancel: CancellationToken,
+    /// What the index lists each bundle as.
+    pub listings: Arc<HashMap<ContentId, Listing>>,
 }
 
 impl Fetcher {
@@ -73,14 +85,27 @@ impl Fetcher {
         let Ok(_permit) = self.downloads.acquire().await else {
             return failed(false);
         };
+        let part = partial_path(&self.store, &object.sha256);
         for (i, upstream) in order.iter().enumerate() {
-            if self.cancel.is_cancelled() {
-                return failed(first_missing);
-            }
-            // A transfer cut half way is resumed once from the same upstream right away:
-            // censoring networks reset long connections, and the partial file survives.
-            for attempt in 0..2 {
-                let result = cancellable(&self.cancel, self.try_bundle(upstream, object)).await;
+            // Censoring networks reset long connections: a transfer cut half way continues
+            // from the same upstream through the `.part` file (a small bundle received in
+            // memory switches to it), for as long as each attempt adds bytes.
+            let mut through_part = object.size > RESUMABLE_FROM;
+            let mut resumes = 0;
+            loop {
+                if self.cancel.is_cancelled() {
+                    return failed(first_missing);
+                }
+                let before = if through_part {
+                    part_len(&part).await
+                } else {
+                    0
+                };
+                let result = if through_part {
+                    cancellable(&self.cancel, self.try_part(upstream, object, &part)).await
+                } else {
+                    cancellable(&self.cancel, self.try_whole(upstream, object)).await
+                };
                 match result {
                     Ok(Attempt::Installed { with_minisig }) => {
                         self.round.bundle_installed(upstream.url());
@@ -95,19 +120,27 @@ impl Fetcher {
                         break;
                     }
                     Err(e) => {
-                        let resumable = attempt == 0
-                            && object.size > RESUMABLE_FROM
-                            && matches!(
-                                e,
-                                SyncError::Network {
-                                    kind: NetworkKind::Broken,
-                                    ..
-                                }
+                        let cut = matches!(
+                            e,
+                            SyncError::Network {
+                                kind: NetworkKind::Broken,
+                                ..
+                            }
+                        );
+                        let progressed = !through_part || part_len(&part).await > before;
+                        if cut && progressed && resumes < max_resumes(object.size) {
+                            tracing::info!(
+                                upstream = %upstream.url(),
+                                bundle = %object.sha256,
+                                "transfer cut, resuming: {}",
+                                crate::sync::report::error_chain(&e)
                             );
-                        self.round.fail(e);
-                        if !resumable {
-                            break;
+                            through_part = true;
+                            resumes += 1;
+                            continue;
                         }
+                        self.round.fail(e);
+                        break;
                     }
                 }
             }
@@ -115,7 +148,11 @@ impl Fetcher {
         failed(first_missing)
     }
 
-    async fn try_bundle(
+    /// One attempt at a small bundle: bundle and signature received whole in memory, in
+    /// parallel (latency), then checked and installed by the store in one blocking call. Only
+    /// the size cap applies while receiving; the store checks size and sha256 before anything
+    /// parses the bundle.
+    async fn try_whole(
         &self,
         upstream: &Upstream,
         object: ObjectRef,
@@ -123,66 +160,81 @@ impl Fetcher {
         let id = object.sha256;
         let url = upstream.url().to_owned();
         let relative = self.layout.bundle(&id);
-        let store = self.store.clone();
-        let publisher = self.publisher.clone();
-        let limits = self.bundle_limits.clone();
-        if object.size <= RESUMABLE_FROM {
-            // The signature file comes in parallel (latency), and both are installed in one
-            // blocking call. Only the size cap applies while receiving; the store's receiver
-            // checks size and sha256 before anything parses the bundle.
-            let too_large = || SyncError::Object {
-                url: url.clone(),
-                what: "bundle",
-                sha256: id,
-                source: Box::new(FetchError::TooLarge { limit: object.size }),
-            };
-            let minisig_path = self.layout.minisig(&id);
-            let (bytes, minisig) = tokio::join!(
-                upstream.capped_bytes(&relative, object.size, too_large),
-                upstream.capped_bytes(&minisig_path, MAX_MINISIG_BYTES, || {
-                    minisig_too_large(&url, id)
-                }),
-            );
-            let Some(bytes) = bytes? else {
-                return Ok(Attempt::NotFound);
-            };
-            self.round.received(&url, Wire::Bundle, bytes.len() as u64);
-            let minisig = match minisig {
-                Ok(m) => m,
-                Err(e) => {
-                    self.round.fail(e);
-                    None
-                }
-            };
-            if let Some(m) = &minisig {
-                self.round.received(&url, Wire::Minisig, m.len() as u64);
-            }
-            let signature = blocking(move || {
-                let mut receiver = store.receiver(object).map_err(SyncError::store)?;
-                let verified = receiver
-                    .accept(&bytes)
-                    .and_then(|()| receiver.finish())
-                    .map_err(|e| SyncError::from_store(&url, id, StoreError::Object(e)))?;
-                install(&store, &publisher, verified, &limits, &url)?;
-                Ok(minisig.map(|m| {
-                    store
-                        .install_minisig(&publisher, id, &m)
-                        .map_err(|e| SyncError::from_store(&url, id, e))
-                }))
-            })
-            .await?;
-            if let Some(Err(e)) = signature {
+        let too_large = || SyncError::Object {
+            url: url.clone(),
+            what: "bundle",
+            sha256: id,
+            source: Box::new(FetchError::TooLarge { limit: object.size }),
+        };
+        let minisig_path = self.layout.minisig(&id);
+        let (bytes, minisig) = tokio::join!(
+            upstream.capped_bytes(&relative, object.size, too_large),
+            upstream.capped_bytes(&minisig_path, MAX_MINISIG_BYTES, || {
+                minisig_too_large(&url, id)
+            }),
+        );
+        let Some(bytes) = bytes? else {
+            return Ok(Attempt::NotFound);
+        };
+        self.round.received(&url, Wire::Bundle, bytes.len() as u64);
+        let minisig = match minisig {
+            Ok(m) => m,
+            Err(e) => {
                 self.round.fail(e);
+                None
             }
-            return Ok(Attempt::Installed { with_minisig: true });
+        };
+        if let Some(m) = &minisig {
+            self.round.received(&url, Wire::Minisig, m.len() as u64);
         }
-        let part = partial_path(&self.store, &id);
-        if !self
-            .receive_part(upstream, &relative, object, &part)
-            .await?
-        {
+        let (store, publisher, limits) = (
+            self.store.clone(),
+            self.publisher.clone(),
+            self.bundle_limits.clone(),
+        );
+        let listed = self.listings.get(&id).cloned();
+        let signature = blocking(move || {
+            store
+                .install_bundle_bytes(
+                    &publisher,
+                    object,
+                    &bytes,
+                    minisig.as_deref(),
+                    &limits,
+                    listed.as_ref(),
+                )
+                .map(|(_, signature)| signature)
+                .map_err(|e| SyncError::from_store(&url, id, e))
+        })
+        .await?;
+        if let Some(Err(e)) = signature {
+            self.round
+                .fail(SyncError::from_store(upstream.url(), id, e));
+        }
+        Ok(Attempt::Installed { with_minisig: true })
+    }
+
+    /// One attempt at a bundle through its `.part` file: continue the download, then check
+    /// and install the whole file.
+    async fn try_part(
+        &self,
+        upstream: &Upstream,
+        object: ObjectRef,
+        part: &Path,
+    ) -> Result<Attempt, SyncError> {
+        let id = object.sha256;
+        let url = upstream.url().to_owned();
+        let relative = self.layout.bundle(&id);
+        if !self.receive_part(upstream, &relative, object, part).await? {
             return Ok(Attempt::NotFound);
         }
+        let (store, publisher, limits) = (
+            self.store.clone(),
+            self.publisher.clone(),
+            self.bundle_limits.clone(),
+        );
+        let listed = self.listings.get(&id).cloned();
+        let part = part.to_owned();
         blocking(move || {
             let check = |e: FetchError| {
                 // Wrong bytes (from this upstream, or a partial prefix from another one) are
@@ -197,7 +249,9 @@ impl Fetcher {
                 })
             })?;
             let verified = index::receive_file(file, store.tmp_dir(), object).map_err(check)?;
-            let result = install(&store, &publisher, verified, &limits, &url);
+            let result = store
+                .install_bundle(&publisher, verified, &limits, listed.as_ref())
+                .map_err(|e| SyncError::from_store(&url, id, e));
             if !matches!(result, Err(SyncError::Store(_))) {
                 let _ = std::fs::remove_file(&part);
             }
@@ -339,19 +393,9 @@ fn minisig_too_large(url: &str, bundle: ContentId) -> SyncError {
     }
 }
 
-/// Verifies and installs a hash-checked bundle; a refusal is the upstream's fault.
-fn install(
-    store: &Store,
-    publisher: &PublicKey,
-    verified: index::VerifiedObject,
-    limits: &BundleLimits,
-    url: &str,
-) -> Result<Installed, SyncError> {
-    let id = verified.object().sha256;
-    store
-        .install_bundle(publisher, verified, limits)
-        .map(|(installed, _)| installed)
-        .map_err(|e| SyncError::from_store(url, id, e))
+/// How much of a resumable download is on disk (0 when none).
+async fn part_len(part: &Path) -> u64 {
+    tokio::fs::metadata(part).await.map_or(0, |m| m.len())
 }
 
 /// Where a resumable download of `bundle` is kept until it completes: in the store's temp

@@ -104,6 +104,14 @@ pub enum SyncError {
         sha256: ContentId,
         reason: String,
     },
+    /// The index the upstream served lists a bundle as another article or version than the
+    /// bundle (authentic, signed by the publisher) holds.
+    #[error("{url}: index refused: {source}")]
+    Listing {
+        url: String,
+        #[source]
+        source: Box<StoreError>,
+    },
     /// The upstream's index lists an object that neither it nor any other upstream serves.
     #[error("{url}: its index lists {what} {sha256}, which no upstream serves")]
     MissingObject {
@@ -156,6 +164,7 @@ impl SyncError {
             SyncError::OlderIndex { .. }
             | SyncError::ExpiredIndex { .. }
             | SyncError::Minisig { .. }
+            | SyncError::Listing { .. }
             | SyncError::MissingObject { .. } => ErrorClass::Verification,
         }
     }
@@ -191,6 +200,7 @@ impl SyncError {
             },
             SyncError::Bundle { .. } => "bundle",
             SyncError::Minisig { .. } => "minisig",
+            SyncError::Listing { .. } => "listed_as_other",
             SyncError::MissingObject { .. } => "missing_object",
             SyncError::Store(_) | SyncError::Tracker(_) | SyncError::State { .. } => "store",
             SyncError::Locked { .. } => "locked",
@@ -210,6 +220,7 @@ impl SyncError {
             | SyncError::Object { url, .. }
             | SyncError::Bundle { url, .. }
             | SyncError::Minisig { url, .. }
+            | SyncError::Listing { url, .. }
             | SyncError::MissingObject { url, .. }
             | SyncError::BadUpstream { url, .. } => Some(url),
             _ => None,
@@ -235,6 +246,10 @@ impl SyncError {
                     source: Box::new(source),
                 }
             }
+            e @ StoreError::ListedAsOther { .. } => SyncError::Listing {
+                url: url.to_owned(),
+                source: Box::new(e),
+            },
             StoreError::Minisig { reason, .. } => SyncError::Minisig {
                 url: url.to_owned(),
                 sha256,

@@ -12,7 +12,7 @@
 //! object it lists is present. It never installs anything itself and never trusts an upstream
 //! for more than bytes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -23,10 +23,11 @@ use crate::config::Keep;
 use crate::content_id::ContentId;
 use crate::index::layout::{self, PublisherLayout};
 use crate::index::{
-    encode_piece, update_from_dir, Entry, Index, IndexError, ObjectRef, Offer, PieceRef, Tracker,
+    encode_piece, update_from_dir, Entry, Index, IndexError, LazyTracker, ObjectRef, Offer,
+    PieceRef, SignedHead,
 };
 use crate::keys::PublicKey;
-use crate::store::{ObjectKind, PublisherId, Store, StoreError};
+use crate::store::{Listing, ObjectKind, PublisherId, Store, StoreError};
 use crate::sync::download::{BundleResult, Fetcher};
 use crate::sync::error::SyncError;
 use crate::sync::report::{error_chain, PublisherReport, Wire};
@@ -34,18 +35,19 @@ use crate::sync::state::SeenHead;
 use crate::sync::upstream::{HeadFetch, Upstream};
 use crate::sync::{blocking, cancellable, RoundCtx};
 
-/// A publisher the sync carries, and its tracker (the newest verified index).
+/// A publisher the sync carries, and its tracker (the newest verified index; its entries are
+/// read only when a round needs them, so an unchanged round costs a signature check).
 pub(crate) struct PublisherSync {
     pub key: PublicKey,
     pub id: PublisherId,
     pub layout: PublisherLayout,
     /// A tokio `Mutex`: held for the publisher's whole round, across downloads; rounds never
     /// overlap, so it is never contended in practice.
-    pub tracker: Arc<AsyncMutex<Tracker>>,
+    pub tracker: Arc<AsyncMutex<LazyTracker>>,
 }
 
 impl PublisherSync {
-    pub fn new(key: PublicKey, tracker: Tracker) -> Self {
+    pub fn new(key: PublicKey, tracker: LazyTracker) -> Self {
         Self {
             id: PublisherId::of(&key),
             layout: PublisherLayout::new(&key),
@@ -55,13 +57,13 @@ impl PublisherSync {
     }
 }
 
-type Guard = OwnedMutexGuard<Tracker>;
+type Guard = OwnedMutexGuard<LazyTracker>;
 
 /// Runs `f` on the tracker in a blocking thread (verification is CPU work, the tracker's state
 /// is files) and hands the guard back.
 async fn on_tracker<T: Send + 'static>(
     guard: Guard,
-    f: impl FnOnce(&mut Tracker) -> Result<T, SyncError> + Send + 'static,
+    f: impl FnOnce(&mut LazyTracker) -> Result<T, SyncError> + Send + 'static,
 ) -> Result<(Guard, Result<T, SyncError>), SyncError> {
     blocking(move || {
         let mut guard = guard;
@@ -77,6 +79,9 @@ struct Plan {
     bundles: Vec<ObjectRef>,
     /// Present bundles whose `.minisig` is missing.
     minisigs: Vec<ContentId>,
+    /// What the index lists each bundle to fetch as (the store refuses one holding another
+    /// article).
+    listings: Arc<HashMap<ContentId, Listing>>,
 }
 
 /// Syncs one publisher from `upstreams` (those out of backoff, configured first).
@@ -95,7 +100,7 @@ pub(crate) async fn sync_publisher(
     };
     let mut guard = p.tracker.clone().lock_owned().await;
     let mut heads = JoinSet::new();
-    let held_seq = guard.held().map(|h| h.head().sequence());
+    let held_seq = guard.held_head().map(sequence);
     for upstream in &upstreams {
         ctx.round.join(upstream.url());
         let etag = ctx
@@ -181,19 +186,24 @@ pub(crate) async fn sync_publisher(
     let state = ctx.state.clone();
     let key = p.key.clone();
     let finished = on_tracker(guard, move |t| {
-        let installed = store.index(&key).map_err(SyncError::store)?;
+        let installed = store.installed_head(&key).map_err(SyncError::store)?;
+        let newest = t.held_head().map(sequence);
         let pruned = match keep {
             Keep::Current => {
+                // The held index matters only while it is not the served one.
+                let served = installed.as_ref().map(SignedHead::id);
+                let pending = match t.held_head() {
+                    Some(held) if Some(held.id()) != served => {
+                        t.loaded().map_err(SyncError::tracker)?.held()
+                    }
+                    _ => None,
+                };
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                crate::sync::prune::prune(&store, &mut state, &key, t.held(), grace)?
+                crate::sync::prune::prune(&store, &mut state, &key, pending, grace)?
             }
             Keep::All => 0,
         };
-        Ok((
-            installed.map(|i| i.head().sequence()),
-            t.held().map(|h| h.head().sequence()),
-            pruned,
-        ))
+        Ok((installed.as_ref().map(sequence), newest, pruned))
     })
     .await;
     match finished {
@@ -207,6 +217,11 @@ pub(crate) async fn sync_publisher(
     report
 }
 
+/// A head's sequence number.
+fn sequence(head: &SignedHead) -> u64 {
+    head.head().sequence()
+}
+
 /// Logs a local failure (store, sync state) and keeps it for the report.
 fn local_failure(report: &mut PublisherReport, e: SyncError) {
     if !matches!(e, SyncError::Cancelled) {
@@ -216,15 +231,20 @@ fn local_failure(report: &mut PublisherReport, e: SyncError) {
 }
 
 /// Makes the tracker at least as new as what the store serves (a publisher may push to this
-/// mirror directly, or the sync state may be younger than the store).
-fn catch_up(tracker: &mut Tracker, store: &Store) -> Result<(), SyncError> {
-    let Some(installed) = store.index(tracker.publisher()).map_err(SyncError::store)? else {
+/// mirror directly, or the sync state may be younger than the store). Compares heads only; the
+/// entries are loaded only when the tracker is behind.
+fn catch_up(tracker: &mut LazyTracker, store: &Store) -> Result<(), SyncError> {
+    let installed = store
+        .installed_head(tracker.publisher())
+        .map_err(SyncError::store)?;
+    let Some(installed) = installed else {
         return Ok(());
     };
-    let held = tracker.held().map(|h| h.head().sequence());
-    if held.is_some_and(|s| s >= installed.head().sequence()) {
+    let held = tracker.held_head().map(sequence);
+    if held.is_some_and(|s| s >= sequence(&installed)) {
         return Ok(());
     }
+    let tracker = tracker.loaded().map_err(SyncError::tracker)?;
     match update_from_dir(tracker, store.root(), SystemTime::now()) {
         Ok(_) => Ok(()),
         Err(e) => Err(SyncError::tracker(e)),
@@ -234,7 +254,7 @@ fn catch_up(tracker: &mut Tracker, store: &Store) -> Result<(), SyncError> {
 /// Offers an upstream's envelope to the tracker and, if it is acceptable and new, fetches the
 /// pieces the tracker cannot rebuild and accepts it. Returns the held sequence afterwards.
 fn take_in(
-    tracker: &mut Tracker,
+    tracker: &mut LazyTracker,
     envelope: &[u8],
     url: &str,
     now: SystemTime,
@@ -255,10 +275,9 @@ fn take_in(
     let update = match tracker.offer(envelope, now).map_err(refused)? {
         Offer::Unchanged => {
             return Ok(tracker
-                .held()
-                .expect("an unchanged offer means an index is held")
-                .head()
-                .sequence())
+                .held_head()
+                .map(sequence)
+                .expect("an unchanged offer means an index is held"))
         }
         Offer::KeptFresher { offered } => {
             return Err(SyncError::ExpiredIndex {
@@ -356,6 +375,7 @@ async fn complete(
         downloads: ctx.downloads.clone(),
         round: ctx.round.clone(),
         cancel: ctx.cancel.clone(),
+        listings: plan.listings.clone(),
     });
     let (mut bundles, mut minisigs) = (plan.bundles, plan.minisigs);
     // The plan skips bundles the served index already had; should the store still find some
@@ -367,13 +387,21 @@ async fn complete(
             return guard;
         }
         let (store, key, envelope) = (ctx.store.clone(), p.key.clone(), plan.envelope.clone());
-        let installed = blocking(move || match store.install_index(&key, &envelope) {
-            Ok(_) => Ok(Ok(true)),
-            // Something newer was pushed meanwhile: nothing to do.
-            Err(StoreError::OlderIndex { .. }) => Ok(Ok(false)),
-            Err(StoreError::MissingObjects(list)) => Ok(Err(list)),
-            Err(e) => Err(SyncError::store(e)),
-        })
+        let limits = ctx.bundle_limits.clone();
+        let from = preferred.map(|u| u.url().to_owned());
+        let installed = blocking(
+            move || match store.install_index(&key, &envelope, &limits) {
+                Ok(_) => Ok(Ok(true)),
+                // Something newer was pushed meanwhile: nothing to do.
+                Err(StoreError::OlderIndex { .. }) => Ok(Ok(false)),
+                Err(StoreError::MissingObjects(list)) => Ok(Err(list)),
+                // The index came from `from` (or was pushed, and is then local).
+                Err(e @ StoreError::ListedAsOther { bundle, .. }) if from.is_some() => Err(
+                    SyncError::from_store(from.as_deref().unwrap_or_default(), bundle, e),
+                ),
+                Err(e) => Err(SyncError::store(e)),
+            },
+        )
         .await;
         match installed {
             Ok(Ok(true)) => {
@@ -385,6 +413,10 @@ async fn complete(
                 report.missing = list.len() as u64;
                 bundles = list.into_iter().map(|m| m.object).collect();
                 minisigs = Vec::new();
+            }
+            Err(e) if e.upstream().is_some() => {
+                ctx.round.fail(e);
+                return guard;
             }
             Err(e) => {
                 local_failure(report, e);
@@ -450,21 +482,30 @@ async fn download(
 }
 
 /// What serving the tracker's index takes, with its pieces already staged; `None` when the
-/// store serves it (or something newer) already. Bundles the served index lists are not
-/// looked at (they were all present when it was installed, and pruning never removes a listed
-/// one), so a round costs in proportion to what is new, not to the size of the archive.
-fn plan(tracker: &Tracker, store: &Store) -> Result<Option<Plan>, SyncError> {
-    let Some(held) = tracker.held() else {
+/// store serves it (or something newer) already, which is decided from the heads alone.
+/// Bundles the served index lists are not looked at (they were all present when it was
+/// installed, and pruning never removes a listed one), so a round costs in proportion to what
+/// is new, not to the size of the archive.
+fn plan(tracker: &mut LazyTracker, store: &Store) -> Result<Option<Plan>, SyncError> {
+    let Some(held_seq) = tracker.held_head().map(sequence) else {
         return Ok(None);
     };
-    let publisher = tracker.publisher();
+    let publisher = &tracker.publisher().clone();
+    let served = store.installed_head(publisher).map_err(SyncError::store)?;
+    if served.is_some_and(|s| sequence(&s) >= held_seq) {
+        return Ok(None);
+    }
     let installed = store.index(publisher).map_err(SyncError::store)?;
     if installed
         .as_ref()
-        .is_some_and(|i| i.head().sequence() >= held.head().sequence())
+        .is_some_and(|i| i.head().sequence() >= held_seq)
     {
+        // Installed meanwhile (a push to this mirror).
         return Ok(None);
     }
+    let Some(held) = tracker.loaded().map_err(SyncError::tracker)?.held() else {
+        return Ok(None);
+    };
     stage_pieces(store, publisher, held)?;
     let served: HashSet<ContentId> = installed
         .map(|i| required_bundles(&i, store.keep()))
@@ -485,10 +526,26 @@ fn plan(tracker: &Tracker, store: &Store) -> Result<Option<Plan>, SyncError> {
             minisigs.push(object.sha256);
         }
     }
+    let wanted: HashSet<ContentId> = bundles.iter().map(|b| b.sha256).collect();
+    let listings = held
+        .entries()
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Add(a) if wanted.contains(&a.bundle().sha256) => Some((
+                a.bundle().sha256,
+                Listing {
+                    name: a.name().to_owned(),
+                    version: a.version(),
+                },
+            )),
+            _ => None,
+        })
+        .collect();
     Ok(Some(Plan {
         envelope: held.signed().envelope().to_vec(),
         bundles,
         minisigs,
+        listings: Arc::new(listings),
     }))
 }
 

@@ -163,9 +163,6 @@ pub struct SyncExpect {
     /// A substring of the hostile upstream's error (with its sources).
     pub reason: String,
     pub class: ErrorClass,
-    /// `Some(why)`: the sync does not do this yet (a finding for the sync's owner); run only
-    /// by the ignored test `sync_pending_findings`.
-    pub pending: Option<&'static str>,
 }
 
 pub struct ReaderExpect {
@@ -639,7 +636,6 @@ impl World {
             sync: Some(SyncExpect {
                 reason: reason.to_owned(),
                 class: ErrorClass::Verification,
-                pending: None,
             }),
             reader: Some(ReaderExpect {
                 fate: None,
@@ -1221,7 +1217,6 @@ impl World {
             sync: Some(SyncExpect {
                 reason: reason.clone(),
                 class: ErrorClass::Verification,
-                pending: None,
             }),
             reader: Some(ReaderExpect {
                 fate: Some(Fate::Lying),
@@ -1321,10 +1316,6 @@ impl World {
             sync: Some(SyncExpect {
                 reason: "holds epsilon v1, but the index lists it as hostile v1".into(),
                 class: ErrorClass::Verification,
-                pending: Some(
-                    "the store installs a listed bundle whose manifest names another \
-                    article or version (only the reader checks the entry)",
-                ),
             }),
             reader: Some(ReaderExpect {
                 fate: None,
@@ -1364,7 +1355,6 @@ impl World {
             sync: Some(SyncExpect {
                 reason: reason.clone(),
                 class: ErrorClass::Verification,
-                pending: None,
             }),
             reader: Some(ReaderExpect {
                 fate: None,
@@ -1406,7 +1396,6 @@ impl World {
             sync: Some(SyncExpect {
                 reason: sync.to_owned(),
                 class: ErrorClass::Verification,
-                pending: None,
             }),
             reader: Some(reader),
         });
@@ -1712,7 +1701,6 @@ impl World {
                     sync: Some(SyncExpect {
                         reason: sync,
                         class: ErrorClass::Verification,
-                        pending: None,
                     }),
                     reader: Some(ReaderExpect {
                         fate: Some(Fate::Lying),
@@ -1814,7 +1802,6 @@ impl World {
             sync: Some(SyncExpect {
                 reason: malformed.into(),
                 class: ErrorClass::Verification,
-                pending: None,
             }),
             reader: Some(ReaderExpect {
                 fate: Some(Fate::Failed),
@@ -1839,7 +1826,6 @@ impl World {
             sync: Some(SyncExpect {
                 reason: format!("more than the {} bytes the index allows", batch.size),
                 class: ErrorClass::Verification,
-                pending: None,
             }),
             reader: Some(ReaderExpect {
                 fate: Some(Fate::Lying),
@@ -1883,12 +1869,10 @@ impl World {
         let verification = |reason: &str| SyncExpect {
             reason: reason.to_owned(),
             class: ErrorClass::Verification,
-            pending: None,
         };
         let runtime = |reason: &str| SyncExpect {
             reason: reason.to_owned(),
             class: ErrorClass::Runtime,
-            pending: None,
         };
         let reader = |fate: Fate, class: ErrorClass, reason: &str| ReaderExpect {
             fate: Some(fate),
@@ -2051,7 +2035,6 @@ impl World {
                 sync: Some(SyncExpect {
                     reason: redirect.into(),
                     class: ErrorClass::Runtime,
-                    pending: None,
                 }),
                 reader: Some(reader(Fate::Failed, ErrorClass::Runtime, redirect)),
             });

@@ -342,6 +342,9 @@ pub struct StaticOptions {
     pub ranges: bool,
     /// Pause this long after every 16 KiB of body (a slow link).
     pub pace: Option<Duration>,
+    /// Cut every answer after this many body bytes, like a censor resetting connections
+    /// that carried that much.
+    pub cut_every: Option<u64>,
 }
 
 impl Default for StaticOptions {
@@ -350,6 +353,7 @@ impl Default for StaticOptions {
             etag: true,
             ranges: true,
             pace: None,
+            cut_every: None,
         }
     }
 }
@@ -514,7 +518,8 @@ async fn serve(stream: TcpStream, root: &Path, shared: &Mutex<Shared>, options: 
         shared.lock().unwrap().cut.remove(path)
     } else {
         None
-    };
+    }
+    .or(options.cut_every);
     let end = cut.map_or(slice.len(), |c| (c as usize).min(slice.len()));
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
