@@ -36,7 +36,15 @@ impl ContentId {
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        self.with_hex(str::to_owned)
+    }
+
+    /// Calls `f` with the 64 lowercase hex digits, spelled out on the stack (an index of
+    /// 100,000 entries serialises that many ids when it is checked).
+    fn with_hex<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut buf).expect("64 bytes hold 32 in hex");
+        f(std::str::from_utf8(&buf).expect("hex digits are ASCII"))
     }
 }
 
@@ -45,18 +53,28 @@ impl FromStr for ContentId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Uppercase hex is refused so that one object has exactly one name (file, URL, ETag).
-        if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        fn digit(b: u8) -> Result<u8, ParseContentIdError> {
+            match b {
+                b'0'..=b'9' => Ok(b - b'0'),
+                b'a'..=b'f' => Ok(b - b'a' + 10),
+                _ => Err(ParseContentIdError),
+            }
+        }
+        let s = s.as_bytes();
+        if s.len() != 64 {
             return Err(ParseContentIdError);
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| ParseContentIdError)?;
+        for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+            *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
         Ok(Self(out))
     }
 }
 
 impl fmt::Display for ContentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        self.with_hex(|hex| f.write_str(hex))
     }
 }
 
@@ -68,14 +86,25 @@ impl fmt::Debug for ContentId {
 
 impl Serialize for ContentId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        self.with_hex(|hex| s.serialize_str(hex))
     }
 }
 
 impl<'de> Deserialize<'de> for ContentId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        // A visitor, so the string is read in place: an index of 100,000 entries holds that
+        // many ids, and a `String` (or serde's `Cow`, which always owns) for each one costs.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ContentId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("64 lowercase hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ContentId, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Visitor)
     }
 }
 

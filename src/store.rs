@@ -775,7 +775,23 @@ impl Store {
             Slot::Vacant(slot) => {
                 let mut tracker = Tracker::open(&self.state, publisher, self.index_limits.clone())
                     .map_err(StoreError::Index)?;
-                let installed = self.read_installed(publisher)?;
+                let envelope = self.read_installed_envelope(publisher)?;
+                let held = tracker.held().filter(|h| {
+                    envelope
+                        .as_deref()
+                        .is_some_and(|e| h.signed().envelope() == e)
+                });
+                let installed = match (held, envelope) {
+                    // The tracker's history ends with the served index: it has just verified
+                    // that index and its entries, so there is no need to do it twice.
+                    (Some(held), _) => Some(held.clone()),
+                    (None, Some(envelope)) => {
+                        let mut fresh = Tracker::ephemeral(publisher, self.index_limits.clone());
+                        self.feed(&mut fresh, &envelope)?;
+                        fresh.into_held()
+                    }
+                    (None, None) => None,
+                };
                 if let Some(index) = &installed {
                     if let Err(e) = self.feed(&mut tracker, index.signed().envelope()) {
                         // Older than the tracker's history (normal while bundles arrive) or a
@@ -792,16 +808,6 @@ impl Store {
                 }))
             }
         }
-    }
-
-    /// Reads and fully verifies the installed `index.json` and its pieces from the store.
-    fn read_installed(&self, publisher: &PublicKey) -> Result<Option<Index>, StoreError> {
-        let Some(envelope) = self.read_installed_envelope(publisher)? else {
-            return Ok(None);
-        };
-        let mut tracker = Tracker::ephemeral(publisher, self.index_limits.clone());
-        self.feed(&mut tracker, &envelope)?;
-        Ok(tracker.into_held())
     }
 
     /// Offers `envelope` to `tracker`, supplying pieces from the store. Errors with the list of
@@ -986,12 +992,15 @@ impl Store {
             Keep::Current => index.current().iter().map(|(_, a)| a.bundle()).collect(),
         };
         let mut seen = std::collections::HashSet::new();
+        // One folder for all: its path is built once, each file name on the stack.
+        let mut path = self.path(pid, &ObjectKind::Index).with_file_name("bundles");
+        path.push("x");
         required
             .into_iter()
             .filter(|b| seen.insert(b.sha256))
             .filter(|b| {
-                let path = self.path(pid, &ObjectKind::Bundle(b.sha256));
-                !fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == b.size)
+                path.set_file_name(format!("{}.zip", b.sha256));
+                !fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == b.size)
             })
             .map(|b| MissingObject {
                 kind: ObjectKind::Bundle(b.sha256),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::article;
 use crate::content_id::ContentId;
-use crate::index::wire::{EntryWire, PieceWire, PIECE_FORMAT};
+use crate::index::wire::{EntryOp, EntryWire, PieceWire, PIECE_FORMAT};
 use crate::index::IndexError;
 use crate::keys::PublicKey;
 use crate::limits::IndexLimits;
@@ -166,29 +166,35 @@ impl Entry {
     }
 
     fn from_wire(wire: EntryWire, limits: &IndexLimits) -> Result<Self, IndexError> {
-        match wire {
-            EntryWire::Add {
-                name,
-                version,
-                title,
-                date,
-                language,
-                author,
-                bundle,
-            } => ArticleVersion::new(
-                ArticleFields {
-                    name,
-                    version,
-                    title,
-                    date,
-                    language,
-                    author,
-                    bundle,
-                },
-                limits,
-            )
-            .map(Entry::Add),
-            EntryWire::Retract { name } => Entry::retract(&name),
+        match wire.op {
+            EntryOp::Add => {
+                let missing = |field: &str| entry_error(format!("an add entry needs {field:?}"));
+                ArticleVersion::new(
+                    ArticleFields {
+                        name: wire.name,
+                        version: wire.version.ok_or_else(|| missing("version"))?,
+                        title: wire.title.ok_or_else(|| missing("title"))?,
+                        date: wire.date.ok_or_else(|| missing("date"))?,
+                        language: wire.language.ok_or_else(|| missing("language"))?,
+                        author: wire.author.ok_or_else(|| missing("author"))?,
+                        bundle: wire.bundle.ok_or_else(|| missing("bundle"))?,
+                    },
+                    limits,
+                )
+                .map(Entry::Add)
+            }
+            EntryOp::Retract => {
+                let extra = wire.version.is_some()
+                    || wire.title.is_some()
+                    || wire.date.is_some()
+                    || wire.language.is_some()
+                    || wire.author.is_some()
+                    || wire.bundle.is_some();
+                if extra {
+                    return Err(entry_error("a retract entry has only \"op\" and \"name\""));
+                }
+                Entry::retract(&wire.name)
+            }
         }
     }
 }
