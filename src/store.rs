@@ -914,7 +914,7 @@ impl Store {
             }
         }
         let pid = PublisherId::of(publisher);
-        let missing = self.missing_bundles(&pid, held);
+        let missing = self.missing_bundles(&pid, held)?;
         if !missing.is_empty() {
             return Err(StoreError::MissingObjects(missing));
         }
@@ -976,10 +976,16 @@ impl Store {
     }
 
     /// Bundles the index requires (every version for `keep = "all"`, the current listing for
-    /// `keep = "current"`) that are not present with the right size. All are looked at, not
-    /// only the newly listed: a bundle lost from the store (by hand, or a disk problem) is
-    /// noticed here and fetched or pushed again.
-    fn missing_bundles(&self, pid: &PublisherId, index: &Index) -> Vec<MissingObject> {
+    /// `keep = "current"`) that are not present. All are looked at, not only the newly listed:
+    /// a bundle lost from the store (by hand, or a disk problem) is noticed here and fetched or
+    /// pushed again. One listing of the folder instead of a lookup per bundle (an index lists
+    /// 10,000s); a name there is a complete object, because names are given only to checked,
+    /// flushed files.
+    fn missing_bundles(
+        &self,
+        pid: &PublisherId,
+        index: &Index,
+    ) -> Result<Vec<MissingObject>, StoreError> {
         let required: Vec<ObjectRef> = match self.keep {
             Keep::All => index
                 .entries()
@@ -991,22 +997,20 @@ impl Store {
                 .collect(),
             Keep::Current => index.current().iter().map(|(_, a)| a.bundle()).collect(),
         };
+        let dir = self.path(pid, &ObjectKind::Index).with_file_name("bundles");
+        let present: std::collections::HashSet<ContentId> = list_names(&dir)?
+            .iter()
+            .filter_map(|name| name.strip_suffix(".zip")?.parse().ok())
+            .collect();
         let mut seen = std::collections::HashSet::new();
-        // One folder for all: its path is built once, each file name on the stack.
-        let mut path = self.path(pid, &ObjectKind::Index).with_file_name("bundles");
-        path.push("x");
-        required
+        Ok(required
             .into_iter()
-            .filter(|b| seen.insert(b.sha256))
-            .filter(|b| {
-                path.set_file_name(format!("{}.zip", b.sha256));
-                !fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == b.size)
-            })
+            .filter(|b| seen.insert(b.sha256) && !present.contains(&b.sha256))
             .map(|b| MissingObject {
                 kind: ObjectKind::Bundle(b.sha256),
                 object: b,
             })
-            .collect()
+            .collect())
     }
 
     /// The installed (served) index of a publisher, verified, or `None` if there is none.

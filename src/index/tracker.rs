@@ -414,6 +414,21 @@ impl LazyTracker {
         Ok(&mut self.tracker)
     }
 
+    /// Takes the held entries from `index` instead of reading them, when `index` is the held
+    /// index itself (the same signed envelope): an [`Index`] exists only once the index module
+    /// has verified it, here by another tracker of this process (the store's). `false` when the
+    /// entries are loaded already or `index` is another one.
+    pub fn adopt(&mut self, index: &Index) -> bool {
+        match &self.unloaded {
+            Some(head) if head.envelope() == index.signed().envelope() => {
+                self.tracker.held = Some(index.clone());
+                self.unloaded = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn into_loaded(mut self) -> Result<Tracker, IndexError> {
         self.loaded()?;
         Ok(self.tracker)

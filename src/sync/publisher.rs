@@ -159,7 +159,9 @@ pub(crate) async fn sync_publisher(
         ctx.round.received(&url, Wire::Head, bytes.len() as u64);
         let handle = tokio::runtime::Handle::current();
         let (fetch_ctx, fetch_p, fetch_up) = (ctx.clone(), p.clone(), upstream.clone());
+        let store = ctx.store.clone();
         let updated = on_tracker(guard, move |t| {
+            adopt_served(t, &store, &bytes);
             take_in(t, &bytes, &url, SystemTime::now(), |piece| {
                 handle.block_on(fetch_piece(&fetch_ctx, &fetch_p, &fetch_up, piece))
             })
@@ -248,6 +250,21 @@ fn catch_up(tracker: &mut LazyTracker, store: &Store) -> Result<(), SyncError> {
     match update_from_dir(tracker, store.root(), SystemTime::now()) {
         Ok(_) => Ok(()),
         Err(e) => Err(SyncError::tracker(e)),
+    }
+}
+
+/// Before a head other than the held one is judged: when the store serves the held index, the
+/// tracker takes its entries from the store's verified copy instead of reading and verifying
+/// its own (the store needs its copy loaded to install the next index anyway).
+fn adopt_served(tracker: &mut LazyTracker, store: &Store, offered: &[u8]) {
+    let held = tracker.held_head().map(|h| h.envelope());
+    if held.is_none() || held == Some(offered) {
+        return;
+    }
+    if let Ok(Some(served)) = store.index(tracker.publisher()) {
+        if tracker.adopt(&served) {
+            tracing::debug!(publisher = %tracker.publisher().id(), "entries from the store's index");
+        }
     }
 }
 
