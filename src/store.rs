@@ -6,11 +6,15 @@
 //! its size and sha256 matched its name and it verified against the publisher's key; a piece
 //! only once a verified `index.json` lists it (until then it waits, unserved, in a staging
 //! folder, because pieces carry no signature of their own); `index.json` only after the index
-//! module's history checks (no rollback, no equivocation, fresher kept) and only once every
-//! piece and bundle it lists is present. Writes are atomic (temp file in `<store>/.tmp`, fsync,
-//! rename, fsync folder) and immutable objects are never replaced by different bytes, so a
-//! reader of the folder never sees a partial or inconsistent state. It never decides which
-//! publishers to trust (callers pass the trusted key) and never touches the network.
+//! module's history checks (no rollback, no equivocation, fresher kept), only once every
+//! piece and bundle it lists is present, and only if each bundle it adds holds the article and
+//! version its entry names. Writes are atomic: a file's data is flushed before it gets its
+//! name (a temp file in `<store>/.tmp` renamed or linked into place, or on Linux a nameless
+//! `O_TMPFILE` linked into place), and its folder is flushed before anything that depends on it
+//! (at the latest before the next `index.json`). Immutable objects are never replaced by
+//! different bytes, so a reader of the folder never sees a partial or inconsistent state. It
+//! never decides which publishers to trust (callers pass the trusted key) and never touches
+//! the network.
 //!
 //! Outside the served layout: `<store>/.tmp/` (temp files; stale ones removed on open) and
 //! `<store>/.state/` (the index module's tracker state and equivocation evidence, staged
