@@ -76,6 +76,9 @@ pub enum Installed {
     AlreadyPresent,
 }
 
+/// What became of a detached signature installed along with its bundle.
+pub type MinisigOutcome = Result<Installed, StoreError>;
+
 /// An object an index lists that the store does not have yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingObject {
@@ -500,7 +503,6 @@ impl Store {
     ///
     /// The second value is the signature's outcome, `None` when none was offered or the bundle
     /// was already present. A refused signature does not prevent the bundle's install.
-    #[allow(clippy::type_complexity)]
     pub fn install_bundle_bytes(
         &self,
         publisher: &PublicKey,
@@ -509,7 +511,7 @@ impl Store {
         minisig: Option<&[u8]>,
         limits: &BundleLimits,
         listed: Option<&Listing>,
-    ) -> Result<(Installed, Option<Result<Installed, StoreError>>), StoreError> {
+    ) -> Result<(Installed, Option<MinisigOutcome>), StoreError> {
         let id = object.sha256;
         let pid = PublisherId::of(publisher);
         let dest = self.path(&pid, &ObjectKind::Bundle(id));
