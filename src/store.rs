@@ -94,6 +94,14 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// What an index entry lists its bundle as.
+    pub fn of_entry(entry: &index::ArticleVersion) -> Self {
+        Self {
+            name: entry.name().to_owned(),
+            version: entry.version(),
+        }
+    }
+
     fn of(manifest: &crate::manifest::Manifest) -> Self {
         Self {
             name: manifest.name().to_owned(),
@@ -992,26 +1000,14 @@ impl Store {
         pid: &PublisherId,
         index: &Index,
     ) -> Result<Vec<MissingObject>, StoreError> {
-        let required: Vec<ObjectRef> = match self.keep {
-            Keep::All => index
-                .entries()
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Add(a) => Some(a.bundle()),
-                    Entry::Retract { .. } => None,
-                })
-                .collect(),
-            Keep::Current => index.current().iter().map(|(_, a)| a.bundle()).collect(),
-        };
         let dir = self.path(pid, &ObjectKind::Index).with_file_name("bundles");
         let present: std::collections::HashSet<ContentId> = list_names(&dir)?
             .iter()
             .filter_map(|name| name.strip_suffix(".zip")?.parse().ok())
             .collect();
-        let mut seen = std::collections::HashSet::new();
-        Ok(required
+        Ok(required_bundles(index, self.keep)
             .into_iter()
-            .filter(|b| seen.insert(b.sha256) && !present.contains(&b.sha256))
+            .filter(|b| !present.contains(&b.sha256))
             .map(|b| MissingObject {
                 kind: ObjectKind::Bundle(b.sha256),
                 object: b,
@@ -1060,6 +1056,24 @@ impl Store {
     }
 }
 
+/// The bundles a store with this retention must hold for `index`: every version ever listed
+/// (`all`) or the current listing (`current`), each once.
+pub fn required_bundles(index: &Index, keep: Keep) -> Vec<ObjectRef> {
+    let all: Vec<ObjectRef> = match keep {
+        Keep::All => index
+            .entries()
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Add(a) => Some(a.bundle()),
+                Entry::Retract { .. } => None,
+            })
+            .collect(),
+        Keep::Current => index.current().iter().map(|(_, a)| a.bundle()).collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    all.into_iter().filter(|b| seen.insert(b.sha256)).collect()
+}
+
 /// The entries `index` adds after those of `installed` (the log only grows, and the index
 /// module checked that `index` extends it) whose bundles the store must hold (every version
 /// for `keep = "all"`, the current listing for `keep = "current"`), with what each entry lists
@@ -1088,13 +1102,7 @@ fn newly_listed(index: &Index, installed: Option<&Index>, keep: Keep) -> Vec<(Ob
                 .as_ref()
                 .is_none_or(|c| c.contains(&a.bundle().sha256))
         })
-        .map(|a| {
-            let listing = Listing {
-                name: a.name().to_owned(),
-                version: a.version(),
-            };
-            (a.bundle(), listing)
-        })
+        .map(|a| (a.bundle(), Listing::of_entry(a)))
         .collect()
 }
 

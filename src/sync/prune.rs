@@ -15,9 +15,10 @@ use crate::config::Keep;
 use crate::content_id::ContentId;
 use crate::index::Index;
 use crate::keys::PublicKey;
+use crate::store::required_bundles;
 use crate::store::{PublisherId, Store};
 use crate::sync::error::SyncError;
-use crate::sync::publisher::{bundles_dir, required_bundles};
+use crate::sync::publisher::bundles_dir;
 use crate::sync::state::SyncState;
 
 /// Prunes one publisher's unlisted bundles older than `grace`; returns how many were removed.

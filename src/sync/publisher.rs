@@ -27,7 +27,7 @@ use crate::index::{
     PieceRef, SignedHead,
 };
 use crate::keys::PublicKey;
-use crate::store::{Listing, ObjectKind, PublisherId, Store, StoreError};
+use crate::store::{required_bundles, Listing, ObjectKind, PublisherId, Store, StoreError};
 use crate::sync::download::{BundleResult, Fetcher};
 use crate::sync::error::SyncError;
 use crate::sync::report::{error_chain, PublisherReport, Wire};
@@ -548,13 +548,9 @@ fn plan(tracker: &mut LazyTracker, store: &Store) -> Result<Option<Plan>, SyncEr
         .entries()
         .iter()
         .filter_map(|e| match e {
-            Entry::Add(a) if wanted.contains(&a.bundle().sha256) => Some((
-                a.bundle().sha256,
-                Listing {
-                    name: a.name().to_owned(),
-                    version: a.version(),
-                },
-            )),
+            Entry::Add(a) if wanted.contains(&a.bundle().sha256) => {
+                Some((a.bundle().sha256, Listing::of_entry(a)))
+            }
             _ => None,
         })
         .collect();
@@ -597,24 +593,6 @@ fn stage_pieces(store: &Store, publisher: &PublicKey, index: &Index) -> Result<(
             .map_err(SyncError::store)?;
     }
     Ok(())
-}
-
-/// The bundles a store with this retention must hold for `index`: every version ever listed
-/// (`all`) or the current listing (`current`), each once.
-pub(crate) fn required_bundles(index: &Index, keep: Keep) -> Vec<ObjectRef> {
-    let all: Vec<ObjectRef> = match keep {
-        Keep::All => index
-            .entries()
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Add(a) => Some(a.bundle()),
-                Entry::Retract { .. } => None,
-            })
-            .collect(),
-        Keep::Current => index.current().iter().map(|(_, a)| a.bundle()).collect(),
-    };
-    let mut seen = std::collections::HashSet::new();
-    all.into_iter().filter(|b| seen.insert(b.sha256)).collect()
 }
 
 /// The folder holding a publisher's bundles in the store.
