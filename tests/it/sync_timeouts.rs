@@ -1,7 +1,7 @@
 //! Dead and tarpitting upstreams: each is bounded by its own deadline, delays nobody else, is
 //! reported with its reason, and is backed off.
 
-mod sync_support;
+use crate::sync_support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Pushing to a mirror over real HTTP: what is accepted, every refusal, concurrency, and the
 //! `qasid push` client against a real server.
 
-mod mirror_support;
+use crate::mirror_support;
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@
 //! path is spelled, and the content types and caching headers the document promises.
 //! Needs /usr/sbin/nginx (Debian `nginx-light`); without it the test fails, never skips.
 
-mod mirror_support;
+use crate::mirror_support;
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,7 +1,7 @@
 //! Creating bundles: round trips, determinism, the exact zip bytes, and refusals of source
 //! folders that a bundle cannot represent faithfully.
 
-mod bundle_support;
+use crate::bundle_support;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt as _;

@@ -12,7 +12,7 @@
 //! Needs Debian's `chromium` at /usr/bin/chromium; without it these tests fail, never skip
 //! (see `chromium_support`, shared with the real-mirror browser test).
 
-mod chromium_support;
+use crate::chromium_support;
 
 use std::collections::BTreeSet;
 use std::fmt;

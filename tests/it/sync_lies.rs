@@ -1,7 +1,7 @@
 //! Lying upstreams: every kind of lie is refused with its reason, counted on the metrics, backs
 //! the liar off, never reaches the store, and never stops the sync from a good upstream.
 
-mod sync_support;
+use crate::sync_support;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

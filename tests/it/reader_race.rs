@@ -3,7 +3,7 @@
 //! hedging (a mirror that sends headers and stalls is overtaken), tarpits, lying mirrors
 //! (tampered bundles, forged indexes) and the exit codes that tell them apart.
 
-mod reader_support;
+use crate::reader_support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! failures, 2 usage), the per-upstream summary and `--json`, a real third-party static server
 //! (python3 -m http.server), and the lock that keeps two syncs off one store.
 
-mod sync_support;
+use crate::sync_support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! is on disk is a working mirror; index, pieces and bundles are fetched with reqwest and
 //! verified, and endless bodies are cut off at the signed size.
 
-mod repo_support;
+use crate::repo_support;
 
 use std::time::{Duration, SystemTime};
 

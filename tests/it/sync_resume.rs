@@ -3,7 +3,7 @@
 //! over, a corrupt partial is thrown away, and a censor that resets every connection after
 //! 16 KiB still lets small and large bundles through. The final checks are always the same.
 
-mod sync_support;
+use crate::sync_support;
 
 use qasid::config::Keep;
 use qasid::sync::{partial_path, RESUMABLE_FROM};

@@ -1,18 +1,16 @@
 //! The adversarial corpus (issue 8): every malicious input the generator in
-//! `tests/adversarial/generator.rs` makes is run against every entry point it applies to —
+//! `tests/it/adversarial/generator.rs` makes is run against every entry point it applies to —
 //! `verify` (library and binary), the push endpoint of a real mirror, sync from a hostile
 //! upstream, and the reader against a hostile mirror — and must be refused with its specific
 //! reason, leave the store or output folder unchanged and leave the daemon serving. Each entry
 //! point first runs a control (the unmodified input is accepted), so a check that could never
 //! fail would show. Servers are shared across the cases of a test; failures are collected and
-//! reported together, each with its case name. `tests/adversarial/README.md` lists the cases.
+//! reported together, each with its case name. `tests/it/adversarial/README.md` lists the cases.
 
-mod bundle_support;
-mod mirror_support;
+use crate::mirror_support;
 
-#[path = "adversarial/generator.rs"]
 mod generator;
-#[path = "adversarial/hostile.rs"]
+
 mod hostile;
 
 use std::collections::BTreeMap;
@@ -146,7 +144,7 @@ fn the_corpus_covers_every_attack_class_and_its_table_is_checked_in() {
         assert!(applies, "{}: runs against no entry point", case.name);
     }
     let table = readme_table(&cases);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/adversarial/README.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/adversarial/README.md");
     let readme = std::fs::read_to_string(&path).unwrap_or_default();
     let (start, end) = ("<!-- cases:start -->\n", "<!-- cases:end -->");
     let (Some(a), Some(b)) = (readme.find(start), readme.find(end)) else {
@@ -159,7 +157,7 @@ fn the_corpus_covers_every_attack_class_and_its_table_is_checked_in() {
             std::fs::write(&path, updated).unwrap();
         } else {
             panic!(
-                "tests/adversarial/README.md is out of date with the generator; rerun with \
+                "tests/it/adversarial/README.md is out of date with the generator; rerun with \
                  QASID_BLESS=1 to rewrite its table"
             );
         }

@@ -5,7 +5,7 @@
 //! hash, the served index lists only present bundles); while it runs no temp file may be
 //! reachable over HTTP; and in the end the sync completes.
 
-mod sync_support;
+use crate::sync_support;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! Hostile bundles the verifier must refuse, one test per attack, each on real zip bytes and each
 //! checking that nothing was extracted (see `bundle_support::reject`).
 
-mod bundle_support;
+use crate::bundle_support;
 
 use bundle_support::*;
 use qasid::bundle::{self, BundleError};

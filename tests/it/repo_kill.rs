@@ -1,7 +1,7 @@
 //! `qasid publish` killed with SIGKILL at many moments: the served folder must always hold an
 //! index.json that verifies and every file it names, with no temp files in the layout.
 
-mod repo_support;
+use crate::repo_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

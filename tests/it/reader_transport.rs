@@ -3,7 +3,7 @@
 //! stick), and a SOCKS5 proxy (global, and per mirror from the config) that must carry every
 //! request, with no way around it when it is down. The same checks apply on every transport.
 
-mod reader_support;
+use crate::reader_support;
 
 use std::path::Path;
 

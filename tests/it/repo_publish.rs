@@ -1,7 +1,7 @@
 //! `qasid publish` and `qasid index show` as users run them: idempotence, refresh, retract,
 //! refusals with their exit codes, the lock, and never clobbering an index that does not verify.
 
-mod repo_support;
+use crate::repo_support;
 
 use std::fs;
 use std::path::Path;

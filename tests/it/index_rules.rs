@@ -1,6 +1,6 @@
 //! Every verification rule of the index, each with its own attack and its specific error.
 
-mod repo_support;
+use crate::repo_support;
 
 use std::fs;
 use std::io::Read;

@@ -1,7 +1,7 @@
 //! The scaling properties: O(log n) pieces, and a client that is up to date downloads only the
 //! head and the newest batch piece.
 
-mod repo_support;
+use crate::repo_support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The mirror's read side over real HTTP: headers, conditional and range requests,
 //! compression, path validation, pages, metrics.
 
-mod mirror_support;
+use crate::mirror_support;
 
 use mirror_support::*;
 use qasid::index::layout::PublisherLayout;

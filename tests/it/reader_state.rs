@@ -3,7 +3,7 @@
 //! mirrors learned from a signed index, resuming interrupted downloads with `Range`, article
 //! versions, and `qasid read NAME`.
 
-mod reader_support;
+use crate::reader_support;
 
 use std::time::{Duration, SystemTime};
 

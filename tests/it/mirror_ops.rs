@@ -1,7 +1,7 @@
 //! Operating a mirror: graceful shutdown with a download in flight, slow clients, the real
 //! `qasid mirror` and `qasid push` binaries, and configuration errors.
 
-mod mirror_support;
+use crate::mirror_support;
 
 use std::time::{Duration, Instant};
 

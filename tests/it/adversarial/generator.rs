@@ -35,11 +35,11 @@ use qasid::reader::Fate;
 use qasid::repo::{PublishRequest, Repo};
 use qasid::ErrorClass;
 
+use super::hostile::{Reply, Scene};
 use crate::bundle_support::{
     deflate, file_entry, manifest_json, manifest_json_with, signed_metadata, RawEntry, RawZip,
     ARTICLE, METHOD_DEFLATE,
 };
-use crate::hostile::{Reply, Scene};
 
 pub const DAY: Duration = Duration::from_secs(24 * 3600);
 

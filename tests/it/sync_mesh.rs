@@ -3,7 +3,7 @@
 //! with a cycle where one mirror cannot reach the origin, the publisher's signed mirror list,
 //! and `keep = "current"` pruning.
 
-mod sync_support;
+use crate::sync_support;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -7,8 +7,8 @@
 //! come from the mirror's verified bundle byte for byte, and the security headers on pages.
 //! Needs Debian's `chromium` (and `fonts-noto-core` for Urdu); without it the test fails.
 
-mod chromium_support;
-mod mirror_support;
+use crate::chromium_support;
+use crate::mirror_support;
 
 use std::path::{Path, PathBuf};
 
