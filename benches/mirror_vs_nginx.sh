@@ -51,7 +51,7 @@ trap cleanup EXIT
 # Incompressible bytes, so the zip has the size asked for.
 noise() { head -c "$1" /dev/urandom; }
 
-"$QASID" keygen --out "$WORK/keys" >/dev/null
+"$QASID" keygen --unencrypted --out "$WORK/keys" >/dev/null
 mkdir -p "$WORK/article/images"
 cat >"$WORK/article/article.md" <<'EOF'
 ---

@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$QASID" keygen --out "$WORK/keys" >/dev/null
+"$QASID" keygen --unencrypted --out "$WORK/keys" >/dev/null
 mkdir -p "$WORK/article/images"
 cat >"$WORK/article/article.md" <<'EOF'
 ---

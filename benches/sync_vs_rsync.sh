@@ -144,7 +144,7 @@ else:
 PY
 calc() { python3 "$WORK/calc.py" "$@"; }
 
-"$QASID" keygen --out "$WORK/keys" >/dev/null
+"$QASID" keygen --unencrypted --out "$WORK/keys" >/dev/null
 PUB="$WORK/keys/publisher.pub"
 
 # make_bundles FIRST LAST: one article folder and signed ~16 KiB bundle per number.

@@ -33,7 +33,7 @@ if [ ! -s "$src/video.bin" ]; then
     head -c $((1 << 30)) /dev/urandom >"$src/video.bin"
 fi
 rm -rf "$work/keys"
-"$qasid" keygen --out "$work/keys" >/dev/null
+"$qasid" keygen --unencrypted --out "$work/keys" >/dev/null
 "$qasid" bundle "$src" --key "$work/keys/publisher.key" --out "$work/bench.zip" >/dev/null
 size=$(stat -c %s "$work/bench.zip")
 

@@ -316,7 +316,7 @@ throttle_m5() {
 }
 
 # ---- publisher, mirrors ----
-"$QASID" keygen --out "$WORK/keys" >/dev/null
+"$QASID" keygen --unencrypted --out "$WORK/keys" >/dev/null
 PUB="$WORK/keys/publisher.pub"
 KEY="$WORK/keys/publisher.key"
 REPO="$WORK/repo"

@@ -65,7 +65,7 @@ trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
 
-"$QASID" keygen --out "$WORK/keys" >/dev/null
+"$QASID" keygen --unencrypted --out "$WORK/keys" >/dev/null
 PUB="$WORK/keys/publisher.pub"
 KEY="$WORK/keys/publisher.key"
 REPO="$WORK/repo"

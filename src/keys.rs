@@ -24,7 +24,10 @@ mod passphrase;
 mod secret_file;
 
 pub use key_files::{key_file_too_open, load_secret_key, write_key_pair, KeyPairPaths};
-pub use passphrase::{passphrase_from_env_or_prompt, Passphrase};
+pub use passphrase::{
+    new_key_passphrase, passphrase_from_env_or_prompt, Passphrase, NEW_PASSPHRASE_MIN_CHARS,
+    NEW_PASSPHRASE_MIN_DISTINCT,
+};
 
 /// Signature algorithm tag of minisign keys and legacy signatures.
 const MINISIGN_ED: &[u8; 2] = b"Ed";
@@ -74,6 +77,21 @@ pub enum KeyError {
     /// Neither QASID_PASSPHRASE nor a terminal was available to read a passphrase from.
     #[error("cannot ask for a passphrase: set QASID_PASSPHRASE or run on a terminal ({0})")]
     PassphraseUnavailable(#[source] std::io::Error),
+    /// A new key's passphrase fails the strength rule (see `Passphrase::check_strength`).
+    #[error(
+        "passphrase too weak for a new key: use at least {min_chars} characters, at least \
+         {min_distinct} of them different (three or four random words work well)"
+    )]
+    WeakPassphrase {
+        min_chars: usize,
+        min_distinct: usize,
+    },
+    /// A new key is to be encrypted but there is neither QASID_PASSPHRASE nor a terminal.
+    #[error(
+        "no passphrase for the new secret key: set QASID_PASSPHRASE, run on a terminal, or \
+         pass --unencrypted for a key unattended jobs can use"
+    )]
+    NoPassphraseSource,
     /// The two passphrases typed when creating a key differ.
     #[error("the passphrases do not match")]
     PassphraseMismatch,
@@ -126,6 +144,8 @@ impl KeyError {
             | KeyError::PassphraseUnavailable(_)
             | KeyError::PassphraseMismatch
             | KeyError::InvalidPassphrase(_)
+            | KeyError::WeakPassphrase { .. }
+            | KeyError::NoPassphraseSource
             | KeyError::AlreadyExists(_) => ErrorClass::Usage,
         }
     }

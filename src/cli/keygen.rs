@@ -10,12 +10,18 @@ use super::{print_json, Failure};
 /// Create a publisher key pair: DIR/publisher.key (secret) and DIR/publisher.pub.
 ///
 /// publisher.pub is a minisign public key file: readers can pass it (or its second line, the
-/// one-line base64 key) as --publisher, and `minisign -V` accepts it. Keep publisher.key off
-/// machines that may be seized, or use --encrypt.
+/// one-line base64 key) as --publisher, and `minisign -V` accepts it. Like minisign, the secret
+/// key is encrypted with a passphrase (scrypt, a memory-hard key derivation) unless
+/// --unencrypted is given. The passphrase is typed twice on the terminal or taken from
+/// QASID_PASSPHRASE; a new key needs at least 12 characters, at least 5 of them different.
+/// Without a terminal, QASID_PASSPHRASE or --unencrypted, keygen stops with exit code 2.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  qasid keygen --out ~/.qasid\n  QASID_PASSPHRASE=... qasid keygen --out keys --encrypt"
-)]
+#[command(after_help = "Examples:
+  qasid keygen --out ~/.qasid                              # asks for a passphrase
+  QASID_PASSPHRASE=... qasid keygen --out keys             # scripted, still encrypted
+  qasid keygen --out keys --unencrypted                    # for unattended signing only
+
+Back up publisher.key and its passphrase (separately) and the repo folder: see the README.")]
 pub struct KeygenArgs {
     /// Folder to write publisher.key and publisher.pub into (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -23,9 +29,12 @@ pub struct KeygenArgs {
     /// Overwrite existing key files. The old secret key is lost for good.
     #[arg(long)]
     force: bool,
-    /// Protect the secret key with a passphrase (asked on the terminal, or QASID_PASSPHRASE)
-    /// through scrypt, a memory-hard key derivation.
-    #[arg(long)]
+    /// Write the secret key without a passphrase, for unattended signing (cron). Anyone who can
+    /// read the file can then sign in your name.
+    #[arg(long, conflicts_with = "encrypt")]
+    unencrypted: bool,
+    /// Accepted for old scripts: keys are encrypted unless --unencrypted is given.
+    #[arg(long, hide = true)]
     encrypt: bool,
     /// Print the result as JSON.
     #[arg(long)]
@@ -34,13 +43,12 @@ pub struct KeygenArgs {
 
 impl KeygenArgs {
     pub fn run(self) -> Result<(), Failure> {
-        let passphrase = if self.encrypt {
-            Some(keys::passphrase_from_env_or_prompt(
-                "Passphrase for the new secret key: ",
-                true,
-            )?)
-        } else {
+        let passphrase = if self.unencrypted {
             None
+        } else {
+            Some(keys::new_key_passphrase(
+                "Passphrase for the new secret key: ",
+            )?)
         };
         let secret = SecretKey::generate();
         let paths = keys::write_key_pair(&self.out, &secret, passphrase.as_ref(), self.force)?;
@@ -51,12 +59,20 @@ impl KeygenArgs {
                 "public_key": public.to_base64(),
                 "secret_key_file": paths.secret,
                 "public_key_file": paths.public,
-                "encrypted": self.encrypt,
+                "encrypted": passphrase.is_some(),
             }))
         } else {
             println!("key id:      {}", public.id());
             println!("public key:  {}", public.to_base64());
-            println!("secret key:  {} (keep it private)", paths.secret.display());
+            let how = if passphrase.is_some() {
+                "encrypted"
+            } else {
+                "UNENCRYPTED"
+            };
+            println!(
+                "secret key:  {} ({how}; keep it private, back it up)",
+                paths.secret.display()
+            );
             println!("public file: {}", paths.public.display());
             Ok(())
         }

@@ -19,6 +19,15 @@ const PASSPHRASE_ENV: &str = "QASID_PASSPHRASE";
 /// every key qasid writes.
 const PASSPHRASE_MAX_BYTES: usize = 1022;
 
+/// Fewest characters (Unicode scalar values) in the passphrase of a new key. Twelve: three or
+/// four random words, or twelve random letters (over 50 bits) that scrypt then makes costly to
+/// guess, while still quick to type. A rule a person can check without a meter.
+pub const NEW_PASSPHRASE_MIN_CHARS: usize = 12;
+
+/// Fewest different characters in the passphrase of a new key, so that a long run of one key
+/// (`aaaaaaaaaaaa`) or a short repeated pattern does not pass the length rule.
+pub const NEW_PASSPHRASE_MIN_DISTINCT: usize = 5;
+
 /// A secret key passphrase: zeroized on drop, `Debug` shows nothing of it.
 pub struct Passphrase(Zeroizing<String>);
 
@@ -40,6 +49,26 @@ impl Passphrase {
             ));
         }
         Ok(Self(passphrase))
+    }
+
+    /// Checks the strength rule for protecting a new key: at least
+    /// [`NEW_PASSPHRASE_MIN_CHARS`] characters, at least [`NEW_PASSPHRASE_MIN_DISTINCT`] of them
+    /// different. Existing keys unlock with whatever passphrase they were made with.
+    pub fn check_strength(&self) -> Result<(), KeyError> {
+        let chars = self.0.chars().count();
+        let mut distinct: Vec<char> = self.0.chars().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let weak = chars < NEW_PASSPHRASE_MIN_CHARS || distinct.len() < NEW_PASSPHRASE_MIN_DISTINCT;
+        // The copies of the passphrase's characters are wiped like the passphrase itself.
+        zeroize::Zeroize::zeroize(&mut distinct);
+        if weak {
+            return Err(KeyError::WeakPassphrase {
+                min_chars: NEW_PASSPHRASE_MIN_CHARS,
+                min_distinct: NEW_PASSPHRASE_MIN_DISTINCT,
+            });
+        }
+        Ok(())
     }
 
     pub(super) fn as_bytes(&self) -> &[u8] {
@@ -78,6 +107,20 @@ pub fn passphrase_from_env_or_prompt(prompt: &str, confirm: bool) -> Result<Pass
     Passphrase::new(std::mem::take(&mut *first))
 }
 
+/// The passphrase for a new secret key: from `QASID_PASSPHRASE`, else typed twice on a terminal
+/// (only when standard input is one, so a script never hangs on a prompt). Refuses a
+/// passphrase that fails [`Passphrase::check_strength`], and [`KeyError::NoPassphraseSource`]
+/// when there is neither.
+pub fn new_key_passphrase(prompt: &str) -> Result<Passphrase, KeyError> {
+    use std::io::IsTerminal as _;
+    if std::env::var_os(PASSPHRASE_ENV).is_none() && !std::io::stdin().is_terminal() {
+        return Err(KeyError::NoPassphraseSource);
+    }
+    let passphrase = passphrase_from_env_or_prompt(prompt, true)?;
+    passphrase.check_strength()?;
+    Ok(passphrase)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +144,33 @@ mod tests {
         }
         assert!(Passphrase::new("x".repeat(1022)).is_ok());
         assert!(Passphrase::new("كلمة سر طويلة".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn weak_passphrases_are_refused_for_new_keys() {
+        for weak in [
+            "a",
+            "short",
+            "elevenchars",
+            "aaaaaaaaaaaaaaaa",
+            "abababababababab",
+        ] {
+            let p = Passphrase::new(weak.to_owned()).unwrap();
+            assert!(
+                matches!(p.check_strength(), Err(KeyError::WeakPassphrase { .. })),
+                "{weak:?}"
+            );
+        }
+        for strong in [
+            "correct horse battery staple",
+            "twelve chars",
+            "كلمة سر طويلة",
+        ] {
+            Passphrase::new(strong.to_owned())
+                .unwrap()
+                .check_strength()
+                .unwrap();
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Publisher {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         qasid()
-            .args(["keygen", "--out"])
+            .args(["keygen", "--unencrypted", "--out"])
             .arg(dir.path().join("keys"))
             .assert()
             .success();
@@ -63,7 +63,7 @@ impl Publisher {
 fn keygen_writes_an_owner_only_secret_and_a_minisign_public_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = qasid()
-        .args(["keygen", "--json", "--out"])
+        .args(["keygen", "--unencrypted", "--json", "--out"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -90,18 +90,92 @@ fn keygen_refuses_to_overwrite_without_force() {
     let publisher = Publisher::new();
     let before = fs::read(publisher.key()).unwrap();
     qasid()
-        .args(["keygen", "--out"])
+        .args(["keygen", "--unencrypted", "--out"])
         .arg(publisher.dir.path().join("keys"))
         .assert()
         .code(2)
         .stderr(predicate::str::contains("already exists"));
     assert_eq!(fs::read(publisher.key()).unwrap(), before, "old key kept");
     qasid()
-        .args(["keygen", "--force", "--out"])
+        .args(["keygen", "--unencrypted", "--force", "--out"])
         .arg(publisher.dir.path().join("keys"))
         .assert()
         .success();
     assert_ne!(fs::read(publisher.key()).unwrap(), before);
+}
+
+/// The first line of the secret key's base64: minisign's "Ed", then the KDF algorithm, "Sc"
+/// (scrypt) for an encrypted key or two zero bytes for a plain one.
+fn is_encrypted(key_file: &Path) -> bool {
+    let text = fs::read_to_string(key_file).unwrap();
+    let line = text.lines().nth(1).unwrap();
+    assert!(line.starts_with("RW"), "not a minisign secret key: {line}");
+    match &line[..6] {
+        "RWRTY0" => true,
+        "RWQAAE" => false,
+        other => panic!("unknown key algorithm prefix {other}"),
+    }
+}
+
+#[test]
+fn keygen_encrypts_by_default_with_the_passphrase_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = qasid()
+        .args(["keygen", "--json", "--out"])
+        .arg(dir.path())
+        .env("QASID_PASSPHRASE", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["encrypted"], true);
+    assert!(is_encrypted(&dir.path().join("publisher.key")));
+}
+
+#[test]
+fn keygen_unencrypted_opts_out_even_with_a_passphrase_set() {
+    let dir = tempfile::tempdir().unwrap();
+    qasid()
+        .args(["keygen", "--unencrypted", "--out"])
+        .arg(dir.path())
+        .env("QASID_PASSPHRASE", "correct horse battery staple")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("UNENCRYPTED"));
+    assert!(!is_encrypted(&dir.path().join("publisher.key")));
+}
+
+#[test]
+fn keygen_without_a_terminal_or_passphrase_is_a_usage_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    qasid()
+        .args(["keygen", "--out"])
+        .arg(&keys)
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("QASID_PASSPHRASE")
+                .and(predicate::str::contains("--unencrypted")),
+        );
+    assert!(!keys.exists(), "nothing created");
+}
+
+#[test]
+fn keygen_refuses_a_one_letter_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    for weak in ["x", "elevenchars", "aaaaaaaaaaaaaaaaaaaa"] {
+        qasid()
+            .args(["keygen", "--out"])
+            .arg(dir.path().join("keys"))
+            .env("QASID_PASSPHRASE", weak)
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains("too weak").and(predicate::str::contains("12 characters")),
+            );
+    }
+    assert!(!dir.path().join("keys").exists(), "nothing created");
 }
 
 #[test]
@@ -113,10 +187,9 @@ fn encrypted_key_needs_its_passphrase_to_sign() {
         .env("QASID_PASSPHRASE", "correct horse battery staple")
         .assert()
         .success();
-    let text = fs::read_to_string(dir.path().join("publisher.key")).unwrap();
     assert!(
-        !text.contains("qasid secret key\nRWQAAEI"),
-        "must not be plain"
+        is_encrypted(&dir.path().join("publisher.key")),
+        "the old --encrypt flag still encrypts"
     );
     let out = dir.path().join("a.zip");
     let bundle = |pass: &str| {

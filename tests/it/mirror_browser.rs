@@ -127,7 +127,7 @@ fn chromium_reads_the_seed_articles_from_a_real_mirror() {
     let path = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
 
     // The publisher's side, with the real binary.
-    let keygen = qasid_json(&["keygen", "--out", &path("keys")]);
+    let keygen = qasid_json(&["keygen", "--unencrypted", "--out", &path("keys")]);
     let key_id = keygen["key_id"].as_str().unwrap().to_owned();
     let key =
         PublicKey::from_file_text(&std::fs::read_to_string(path("keys/publisher.pub")).unwrap())

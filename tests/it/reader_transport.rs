@@ -15,7 +15,7 @@ use tempfile::TempDir;
 fn published_by_the_cli(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let keys = dir.join("keys");
     qasid()
-        .args(["keygen", "--out"])
+        .args(["keygen", "--unencrypted", "--out"])
         .arg(&keys)
         .assert()
         .success();
