@@ -15,7 +15,7 @@ use crate::ErrorClass;
 
 mod wire;
 
-pub use wire::{parse_byte_size, parse_mirror_url, parse_proxy_url};
+pub use wire::{display_url, parse_byte_size, parse_mirror_url, parse_proxy_url};
 
 /// The whole configuration: what `qasid mirror` (and later `qasid sync` and the reader) run with.
 #[derive(Debug, Clone, Default, PartialEq)]

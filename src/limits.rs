@@ -87,3 +87,13 @@ impl Default for IndexLimits {
         }
     }
 }
+
+/// Largest answer body `qasid push` reads from a mirror, error pages included. 256 KiB: a
+/// receipt or a refusal is a few hundred bytes, and a 409 listing every object an index still
+/// lacks stays well under it; a server sending more is not a qasid mirror, and holding more
+/// (a 1 GiB error page once took 6.9 GB of memory) buys nothing.
+pub const MAX_PUSH_ANSWER_BYTES: usize = 256 << 10;
+
+/// Longest time `qasid push` spends reading one answer body. 10 s: a mirror writes its few
+/// hundred bytes at once; a trickling answer is cut and reported with what arrived.
+pub const PUSH_ANSWER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -341,6 +341,20 @@ pub fn parse_mirror_url(text: &str) -> Result<reqwest::Url, String> {
     }
 }
 
+/// A URL as it may appear anywhere outside a request: logs, `/metrics`, error messages,
+/// reports. The user name and password (`https://user:secret@host/`) and the query and
+/// fragment (where signed-URL tokens live) are removed; scheme, host, port and path stay.
+/// Every place that shows or exports a mirror, upstream or proxy URL goes through this.
+pub fn display_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    // Both fail only for URLs that cannot have credentials (`file:`, `data:`): nothing to hide.
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
 /// Parses a proxy URL (`http`, `https`, `socks5` or `socks5h`).
 pub fn parse_proxy_url(text: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
@@ -386,6 +400,24 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_url_hides_credentials_and_tokens() {
+        let shown = |s: &str| display_url(&reqwest::Url::parse(s).unwrap());
+        assert_eq!(
+            shown("https://alice:s3cret@origin.example:8443/news/?token=abc#x"),
+            "https://origin.example:8443/news/"
+        );
+        assert_eq!(
+            shown("http://alice@origin.example/"),
+            "http://origin.example/"
+        );
+        assert_eq!(
+            shown("socks5h://u:p@127.0.0.1:9050"),
+            "socks5h://127.0.0.1:9050"
+        );
+        assert_eq!(shown("file:///srv/repo/"), "file:///srv/repo/");
+    }
 
     #[test]
     fn byte_sizes() {

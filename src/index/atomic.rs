@@ -3,7 +3,11 @@
 //!
 //! Owns the only code that puts files into a served layout or a state folder. Temp files are
 //! created in a folder the caller names, which must be on the same file system as the target
-//! and never part of what a server is asked for. It never decides what to write.
+//! and never part of what a server is asked for. Everything it writes is public (signed,
+//! served content and state that holds no secret), so files get the usual mode under the
+//! umask, `0666 & !umask` (`0644` typically): a copy made with `rsync -a` or `cp -a` stays
+//! readable by a web server running as another user. Secret keys are written by `keys` only,
+//! with mode `0600`. It never decides what to write.
 
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -11,9 +15,27 @@ use std::path::Path;
 
 use tempfile::NamedTempFile;
 
+/// The mode public files are created with, before the umask: what `touch` or a shell redirect
+/// would give.
+#[cfg(unix)]
+const PUBLIC_MODE: u32 = 0o666;
+
+/// A temp file in `dir` for content that will be published or served: created with the usual
+/// mode under the umask, not tempfile's private `0600` default.
+pub(crate) fn public_temp_file(dir: &Path) -> io::Result<NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        // Passed to open(2), so the umask applies.
+        builder.permissions(std::fs::Permissions::from_mode(PUBLIC_MODE));
+    }
+    builder.tempfile_in(dir)
+}
+
 /// Atomically replaces (or creates) `dest` with `bytes`, via a temp file in `tmp_dir`.
 pub(crate) fn write(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = NamedTempFile::new_in(tmp_dir)?;
+    let mut tmp = public_temp_file(tmp_dir)?;
     tmp.write_all(bytes)?;
     persist(tmp, dest)
 }
@@ -39,7 +61,7 @@ pub(crate) fn create_new_synced(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io
     if let Some(placed) = nameless::create(dest, bytes)? {
         return Ok(placed);
     }
-    let mut tmp = NamedTempFile::new_in(tmp_dir)?;
+    let mut tmp = public_temp_file(tmp_dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_data()?;
     link_new(tmp.path(), dest)
@@ -70,7 +92,7 @@ mod nameless {
         };
         let opened = OpenOptions::new()
             .write(true)
-            .mode(0o600)
+            .mode(super::PUBLIC_MODE)
             .custom_flags(libc::O_TMPFILE)
             .open(dir);
         let mut file = match opened {

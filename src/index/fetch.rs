@@ -137,7 +137,8 @@ pub struct FileReceiver {
 impl FileReceiver {
     /// Creates the temp file in `dir`, which should be on the file system of the final place.
     pub fn new(dir: &Path, expected: ObjectRef) -> Result<Self, FetchError> {
-        let file = NamedTempFile::new_in(dir).map_err(|source| FetchError::Io {
+        // Linked into a served store when it verifies.
+        let file = super::atomic::public_temp_file(dir).map_err(|source| FetchError::Io {
             path: dir.to_owned(),
             source,
         })?;

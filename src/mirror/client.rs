@@ -5,21 +5,27 @@
 //! mirror can install the index the moment it arrives) and the per-mirror outcome. The repo's
 //! index is verified with the index module before anything is sent, so a publisher never
 //! pushes a broken state. Asking is a `HEAD` per object (bounded concurrency); objects are
-//! streamed from disk with their exact `Content-Length`. It never prints: progress goes to a
-//! caller-supplied [`Progress`] and results are returned.
+//! streamed from disk with their exact `Content-Length`, and an object counts as delivered only
+//! when the mirror's receipt names its sha256 and size (docs/PROTOCOL.md section 10). Every
+//! answer body is read under a size cap and a deadline. It never prints: progress (bytes, as
+//! they stream) goes to a caller-supplied [`Progress`] and results are returned.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use reqwest::StatusCode;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Semaphore;
 
+use crate::config::display_url;
 use crate::content_id::ContentId;
 use crate::index::layout::{on_disk, PublisherLayout};
 use crate::index::{self, Entry, IndexError, Tracker};
 use crate::keys::PublicKey;
-use crate::limits::IndexLimits;
+use crate::limits::{IndexLimits, MAX_PUSH_ANSWER_BYTES, PUSH_ANSWER_DEADLINE};
 use crate::ErrorClass;
 
 /// Most `HEAD`/`PUT` requests in flight to one mirror. 8: enough to hide round trips on a
@@ -33,8 +39,15 @@ struct Item {
     relative: String,
     file: PathBuf,
     size: u64,
-    /// The ETag a mirror holding exactly this object sends (index.json: sha256 of its bytes).
-    etag: String,
+    /// sha256 of the file's bytes: what the mirror must confirm it holds.
+    sha256: ContentId,
+}
+
+impl Item {
+    /// The ETag a mirror holding exactly this object sends.
+    fn etag(&self) -> String {
+        format!("\"{}\"", self.sha256)
+    }
 }
 
 /// What one publisher's repo holds, in push order.
@@ -86,6 +99,13 @@ pub enum PushError {
         error: String,
         reason: String,
     },
+    /// The server answered a push with success but did not confirm that it stored exactly the
+    /// object sent: a web server or proxy that says 200 to anything, not a qasid mirror.
+    #[error(
+        "{url}: not a qasid mirror ({what}); nothing was delivered: check the --to URL (it must \
+         be a `qasid mirror`, not a static web server or a captive portal)"
+    )]
+    NotAMirror { url: String, what: String },
 }
 
 impl PushError {
@@ -97,7 +117,11 @@ impl PushError {
             },
             PushError::NothingPublished(_) => ErrorClass::Usage,
             PushError::Refused { .. } => ErrorClass::Verification,
-            PushError::Network { .. } | PushError::Failed { .. } => ErrorClass::Runtime,
+            // Learned only from the network (a wrong URL, or a captive portal that may go away),
+            // like any other failing mirror.
+            PushError::Network { .. } | PushError::Failed { .. } | PushError::NotAMirror { .. } => {
+                ErrorClass::Runtime
+            }
         }
     }
 }
@@ -106,7 +130,8 @@ impl PushError {
 pub trait Progress: Send + Sync {
     /// More bytes will be sent than announced so far.
     fn add_total(&self, bytes: u64);
-    /// Bytes were sent (or a request finished).
+    /// Bytes of a request body were handed to the connection (called per chunk, as the body
+    /// streams, so a large object moves the count while it is being sent).
     fn advance(&self, bytes: u64);
 }
 
@@ -140,11 +165,11 @@ pub fn plan(repo: &Path, publisher: &PublicKey) -> Result<PushPlan, PushError> {
     let held = tracker
         .into_held()
         .expect("an accepted update leaves a held index");
-    let item = |relative: String, size: u64, etag: String| Item {
+    let item = |relative: String, size: u64, sha256: ContentId| Item {
         file: on_disk(repo, &relative),
         relative,
         size,
-        etag,
+        sha256,
     };
     let mut bundles = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -154,34 +179,34 @@ pub fn plan(repo: &Path, publisher: &PublicKey) -> Result<PushPlan, PushError> {
         if !seen.insert(b.sha256) {
             continue;
         }
-        bundles.push(item(layout.bundle(&b.sha256), b.size, quoted(&b.sha256)));
+        bundles.push(item(layout.bundle(&b.sha256), b.size, b.sha256));
         let minisig = layout.minisig(&b.sha256);
         if let Ok(bytes) = std::fs::read(on_disk(repo, &minisig)) {
-            let etag = quoted(&ContentId::of_bytes(&bytes));
-            bundles.push(item(minisig, bytes.len() as u64, etag));
+            bundles.push(item(
+                minisig,
+                bytes.len() as u64,
+                ContentId::of_bytes(&bytes),
+            ));
         }
     }
     let log = held.head().log();
     let mut pieces: Vec<Item> = log
         .pieces()
         .iter()
-        .map(|p| item(layout.piece(&p.sha256), p.size, quoted(&p.sha256)))
+        .map(|p| item(layout.piece(&p.sha256), p.size, p.sha256))
         .collect();
     // The newest batch, which clients holding the previous index fetch, when it is not also
     // one of the pieces covering the log.
     let batch = log.batch();
     if !log.pieces().contains(batch) {
-        pieces.push(item(
-            layout.piece(&batch.sha256),
-            batch.size,
-            quoted(&batch.sha256),
-        ));
+        pieces.push(item(layout.piece(&batch.sha256), batch.size, batch.sha256));
     }
     let envelope = held.signed().envelope();
+    // The file's own bytes, which the mirror stores and serves as they are.
     let index = item(
         layout.index(),
         envelope.len() as u64,
-        quoted(held.signed().id()),
+        ContentId::of_bytes(envelope),
     );
     Ok(PushPlan {
         publisher: publisher.clone(),
@@ -189,10 +214,6 @@ pub fn plan(repo: &Path, publisher: &PublicKey) -> Result<PushPlan, PushError> {
         pieces,
         index,
     })
-}
-
-fn quoted(id: &ContentId) -> String {
-    format!("\"{id}\"")
 }
 
 /// Pushes `plan` to the mirror at `base` (the URL under which `qasid/v1/` is served).
@@ -211,7 +232,7 @@ pub async fn push(
     };
     let url_of = |item: &Item| {
         base.join(&item.relative).map_err(|e| PushError::Network {
-            url: format!("{base}{}", item.relative),
+            url: format!("{}{}", display_url(&base), item.relative),
             reason: e.to_string(),
         })
     };
@@ -229,7 +250,7 @@ pub async fn push(
         let url = url_of(item)?;
         let client = client.clone();
         let limit = limit.clone();
-        let etag = item.etag.clone();
+        let etag = item.etag();
         asks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
             (i, has(&client, url, &etag).await)
@@ -238,7 +259,7 @@ pub async fn push(
     let mut present = vec![false; all.len()];
     while let Some(joined) = asks.join_next().await {
         let (i, result) = joined.map_err(|e| PushError::Network {
-            url: base.to_string(),
+            url: display_url(&base),
             reason: e.to_string(),
         })?;
         present[i] = result?;
@@ -269,14 +290,12 @@ pub async fn push(
             let progress = progress.clone();
             puts.spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("never closed");
-                let result = put(&client, url, &item).await;
-                progress.advance(item.size);
-                result.map(|()| item.size)
+                put(&client, url, &item, progress).await.map(|()| item.size)
             });
         }
         while let Some(joined) = puts.join_next().await {
             let bytes = joined.map_err(|e| PushError::Network {
-                url: base.to_string(),
+                url: display_url(&base),
                 reason: e.to_string(),
             })??;
             summary.sent += 1;
@@ -301,7 +320,7 @@ async fn has(client: &reqwest::Client, url: reqwest::Url, etag: &str) -> Result<
             .is_some_and(|v| v.trim_start_matches("W/") == etag)),
         StatusCode::NOT_FOUND => Ok(false),
         status => Err(PushError::Failed {
-            url: url.to_string(),
+            url: display_url(&url),
             status: status.as_u16(),
             error: status.canonical_reason().unwrap_or("").to_owned(),
             reason: "unexpected answer to HEAD".into(),
@@ -309,15 +328,24 @@ async fn has(client: &reqwest::Client, url: reqwest::Url, etag: &str) -> Result<
     }
 }
 
-async fn put(client: &reqwest::Client, url: reqwest::Url, item: &Item) -> Result<(), PushError> {
+async fn put(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    item: &Item,
+    progress: Arc<dyn Progress>,
+) -> Result<(), PushError> {
     let file = tokio::fs::File::open(&item.file)
         .await
         .map_err(|e| PushError::Network {
-            url: url.to_string(),
+            url: display_url(&url),
             reason: format!("{}: {e}", item.file.display()),
         })?;
+    let counted = Counted {
+        inner: tokio::io::AsyncReadExt::take(file, item.size),
+        progress,
+    };
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-        tokio::io::AsyncReadExt::take(file, item.size),
+        counted,
         64 << 10,
     ));
     let response = client
@@ -328,8 +356,15 @@ async fn put(client: &reqwest::Client, url: reqwest::Url, item: &Item) -> Result
         .await
         .map_err(|e| network(&url, e))?;
     let status = response.status();
+    let html = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().starts_with("text/html"));
+    let answer = read_answer(response).await;
     if status.is_success() {
-        return Ok(());
+        let answer = answer.map_err(|e| network(&url, e))?;
+        return confirm(client, &url, item, status, html, &answer).await;
     }
     #[derive(serde::Deserialize, Default)]
     struct ErrorBody {
@@ -338,9 +373,22 @@ async fn put(client: &reqwest::Client, url: reqwest::Url, item: &Item) -> Result
         #[serde(default)]
         reason: String,
     }
-    let text = response.text().await.unwrap_or_default();
-    let body: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
-    let (url, status) = (url.to_string(), status.as_u16());
+    // An error answer that cannot be read whole is still an error: say what is known.
+    let answer = answer.unwrap_or_default();
+    let body = match serde_json::from_slice::<ErrorBody>(&answer.bytes) {
+        Ok(body) if !answer.cut => body,
+        _ => ErrorBody {
+            error: status.canonical_reason().unwrap_or("").to_owned(),
+            reason: if answer.cut {
+                format!("an answer longer than {MAX_PUSH_ANSWER_BYTES} bytes (not read)")
+            } else if html || answer.bytes.trim_ascii_start().starts_with(b"<") {
+                "an HTML page, not a qasid mirror's answer (wrong URL?)".to_owned()
+            } else {
+                "not a qasid mirror's answer (wrong URL?)".to_owned()
+            },
+        },
+    };
+    let (url, status) = (display_url(&url), status.as_u16());
     Err(if status == 422 {
         PushError::Refused {
             url,
@@ -358,9 +406,131 @@ async fn put(client: &reqwest::Client, url: reqwest::Url, item: &Item) -> Result
     })
 }
 
+/// What a qasid mirror answers to a successful push (docs/PROTOCOL.md, "Pushing").
+#[derive(serde::Deserialize)]
+struct Receipt {
+    /// `"stored"` or `"present"`.
+    status: String,
+    /// sha256 (hex) and size of the object the mirror now holds. Absent from mirrors older
+    /// than the receipt; then the object is checked with a `HEAD`.
+    sha256: Option<String>,
+    size: Option<u64>,
+}
+
+/// Counts an object as delivered only when the mirror's receipt names exactly it (or, for a
+/// mirror that predates receipts, when a `HEAD` afterwards finds it there).
+async fn confirm(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    item: &Item,
+    status: StatusCode,
+    html: bool,
+    answer: &Answer,
+) -> Result<(), PushError> {
+    let not_a_mirror = |what: String| PushError::NotAMirror {
+        url: display_url(url),
+        what,
+    };
+    let receipt = match serde_json::from_slice::<Receipt>(&answer.bytes) {
+        Ok(r) if !answer.cut && (r.status == "stored" || r.status == "present") => r,
+        _ => {
+            let page = if html || answer.bytes.trim_ascii_start().starts_with(b"<") {
+                "an HTML page"
+            } else if answer.bytes.is_empty() {
+                "an empty body"
+            } else {
+                "something that is not a push receipt"
+            };
+            return Err(not_a_mirror(format!(
+                "it answered the upload with {} and {page}",
+                status.as_u16()
+            )));
+        }
+    };
+    match (&receipt.sha256, receipt.size) {
+        (Some(sha256), Some(size)) => {
+            if *sha256 == item.sha256.to_string() && size == item.size {
+                Ok(())
+            } else {
+                Err(PushError::Failed {
+                    url: display_url(url),
+                    status: status.as_u16(),
+                    error: "wrong receipt".to_owned(),
+                    reason: format!(
+                        "the mirror confirmed another object (sha256 {sha256}, {size} bytes) \
+                         than the one sent (sha256 {}, {} bytes)",
+                        item.sha256, item.size
+                    ),
+                })
+            }
+        }
+        _ if has(client, url.clone(), &item.etag()).await? => Ok(()),
+        _ => Err(not_a_mirror(format!(
+            "it answered the upload with {} but does not serve the object afterwards",
+            status.as_u16()
+        ))),
+    }
+}
+
+/// An answer body, read up to [`MAX_PUSH_ANSWER_BYTES`].
+#[derive(Default)]
+struct Answer {
+    bytes: Vec<u8>,
+    /// The body was longer than the cap, or did not end within [`PUSH_ANSWER_DEADLINE`]:
+    /// `bytes` holds its beginning only.
+    cut: bool,
+}
+
+/// Reads an answer body under a size cap and a deadline, so that a hostile or broken server
+/// (an endless error page, a trickle) costs a bounded amount of memory and time.
+async fn read_answer(mut response: reqwest::Response) -> Result<Answer, reqwest::Error> {
+    let mut answer = Answer::default();
+    let read = async {
+        while let Some(chunk) = response.chunk().await? {
+            let room = MAX_PUSH_ANSWER_BYTES - answer.bytes.len();
+            if chunk.len() > room {
+                answer.bytes.extend_from_slice(&chunk[..room]);
+                answer.cut = true;
+                break;
+            }
+            answer.bytes.extend_from_slice(&chunk);
+        }
+        Ok::<_, reqwest::Error>(())
+    };
+    match tokio::time::timeout(PUSH_ANSWER_DEADLINE, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => answer.cut = true,
+    }
+    Ok(answer)
+}
+
+/// Reports request body bytes to a [`Progress`] as the body streams out.
+struct Counted<R> {
+    inner: R,
+    progress: Arc<dyn Progress>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            this.progress.advance(read as u64);
+        }
+        result
+    }
+}
+
 fn network(url: &reqwest::Url, e: reqwest::Error) -> PushError {
     PushError::Network {
-        url: url.to_string(),
+        url: display_url(url),
         reason: e.without_url().to_string(),
     }
 }

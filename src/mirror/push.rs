@@ -5,9 +5,11 @@
 //! temp file while it is hashed and must match the sha256 in the URL, and then the object is
 //! verified before anything becomes visible: a bundle as `qasid verify` does, a piece on its
 //! own by the index module before it is staged (junk is refused at once, 422), `index.json`
-//! with every piece it lists by the store's index checks, a `.minisig` as minisign does. Every
-//! refusal is a JSON `{"error", "reason"}` with a 4xx status; server-side failures are a bare
-//! 500 whose details go to the log only. It never writes into the store itself.
+//! with every piece it lists by the store's index checks, a `.minisig` as minisign does. A
+//! success answers with a receipt naming the sha256 and size of the object held (the client
+//! counts a delivery only on it); every refusal is a JSON `{"error", "reason"}` with a 4xx
+//! status; server-side failures are a bare 500 whose details go to the log only
+//! (docs/PROTOCOL.md section 10). It never writes into the store itself.
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use http_body_util::BodyExt as _;
 use super::metrics::PushOutcome;
 use super::route::ObjectPath;
 use super::MirrorState;
+use crate::content_id::ContentId;
 use crate::index::{
     self, layout::PublisherLayout, FetchError, IndexError, ObjectRef, VerifiedObject,
 };
@@ -90,14 +93,20 @@ pub(super) async fn put(
         Some(key) => put_trusted(&state, key.clone(), path, headers, body).await,
     };
     match result {
-        Ok(installed) => {
+        Ok((installed, object)) => {
             let (status, outcome, word) = match installed {
                 Installed::New => (StatusCode::CREATED, PushOutcome::Accepted, "stored"),
                 Installed::AlreadyPresent => (StatusCode::OK, PushOutcome::Present, "present"),
             };
             state.metrics.push(kind, outcome);
-            let mut bytes = serde_json::to_vec(&serde_json::json!({ "status": word }))
-                .expect("serialising a string cannot fail");
+            // The receipt: a client counts the object as delivered only if it names exactly
+            // what it sent (docs/PROTOCOL.md, "Pushing").
+            let receipt = serde_json::json!({
+                "status": word,
+                "sha256": object.sha256.to_string(),
+                "size": object.size,
+            });
+            let mut bytes = serde_json::to_vec(&receipt).expect("serialising a string cannot fail");
             bytes.push(b'\n');
             (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
         }
@@ -110,13 +119,15 @@ pub(super) async fn put(
     }
 }
 
+/// Receives, verifies and installs one object; returns what happened and the object (sha256
+/// and size of the bytes accepted).
 async fn put_trusted(
     state: &Arc<MirrorState>,
     key: PublicKey,
     path: ObjectPath,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Installed, ApiError> {
+) -> Result<(Installed, ObjectRef), ApiError> {
     let index_limits = state.store_index_limits();
     let cap = match path.kind {
         ObjectKind::PublisherPub => {
@@ -143,7 +154,8 @@ async fn put_trusted(
             };
             let pid = path.publisher;
             if store.contains(&pid, &path.kind) {
-                return Ok(Installed::AlreadyPresent);
+                // Named by its sha256 and verified when it was stored: exactly this object.
+                return Ok((Installed::AlreadyPresent, expected));
             }
             let object = receive_file(state, expected, body)
                 .await
@@ -161,18 +173,33 @@ async fn put_trusted(
                 }
             })
             .await
+            .map(|installed| (installed, expected))
         }
         ObjectKind::Minisig(bundle) => {
             let bytes = receive_bytes(state, length, body).await?;
-            blocking(move || store.install_minisig(&key, bundle, &bytes)).await
+            let object = object_of(&bytes);
+            blocking(move || store.install_minisig(&key, bundle, &bytes))
+                .await
+                .map(|installed| (installed, object))
         }
         ObjectKind::Index => {
             let bytes = receive_bytes(state, length, body).await?;
-            blocking(move || store.install_index(&key, &bytes, &bundle_limits)).await
+            let object = object_of(&bytes);
+            blocking(move || store.install_index(&key, &bytes, &bundle_limits))
+                .await
+                .map(|installed| (installed, object))
         }
         ObjectKind::PublisherPub => unreachable!("refused above"),
     };
     result.map_err(|e| refusal(state, &layout, e))
+}
+
+/// sha256 and size of a body held in memory.
+fn object_of(bytes: &[u8]) -> ObjectRef {
+    ObjectRef {
+        sha256: ContentId::of_bytes(bytes),
+        size: bytes.len() as u64,
+    }
 }
 
 /// Refuses a pushed piece that is not a well-formed piece of this publisher's (format,

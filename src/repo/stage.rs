@@ -44,7 +44,7 @@ pub(crate) fn stage(
         move |source| RepoError::Io { path, source }
     };
     let file = File::open(input).map_err(io_err(input))?;
-    let zip = NamedTempFile::new_in(tmp_dir).map_err(io_err(tmp_dir))?;
+    let zip = atomic::public_temp_file(tmp_dir).map_err(io_err(tmp_dir))?;
     // One pass over the input: the verifier reads the stream while it is hashed and copied,
     // so the stored copy is byte for byte what was verified.
     let mut tee = Tee {
@@ -125,7 +125,7 @@ fn stage_minisig(
         path: path.clone(),
         source,
     })?;
-    let mut tmp = NamedTempFile::new_in(tmp_dir).map_err(io_err(tmp_dir))?;
+    let mut tmp = atomic::public_temp_file(tmp_dir).map_err(io_err(tmp_dir))?;
     tmp.write_all(&bytes).map_err(io_err(tmp_dir))?;
     Ok(Some(tmp))
 }
