@@ -207,6 +207,10 @@ classified_errors!(
 /// Loads a secret key file, asking for the passphrase only if it is encrypted, and warns when
 /// the file is readable by other users.
 pub fn load_secret_key(path: &std::path::Path) -> Result<qasid::keys::SecretKey, Failure> {
+    let key = qasid::keys::load_secret_key(path, || {
+        qasid::keys::passphrase_from_env_or_prompt("Passphrase for the secret key: ", false)
+    })?;
+    // Only once the file is known to be a secret key: `chmod 600` on a public key is no advice.
     if qasid::keys::key_file_too_open(path) {
         tracing::warn!(
             "{} is readable by other users; run `chmod 600 {}`",
@@ -214,9 +218,7 @@ pub fn load_secret_key(path: &std::path::Path) -> Result<qasid::keys::SecretKey,
             path.display()
         );
     }
-    Ok(qasid::keys::load_secret_key(path, || {
-        qasid::keys::passphrase_from_env_or_prompt("Passphrase for the secret key: ", false)
-    })?)
+    Ok(key)
 }
 
 /// Writes a result line to stdout, turning a closed pipe into a quiet success.

@@ -123,6 +123,15 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
+    /// A public key path that does not exist (and is not an inline key either).
+    #[error(
+        "{0}: no such file (a publisher key is a publisher.pub file or its 56-character \
+         base64 line)"
+    )]
+    NoSuchPublicKeyFile(String),
+    /// A public key file was given where the secret key is needed.
+    #[error("{path} is a public key, not a secret key: use the secret key file {secret}")]
+    PublicKeyGiven { path: String, secret: String },
     #[error("{0} already exists (use --force to overwrite)")]
     AlreadyExists(String),
 }
@@ -146,6 +155,9 @@ impl KeyError {
             | KeyError::InvalidPassphrase(_)
             | KeyError::WeakPassphrase { .. }
             | KeyError::NoPassphraseSource
+            | KeyError::PublicKeyGiven { .. }
+            // Neither a file nor a key: the flag's value is wrong, as with any bad key text.
+            | KeyError::NoSuchPublicKeyFile(_)
             | KeyError::AlreadyExists(_) => ErrorClass::Usage,
         }
     }
@@ -271,18 +283,22 @@ impl PublicKey {
         Self::from_base64(line)
     }
 
-    /// Reads `--publisher` values: a path to a `.pub` file if one exists there, else the inline
-    /// one-line base64 key.
+    /// Reads `--publisher` values: a path to a `.pub` file if something exists there; else, if
+    /// it has the shape of the one-line key (56 base64 characters), that inline key; else a
+    /// path that does not exist ([`KeyError::NoSuchPublicKeyFile`]), so a mistyped file name is
+    /// not reported as bad base64.
     pub fn from_arg(arg: &str) -> Result<Self, KeyError> {
         let path = Path::new(arg);
-        if path.is_file() {
+        if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
                 path: arg.to_owned(),
                 source,
             })?;
             Self::from_file_text(&text)
-        } else {
+        } else if looks_like_inline_key(arg.trim()) {
             Self::from_base64(arg)
+        } else {
+            Err(KeyError::NoSuchPublicKeyFile(arg.to_owned()))
         }
     }
 
@@ -307,6 +323,15 @@ impl PublicKey {
             .verify_strict(message, &Signature::from_bytes(signature))
             .map_err(|_| KeyError::BadSignature(self.id))
     }
+}
+
+/// Whether `arg` has the shape of a one-line public key: base64 of 42 bytes is 56 characters of
+/// the base64 alphabet, without padding.
+fn looks_like_inline_key(arg: &str) -> bool {
+    arg.len() == 56
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 impl fmt::Debug for PublicKey {
@@ -388,6 +413,21 @@ mod tests {
             .public()
             .verify(Domain::BundleManifest, b"hellO", &sig)
             .is_err());
+    }
+
+    #[test]
+    fn a_missing_key_file_is_not_reported_as_bad_base64() {
+        let err = PublicKey::from_arg("nonexist.pub").unwrap_err();
+        assert!(matches!(err, KeyError::NoSuchPublicKeyFile(_)), "{err}");
+        assert!(err.to_string().contains("no such file"), "{err}");
+        let pk = SecretKey::from_seed(&[4u8; 32]).public().clone();
+        assert_eq!(PublicKey::from_arg(&pk.to_base64()).unwrap(), pk);
+        let mut damaged = pk.to_base64();
+        damaged.replace_range(..1, "*");
+        assert!(matches!(
+            PublicKey::from_arg(&damaged),
+            Err(KeyError::NoSuchPublicKeyFile(_))
+        ));
     }
 
     #[test]

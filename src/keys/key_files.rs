@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use super::{secret_file, KeyError, Passphrase, SecretKey};
+use super::{secret_file, KeyError, Passphrase, PublicKey, SecretKey};
 
 const SECRET_KEY_FILE: &str = "publisher.key";
 const PUBLIC_KEY_FILE: &str = "publisher.pub";
@@ -86,12 +86,28 @@ pub fn load_secret_key(
     }
     let text =
         std::str::from_utf8(&bytes).map_err(|_| KeyError::MalformedSecretKey("not UTF-8 text"))?;
+    if PublicKey::from_file_text(text).is_ok() {
+        return Err(KeyError::PublicKeyGiven {
+            path: path.display().to_string(),
+            secret: secret_key_beside(path).display().to_string(),
+        });
+    }
     let passphrase = if SecretKey::is_encrypted_file(text)? {
         Some(passphrase_source()?)
     } else {
         None
     };
     secret_file::decode(text, passphrase.as_ref(), &path.display().to_string())
+}
+
+/// Where the secret half of the public key file `public` most likely is: `NAME.key` for
+/// `NAME.pub` (keygen writes the pair side by side), else `publisher.key` in the same folder.
+fn secret_key_beside(public: &Path) -> PathBuf {
+    if public.extension().is_some_and(|e| e == "pub") {
+        public.with_extension("key")
+    } else {
+        public.with_file_name(SECRET_KEY_FILE)
+    }
 }
 
 /// Whether a key file grants any access to its group or to other users (mode & 0o077), so the

@@ -320,6 +320,47 @@ fn another_publishers_key_fails_with_exit_3() {
 }
 
 #[test]
+fn bundle_with_the_public_key_names_the_secret_key_instead_of_advising_chmod() {
+    let publisher = Publisher::new();
+    let out = publisher.dir.path().join("a.zip");
+    qasid()
+        .arg("bundle")
+        .arg(seed("mirror-network-launch"))
+        .arg("--key")
+        .arg(publisher.public())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("is a public key")
+                .and(predicate::str::contains(
+                    publisher.key().display().to_string(),
+                ))
+                .and(predicate::str::contains("chmod").not())
+                .and(predicate::str::contains("wrong length").not()),
+        );
+    assert!(!out.exists());
+}
+
+#[test]
+fn verify_with_a_missing_publisher_file_says_no_such_file() {
+    let publisher = Publisher::new();
+    let bundle = publisher.bundle("mirror-network-launch");
+    qasid()
+        .arg("verify")
+        .arg(&bundle)
+        .args(["--publisher", "nonexist.pub"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("nonexist.pub: no such file")
+                .and(predicate::str::contains("base64").count(1))
+                .and(predicate::str::contains("invalid base64").not()),
+        );
+}
+
+#[test]
 fn usage_errors_exit_2_and_missing_files_exit_1() {
     let publisher = Publisher::new();
     let bundle = publisher.bundle("mirror-network-launch");
