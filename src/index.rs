@@ -29,7 +29,7 @@ mod tracker;
 mod wire;
 
 pub use fetch::{
-    check_bytes, read_capped, receive_bytes, receive_file, FetchError, FileReceiver,
+    check_bytes, open_regular, read_capped, receive_bytes, receive_file, FetchError, FileReceiver,
     MemoryReceiver, VerifiedObject,
 };
 pub use head::{Freshness, Head, HeadFields, LogRef, MirrorUrl, SignedHead};

@@ -64,6 +64,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// seconds, a tarpit for ever. Racing and hedging mean a reader rarely waits this long.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long, from the start of the index race, a publisher that has no valid answer yet waits
+/// for mirrors that have answered nothing at all, once another publisher's race has closed.
+/// 5 s: a mirror reached over Tor answers in one to three seconds once its circuit is up, so
+/// a slow mirror that alone carries a publisher is waited for; a tarpit (accepts, never
+/// answers) costs this instead of the 30 s read timeout.
+pub const SILENT_MIRROR_GRACE: Duration = Duration::from_secs(5);
+
 /// What a reader run uses. [`ReaderOptions::new`] fills in the documented defaults.
 #[derive(Debug, Clone)]
 pub struct ReaderOptions {
@@ -434,7 +441,10 @@ impl Reader {
                         patience: options.connect_timeout + options.read_timeout,
                     }
                 }
-                MirrorLocation::Dir(root) => transport::Source::Dir(root.clone()),
+                MirrorLocation::Dir(root) => transport::Source::Dir {
+                    root: root.clone(),
+                    patience: options.connect_timeout + options.read_timeout,
+                },
             };
             mirrors.push(Mirror::new(spec, source));
         }
@@ -464,6 +474,7 @@ impl Reader {
             &self.options.publishers,
             &self.options.index_limits,
             self.options.race_window,
+            SILENT_MIRROR_GRACE,
         )
         .await;
         let now = SystemTime::now();
@@ -601,9 +612,17 @@ impl Reader {
         article: &ArticleVersion,
         publisher: &PublicKey,
     ) -> Result<Option<VerifiedBundle>, ReaderError> {
-        let file = match std::fs::File::open(dest) {
+        let file = match crate::index::open_regular(dest) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // Not there, or not a file (a FIFO would hang the check): the download replaces it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+                ) =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(ReaderError::io(dest)(e)),
         };
         let (dir, article, publisher, limits) = (

@@ -219,6 +219,35 @@ pub fn check_bytes(bytes: &[u8], expected: ObjectRef) -> Result<(), FetchError> 
     check.finish()
 }
 
+/// Opens a file of a folder mirror (or any folder qasid did not write) for reading, and only
+/// if it is a regular file. The open does not block (`O_NONBLOCK`): a FIFO in place of
+/// `index.json` would otherwise hang `open` until some writer appears, which is for ever; and
+/// `fstat` then refuses FIFOs, devices (`/dev/zero` streams for ever, a terminal blocks),
+/// sockets and folders with [`io::ErrorKind::InvalidInput`]. For a regular file the flag
+/// changes nothing.
+pub fn open_regular(path: &Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
+}
+
+/// The error [`open_regular`] gives for anything but a regular file.
+fn not_regular() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "not a regular file (a FIFO, device or folder): a folder mirror holds plain files",
+    )
+}
+
 /// Reads a document of unknown size (a head envelope), refusing more than `limit` bytes.
 pub fn read_capped(reader: impl Read, limit: u64) -> Result<Vec<u8>, FetchError> {
     let mut bytes = Vec::new();
@@ -259,6 +288,23 @@ mod tests {
             sha256: ContentId::of_bytes(bytes),
             size: bytes.len() as u64,
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_or_a_device_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("index.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = open_regular(&fifo).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        let e = open_regular(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(open_regular(dir.path()).is_err());
+        std::fs::write(dir.path().join("plain"), b"x").unwrap();
+        assert!(open_regular(&dir.path().join("plain")).is_ok());
     }
 
     #[test]

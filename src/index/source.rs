@@ -5,13 +5,14 @@
 //! head gives) and accepts the result. Bundles go through the same caps and hash check before
 //! the zip is opened. It never decides what is authentic: that is `head`, `log` and `tracker`.
 
-use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::bundle::{self, BundleError, VerifiedBundle};
 use crate::content_id::ContentId;
-use crate::index::fetch::{read_capped, receive_file, FetchError, FileReceiver, VerifiedObject};
+use crate::index::fetch::{
+    open_regular, read_capped, receive_file, FetchError, FileReceiver, VerifiedObject,
+};
 use crate::index::head::{Freshness, MirrorUrl, SignedHead};
 use crate::index::layout::{on_disk, PublisherLayout};
 use crate::index::log::{ArticleVersion, PieceRef};
@@ -38,7 +39,7 @@ pub fn update_from_dir(
 ) -> Result<(Outcome, Transfer), IndexError> {
     let layout = PublisherLayout::new(tracker.publisher());
     let head_path = on_disk(root, &layout.index());
-    let file = File::open(&head_path).map_err(IndexError::io(&head_path))?;
+    let file = open_regular(&head_path).map_err(IndexError::io(&head_path))?;
     let envelope = read_capped(file, tracker.limits().max_head_bytes).map_err(IndexError::Head)?;
     let mut transfer = Transfer {
         head_bytes: envelope.len() as u64,
@@ -50,7 +51,7 @@ pub fn update_from_dir(
             while let Some(batch) = next_round(&mut pending)? {
                 for piece in batch {
                     let path = on_disk(root, &layout.piece(&piece.sha256));
-                    let file = File::open(&path).map_err(IndexError::io(&path))?;
+                    let file = open_regular(&path).map_err(IndexError::io(&path))?;
                     let bytes = read_capped(file, piece.size).map_err(piece_error(&piece))?;
                     transfer.count(&bytes);
                     pending.supply(&piece, bytes)?;

@@ -35,7 +35,9 @@ use super::transport::{self, Source, TransportError};
 use super::{Progress, ProgressFn, ReaderError};
 use crate::content_id::ContentId;
 use crate::index::layout::{on_disk, PublisherLayout};
-use crate::index::{receive_bundle, ArticleVersion, BundleFetchError, FetchError, FetchedBundle};
+use crate::index::{
+    open_regular, receive_bundle, ArticleVersion, BundleFetchError, FetchError, FetchedBundle,
+};
 use crate::keys::PublicKey;
 use crate::limits::BundleLimits;
 
@@ -478,7 +480,13 @@ async fn attempt(job: Arc<Job>, source: Source, tx: mpsc::UnboundedSender<u64>) 
                     .await
                     .unwrap_or_else(|_| Err(Fill::TooSlow(transport::too_slow(allowed))))
             }
-            Source::Dir(root) => from_dir(&mut spool, &root, &job, &tx).await,
+            Source::Dir { root, patience } => {
+                let allowed = transport::deadline(patience, job.size().saturating_sub(spool.len));
+                let fill = from_dir(&mut spool, &root, &job, &tx);
+                tokio::time::timeout(allowed, fill)
+                    .await
+                    .unwrap_or_else(|_| Err(Fill::TooSlow(transport::too_slow(allowed))))
+            }
         };
         match filled {
             Ok(()) => {}
@@ -615,7 +623,11 @@ async fn from_dir(
         &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
     );
     let mirror = |e: std::io::Error| Fill::Mirror(transport::missing(e));
-    let mut file = tokio::fs::File::open(&path).await.map_err(mirror)?;
+    let file = tokio::task::spawn_blocking(move || open_regular(&path))
+        .await
+        .map_err(|e| mirror(std::io::Error::other(e)))?
+        .map_err(mirror)?;
+    let mut file = tokio::fs::File::from_std(file);
     file.seek(std::io::SeekFrom::Start(spool.len))
         .await
         .map_err(mirror)?;

@@ -278,7 +278,10 @@ mod tests {
                 proxy: None,
                 origin: Origin::Flag,
             },
-            Source::Dir(PathBuf::from("/media/usb")),
+            Source::Dir {
+                root: PathBuf::from("/media/usb"),
+                patience: Duration::from_secs(1),
+            },
         )
     }
 

@@ -1,15 +1,15 @@
 //! The index race: every mirror is asked for every trusted publisher's `index.json` at once,
 //! and each publisher settles on one verified index.
 //!
-//! Owns the window (after a publisher's first valid answer, wait a little for a fresher one,
-//! then cancel the requests still open), the choice among valid answers (a fresh index before
+//! Owns the window (each publisher has its own race: after its first valid answer, wait a
+//! little for a fresher one, then cancel its requests still open), the choice among valid answers (a fresh index before
 //! an expired one, then the highest sequence, then the fastest mirror), fetching the chosen
 //! index's pieces from any mirror (each capped and hash-checked before it is parsed) and the
 //! index-phase fate of every mirror. The decision to accept is the [`Tracker`]'s (rollback,
 //! equivocation, freshness); this module never accepts a head the tracker refused, and never
 //! lets a mirror's failure stop the others.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use tokio::task::{AbortHandle, JoinSet};
@@ -51,23 +51,31 @@ pub(super) struct Race {
 struct Open {
     answers: Vec<Answer>,
     pending: BTreeMap<usize, AbortHandle>,
-    /// Mirrors whose request was cut because they let another publisher's race close.
+    /// Mirrors whose request was cut because they had answered nothing at all by the grace.
     cut: Vec<usize>,
     first_valid: Option<Instant>,
     closed: bool,
 }
 
-/// Asks every source for every publisher's head at once. A publisher's race closes when all
-/// its mirrors answered, or `window` after its first valid answer. A mirror still silent when
-/// a race closes is slow or dead whichever publisher is asked: its other requests are cut too,
-/// so a publisher that no reachable mirror carries does not wait for tarpits. Without any of
-/// that, a race lasts until every request ended by itself (bounded by the client's timeouts).
+/// Asks every source for every publisher's head at once. Each publisher has its own race: it
+/// closes when all its mirrors answered, or `window` after its own first valid answer; one
+/// publisher's race closing never cuts another's requests early, so a slow mirror (Tor) that
+/// alone carries a publisher is waited for. The one exception bounds tarpits: once some race
+/// has closed and `grace` has passed since the start, a race still open stops waiting for the
+/// mirrors that have not answered anything at all, for any publisher (a tarpit accepts and
+/// never answers; a mirror that answered something is alive and is waited for). Otherwise a
+/// race lasts until every request ended by itself (bounded by the client's timeouts).
 pub(super) async fn race(
     sources: &[Source],
     publishers: &[PublicKey],
     limits: &IndexLimits,
     window: Duration,
+    grace: Duration,
 ) -> Vec<Race> {
+    let started = Instant::now();
+    // Mirrors that answered anything (an index, an error status, a refusal of the bytes).
+    let mut heard_from = vec![false; sources.len()];
+    let mut some_closed = false;
     let mut set = JoinSet::new();
     let mut open: Vec<Open> = publishers.iter().map(|_| Open::default()).collect();
     let mut tasks = HashMap::new();
@@ -98,37 +106,53 @@ pub(super) async fn race(
             open[j].pending.insert(m, handle);
         }
     }
+    let cut_at = started + grace;
     loop {
         let now = Instant::now();
-        let mut silent = BTreeSet::new();
         for o in open.iter_mut().filter(|o| !o.closed) {
             if o.pending.is_empty() || o.first_valid.is_some_and(|t| now >= t + window) {
                 o.closed = true;
                 o.pending.values().for_each(AbortHandle::abort);
-                silent.extend(o.pending.keys().copied());
+                some_closed = true;
             }
         }
-        if !silent.is_empty() {
+        let mut cut_any = false;
+        if some_closed && now >= cut_at {
             for o in open.iter_mut().filter(|o| !o.closed) {
-                for m in &silent {
-                    if let Some(handle) = o.pending.remove(m) {
+                let silent: Vec<usize> = o
+                    .pending
+                    .keys()
+                    .copied()
+                    .filter(|&m| !heard_from[m])
+                    .collect();
+                for m in silent {
+                    if let Some(handle) = o.pending.remove(&m) {
                         handle.abort();
-                        o.cut.push(*m);
+                        o.cut.push(m);
+                        cut_any = true;
                     }
                 }
             }
+        }
+        if cut_any {
             // Some races may have nothing left to wait for now.
             continue;
         }
         if open.iter().all(|o| o.closed) {
             break;
         }
+        let waits_on_silent = some_closed
+            && open
+                .iter()
+                .filter(|o| !o.closed)
+                .any(|o| o.pending.keys().any(|&m| !heard_from[m]));
         let deadline = open
             .iter()
             .filter(|o| !o.closed)
             .filter_map(|o| o.first_valid)
-            .min()
-            .map(|t| t + window);
+            .map(|t| t + window)
+            .chain(waits_on_silent.then_some(cut_at))
+            .min();
         tokio::select! {
             joined = set.join_next_with_id() => match joined {
                 Some(Ok((id, answer))) => {
@@ -137,6 +161,14 @@ pub(super) async fn race(
                         continue;
                     }
                     o.pending.remove(&answer.mirror);
+                    if !matches!(
+                        answer.result,
+                        Err(Rejected::Transport(
+                            TransportError::TimedOut(_) | TransportError::Refused(_)
+                        ))
+                    ) {
+                        heard_from[answer.mirror] = true;
+                    }
                     if answer.result.is_ok() && o.first_valid.is_none() {
                         o.first_valid = Some(Instant::now());
                     }

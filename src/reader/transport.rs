@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::mirrors::Fate;
 use super::ReaderError;
 use crate::index::layout::on_disk;
-use crate::index::{read_capped, FetchError, MirrorUrl};
+use crate::index::{open_regular, read_capped, FetchError, MirrorUrl};
 
 /// Slowest average rate an HTTP mirror may answer at, in bytes per second: 4 KiB/s, as the
 /// sync's. A throttled mobile link moves more; a mirror that drips a byte at a time (a
@@ -47,7 +47,9 @@ pub(super) enum Source {
         /// Connect plus read timeout: the fixed part of every answer's [`deadline`].
         patience: Duration,
     },
-    Dir(PathBuf),
+    /// A folder (or `file://`) mirror. Its reads run under the same [`deadline`] as HTTP ones:
+    /// a folder can be a hung network mount.
+    Dir { root: PathBuf, patience: Duration },
 }
 
 /// Why a read from a mirror failed.
@@ -144,10 +146,10 @@ impl Source {
                 base,
                 patience,
             } => get_capped(client, &base.join(relative), limit, *patience).await,
-            Source::Dir(root) => {
+            Source::Dir { root, patience } => {
                 let path = on_disk(root, relative);
-                tokio::task::spawn_blocking(move || {
-                    let file = std::fs::File::open(&path).map_err(missing)?;
+                let read = tokio::task::spawn_blocking(move || {
+                    let file = open_regular(&path).map_err(missing)?;
                     read_capped(file, limit).map_err(|e| match e {
                         FetchError::TooLarge { limit } => TransportError::Lying(format!(
                             "{} is larger than the {limit}-byte limit",
@@ -155,9 +157,12 @@ impl Source {
                         )),
                         other => TransportError::from_fetch(other),
                     })
-                })
-                .await
-                .unwrap_or_else(|e| Err(TransportError::Failed(e.to_string())))
+                });
+                let allowed = deadline(*patience, limit);
+                match tokio::time::timeout(allowed, read).await {
+                    Ok(done) => done.unwrap_or_else(|e| Err(TransportError::Failed(e.to_string()))),
+                    Err(_) => Err(too_slow(allowed)),
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use crate::index::layout::on_disk;
-use crate::index::{FetchError, IndexError, MemoryReceiver, ObjectRef};
+use crate::index::{open_regular, FetchError, IndexError, MemoryReceiver, ObjectRef};
 use crate::sync::backoff::{random_fraction, Backoff};
 use crate::sync::error::{NetworkKind, SyncError};
 
@@ -385,14 +385,16 @@ impl Upstream {
             kind: NetworkKind::Broken,
             reason: e.to_string(),
         };
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
+        // Only regular files, opened without blocking: a FIFO in place of `index.json` would
+        // hang the open (and the runtime's shutdown after it) for ever.
+        let opened = tokio::task::spawn_blocking(move || open_regular(&path))
+            .await
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        let mut file = match opened {
+            Ok(f) => tokio::fs::File::from_std(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(e)),
         };
-        if !file.metadata().await.map_err(io)?.is_file() {
-            return Ok(None);
-        }
         if offset > 0 {
             file.seek(std::io::SeekFrom::Start(offset))
                 .await

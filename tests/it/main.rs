@@ -26,6 +26,7 @@ mod mirror_ops;
 mod mirror_push;
 mod pages_chromium;
 mod push_client;
+mod reader_attacks;
 mod reader_race;
 mod reader_state;
 mod reader_transport;

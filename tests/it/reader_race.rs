@@ -364,9 +364,10 @@ fn a_publisher_no_mirror_carries_does_not_wait_for_tarpits() {
         .unwrap();
     let took = start.elapsed();
     // The other publisher's index is nowhere: a runtime failure, reported after the listing
-    // of the publisher that was found, without waiting for the tarpit's 30 s timeout.
+    // of the publisher that was found, without waiting for the tarpit's 30 s timeout (only
+    // for the 5 s grace a silent mirror gets, which a slow Tor mirror needs).
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
     let doc = json_of(&out);
     assert_eq!(doc["publishers"][0]["articles"][0]["name"], "alpha");
     assert_eq!(doc["publishers"][1]["exit_code"], 1);

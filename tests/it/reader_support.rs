@@ -202,6 +202,9 @@ pub fn fate(doc: &serde_json::Value, mirror: &str) -> String {
 pub struct Behaviour {
     /// Wait this long before answering any `index.json`.
     pub index_delay: Duration,
+    /// Wait this long before answering any request at all, 404s included (a mirror reached
+    /// over Tor: every answer takes about as long).
+    pub answer_delay: Duration,
     /// Serve every bundle with one byte flipped.
     pub tamper_bundles: bool,
     /// Send a bundle's headers, then nothing (until the client gives up).
@@ -337,6 +340,7 @@ fn serve(mut conn: TcpStream, root: &Path, b: &Behaviour, log: &Log, stop: &Atom
         path: path.clone(),
         range: range.clone(),
     });
+    nap(b.answer_delay, stop);
     let rel = path.trim_start_matches('/');
     if rel.split('/').any(|p| p == ".." || p.starts_with('.')) {
         let _ = conn

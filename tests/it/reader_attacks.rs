@@ -1,0 +1,167 @@
+//! Hostile mirrors and hostile local setups against the reader (issue 12), through the real
+//! binary and real peers on loopback: FIFOs in folder mirrors, pieces that stall, publishers
+//! carried by one slow mirror, learned mirrors and proxies, huge or HTML answers, a dead proxy.
+//! Each test is named after the attack and ends in bounded time.
+
+use crate::reader_support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reader_support::*;
+use tempfile::TempDir;
+
+/// A repo with `alpha` v1 (about 20 KB) published: (temp dir, repo root, bundle).
+fn repo_with_alpha() -> (TempDir, PathBuf, qasid::bundle::CreatedBundle) {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().join("repo");
+    let alpha = make_bundle(dir.path(), &key(), "alpha", 1, 20_000);
+    publish(&root, &key(), &[alpha.path()]);
+    (dir, root, alpha)
+}
+
+/// Replaces `path` with a FIFO nobody ever writes to.
+fn mkfifo(path: &Path) {
+    std::fs::remove_file(path).unwrap();
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// The index pieces of `key` in the repo at `root`.
+fn pieces(root: &Path) -> Vec<PathBuf> {
+    let layout = qasid::index::layout::PublisherLayout::new(key().public());
+    let dir = qasid::index::layout::on_disk(root, &layout.pieces_dir());
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+fn mirrors(urls: &[&str]) -> Vec<String> {
+    urls.iter()
+        .flat_map(|u| ["--mirror".to_owned(), u.to_string()])
+        .collect()
+}
+
+/// `qasid fetch alpha` from `urls` with `extra` flags: (output, how long it took).
+fn fetch_alpha(dir: &Path, urls: &[&str], extra: &[&str]) -> (std::process::Output, Duration) {
+    let mut args = mirrors(urls);
+    let out_dir = dir.join("out");
+    args.extend(["alpha", "--json", "--out", out_dir.to_str().unwrap()].map(str::to_owned));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let start = Instant::now();
+    let out = fetch(&dir.join("state"), &args);
+    (out, start.elapsed())
+}
+
+#[test]
+fn a_fifo_in_place_of_index_json_in_a_folder_mirror_does_not_hang_fetch() {
+    let (dir, root, _) = repo_with_alpha();
+    let hostile = dir.path().join("usb");
+    copy_tree(&root, &hostile);
+    mkfifo(&index_path(&hostile, &key()));
+    let file_url = format!("file://{}", hostile.display());
+    let (out, took) = fetch_alpha(dir.path(), &[&file_url, root.to_str().unwrap()], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let doc = json_of(&out);
+    assert_eq!(fate(&doc, hostile.to_str().unwrap()), "failed");
+    let report = doc.to_string();
+    assert!(report.contains("not a regular file"), "{report}");
+}
+
+#[test]
+fn a_fifo_in_place_of_an_index_piece_or_a_bundle_does_not_hang_fetch() {
+    for target in ["piece", "bundle"] {
+        let (dir, root, alpha) = repo_with_alpha();
+        let hostile = dir.path().join("usb");
+        copy_tree(&root, &hostile);
+        if target == "piece" {
+            for piece in pieces(&hostile) {
+                mkfifo(&piece);
+            }
+        } else {
+            mkfifo(&bundle_path(&hostile, &key(), &alpha));
+        }
+        let slow_good = TestMirror::start(
+            &root,
+            Behaviour {
+                index_delay: Duration::from_millis(200),
+                ..Behaviour::default()
+            },
+        );
+        let (out, took) = fetch_alpha(
+            dir.path(),
+            &[hostile.to_str().unwrap(), &slow_good.url],
+            &["--race-window", "1s"],
+        );
+        assert_eq!(code(&out), 0, "{target}: {}", stderr(&out));
+        assert!(took < Duration::from_secs(10), "{target}: took {took:?}");
+        let doc = json_of(&out);
+        if target == "bundle" {
+            assert_eq!(doc["article"]["mirror"], slow_good.url.as_str());
+        }
+    }
+}
+
+#[test]
+fn a_fifo_in_place_of_index_json_does_not_hang_sync_once() {
+    let (dir, root, _) = repo_with_alpha();
+    mkfifo(&index_path(&root, &key()));
+    let start = Instant::now();
+    let out = qasid()
+        .args(["sync", "--once", "--store"])
+        .arg(dir.path().join("store"))
+        .args(["--publisher", &key().public().to_base64()])
+        .arg("--upstream")
+        .arg(format!("file://{}", root.display()))
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("not a regular file"), "{stdout}");
+}
+
+#[test]
+fn a_fast_mirror_of_one_publisher_does_not_cut_the_slow_only_mirror_of_another() {
+    let dir = TempDir::new().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let alpha = make_bundle(dir.path(), &key(), "alpha", 1, 2_000);
+    publish(&one, &key(), &[alpha.path()]);
+    let beta = make_bundle(dir.path(), &other_key(), "beta", 1, 2_000);
+    publish(&two, &other_key(), &[beta.path()]);
+    let fast = TestMirror::start(&one, Behaviour::default());
+    // Tor-like: every answer, 404s included, takes a second.
+    let slow = TestMirror::start(
+        &two,
+        Behaviour {
+            answer_delay: Duration::from_secs(1),
+            ..Behaviour::default()
+        },
+    );
+    let start = Instant::now();
+    let out = qasid()
+        .args([
+            "fetch", "--json", "--mirror", &fast.url, "--mirror", &slow.url,
+        ])
+        .args(["--publisher", &key().public().to_base64()])
+        .args(["--publisher", &other_key().public().to_base64()])
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let doc = json_of(&out);
+    assert_eq!(doc["publishers"][0]["articles"][0]["name"], "alpha");
+    assert_eq!(doc["publishers"][1]["articles"][0]["name"], "beta");
+    assert_eq!(fate(&doc, &slow.url), "ok");
+}
