@@ -6,15 +6,18 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use qasid::ErrorClass;
+
+pub use json::{print_json, Output};
 
 mod bundle;
 mod completions;
 mod demo;
 mod fetch;
 mod index;
+mod json;
 mod keygen;
 mod man;
 mod mirror;
@@ -98,6 +101,36 @@ fn ansi_on_stderr() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
+/// Parses the command line and works out whether this run prints JSON. A refused command line
+/// exits here (code 2), as JSON on stdout too when `--json` was among the arguments.
+pub fn parse() -> (Cli, Output) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let root = Cli::command();
+    let parsed = root.clone().try_get_matches_from(&args).and_then(|mut m| {
+        // Before `from_arg_matches_mut`, which takes the values out of the matches.
+        let output = Output::from_matches(&m);
+        Ok((Cli::from_arg_matches_mut(&mut m)?, output))
+    });
+    match parsed {
+        Ok(ok) => ok,
+        Err(e) => {
+            if e.use_stderr() {
+                // Clap's message up to its usage block, on one line.
+                let text = e.to_string();
+                let line = text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let line = line.trim_start_matches("error: ");
+                Output::from_raw_args(&root, &args).print_failure(ErrorClass::Usage, line, None);
+            }
+            e.exit()
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Demo(args) => args.run(),
@@ -121,6 +154,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 pub struct Failure {
     class: ErrorClass,
     error: anyhow::Error,
+    /// What the command can still say in its `--json` document despite failing (the fetch
+    /// report of every mirror, a push's per-mirror results).
+    json: Option<serde_json::Value>,
 }
 
 impl Failure {
@@ -128,7 +164,14 @@ impl Failure {
         Self {
             class,
             error: error.into(),
+            json: None,
         }
+    }
+
+    /// Adds fields (an object) to the failure's `--json` document.
+    pub fn with_json(mut self, fields: serde_json::Value) -> Self {
+        self.json = Some(fields);
+        self
     }
 
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
@@ -139,8 +182,9 @@ impl Failure {
         Self::new(ErrorClass::Runtime, error)
     }
 
-    /// Prints the error chain on one line to stderr and returns the documented exit code.
-    pub fn report(self) -> ExitCode {
+    /// Prints the error chain on one line to stderr (and as the JSON document on stdout when
+    /// `--json` was given) and returns the documented exit code.
+    pub fn report(self, output: &Output) -> ExitCode {
         // A closed stdout (`qasid ... | head`) is not an error worth a message.
         if let Some(io) = self.error.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::BrokenPipe {
@@ -151,7 +195,9 @@ impl Failure {
             ErrorClass::Verification => "verification failed",
             ErrorClass::Usage | ErrorClass::Runtime => "error",
         };
-        eprintln!("qasid: {prefix}: {}", one_line(&self.error));
+        let line = one_line(&self.error);
+        output.print_failure(self.class, &line, self.json.as_ref());
+        eprintln!("qasid: {prefix}: {line}");
         ExitCode::from(exit_code(self.class))
     }
 }
@@ -219,15 +265,6 @@ pub fn load_secret_key(path: &std::path::Path) -> Result<qasid::keys::SecretKey,
         );
     }
     Ok(key)
-}
-
-/// Writes a result line to stdout, turning a closed pipe into a quiet success.
-pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)
-        .map_err(|e| Failure::runtime(std::io::Error::from(e)))?;
-    writeln!(out).map_err(Failure::runtime)
 }
 
 #[cfg(test)]

@@ -5,15 +5,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 mod cli;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let (args, output) = cli::parse();
     cli::init_logging(&args);
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => failure.report(),
+        Err(failure) => failure.report(&output),
     }
 }

@@ -6,7 +6,7 @@ use clap::Args;
 use qasid::bundle::{self, CreateOptions};
 use qasid::limits::BundleLimits;
 
-use super::{load_secret_key, print_json, Failure};
+use super::{json, load_secret_key, print_json, Failure};
 
 /// Sign an article folder into a deterministic bundle (FILE.zip and FILE.zip.minisig).
 ///
@@ -53,7 +53,8 @@ impl BundleArgs {
         let m = created.manifest();
         if self.json {
             print_json(&serde_json::json!({
-                "bundle": created.path(),
+                "path": created.path(),
+                "publisher": json::publisher(secret.public()),
                 "minisig": created.minisig_path(),
                 "name": m.name(),
                 "version": m.version(),

@@ -21,7 +21,7 @@ use qasid::reader::{
 };
 use serde_json::json;
 
-use super::{print_json, Failure};
+use super::{json, print_json, Failure};
 
 /// Bundles at least this large get a progress bar (on a terminal). 1 MiB: smaller ones arrive
 /// before a bar would be worth drawing, even over Tor.
@@ -223,23 +223,31 @@ impl FetchArgs {
         }
         let report = reader.report();
         print_report(&report, false);
-        if self.json {
-            let mut doc = document(&updates, &report);
-            doc["article"] = match &fetched {
-                Ok(saved) => saved_json(saved, extracted.as_ref().and_then(|e| e.as_ref().ok())),
-                Err(_) => serde_json::Value::Null,
-            };
-            let error = match (&fetched, &extracted) {
-                (Err(e), _) => Some(chain(e)),
-                (_, Some(Err(e))) => Some(format!("{:#}", e.error)),
-                _ => None,
-            };
-            set_result(&mut doc, error);
-            print_json(&doc)?;
+        let mut doc = document(&updates, &report);
+        if let Ok(saved) = &fetched {
+            doc["article"] = saved_json(saved, extracted.as_ref().and_then(|e| e.as_ref().ok()));
         }
-        fetched?;
-        extracted.transpose()?;
-        Ok(())
+        let result = fetched
+            .map_err(Failure::from)
+            .and_then(|_| match extracted {
+                Some(Err(e)) => Err(e),
+                _ => Ok(()),
+            });
+        self.finish_json(result, doc)
+    }
+
+    /// Prints the JSON document on success; on failure attaches it to the failure, which
+    /// `main` prints with the error.
+    fn finish_json(
+        &self,
+        result: Result<(), Failure>,
+        doc: serde_json::Value,
+    ) -> Result<(), Failure> {
+        match result {
+            Ok(()) if self.json => print_json(&doc),
+            Ok(()) => Ok(()),
+            Err(failure) => Err(failure.with_json(doc)),
+        }
     }
 
     fn list(&self, reader: &Reader, updates: Vec<PublisherUpdate>) -> Result<(), Failure> {
@@ -248,12 +256,8 @@ impl FetchArgs {
             print_listing(&updates);
         }
         print_report(&report, false);
-        if self.json {
-            let mut doc = document(&updates, &report);
-            set_result(&mut doc, worst_failure(&updates).map(chain));
-            print_json(&doc)?;
-        }
-        finish(updates)
+        let doc = document(&updates, &report);
+        self.finish_json(finish(updates), doc)
     }
 }
 
@@ -287,13 +291,6 @@ fn class_rank(e: &ReaderError) -> u8 {
         qasid::ErrorClass::Runtime => 1,
         qasid::ErrorClass::Usage => 0,
     }
-}
-
-fn worst_failure(updates: &[PublisherUpdate]) -> Option<&ReaderError> {
-    updates
-        .iter()
-        .filter_map(|u| u.result.as_ref().err())
-        .max_by_key(|e| class_rank(e))
 }
 
 /// Extracts a saved bundle into OUT/NAME-vVERSION/: (folder, number of files).
@@ -439,7 +436,7 @@ fn article_json(publisher: &PublicKey, a: &ArticleVersion) -> serde_json::Value 
         "date": a.date(),
         "language": a.language(),
         "author": a.author(),
-        "publisher": publisher.id().to_string(),
+        "publisher": json::publisher(publisher),
         "sha256": a.bundle().sha256.to_string(),
         "size": a.bundle().size,
     })
@@ -448,7 +445,9 @@ fn article_json(publisher: &PublicKey, a: &ArticleVersion) -> serde_json::Value 
 fn saved_json(saved: &SavedBundle, extracted: Option<&(PathBuf, usize)>) -> serde_json::Value {
     let mut v = article_json(&saved.publisher, &saved.article);
     v["path"] = json!(saved.path);
-    v["mirror"] = json!(saved.source);
+    if let Some(mirror) = &saved.source {
+        v["mirror"] = json!(mirror);
+    }
     v["resumed_from"] = json!(saved.resumed_from);
     if let Some((dir, _)) = extracted {
         v["extracted"] = json!(dir);
@@ -471,8 +470,8 @@ fn document(updates: &[PublisherUpdate], report: &Report) -> serde_json::Value {
                     .map(|(_, a)| article_json(&u.publisher, a))
                     .collect();
                 json!({
-                    "publisher": u.publisher.id().to_string(),
-                    "key": u.publisher.to_base64(),
+                    "publisher": json::publisher(&u.publisher),
+                    "ok": true,
                     "sequence": head.sequence(),
                     "issued": humantime::format_rfc3339_seconds(head.issued()).to_string(),
                     "expires": humantime::format_rfc3339_seconds(head.expires()).to_string(),
@@ -482,10 +481,9 @@ fn document(updates: &[PublisherUpdate], report: &Report) -> serde_json::Value {
                 })
             }
             Err(e) => json!({
-                "publisher": u.publisher.id().to_string(),
-                "key": u.publisher.to_base64(),
-                "error": chain(e),
-                "exit_code": super::exit_code(e.class()),
+                "publisher": json::publisher(&u.publisher),
+                "ok": false,
+                "error": json::error(e.class(), &chain(e)),
             }),
         })
         .collect();
@@ -494,16 +492,6 @@ fn document(updates: &[PublisherUpdate], report: &Report) -> serde_json::Value {
         "mirrors": report.mirrors,
         "warnings": report.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
     })
-}
-
-fn set_result(doc: &mut serde_json::Value, error: Option<String>) {
-    match error {
-        None => doc["result"] = json!("ok"),
-        Some(e) => {
-            doc["result"] = json!("error");
-            doc["error"] = json!(e);
-        }
-    }
 }
 
 /// An error and its causes on one line, as the CLI prints them.

@@ -11,7 +11,7 @@ use qasid::index::{
 use qasid::keys::PublicKey;
 use qasid::limits::IndexLimits;
 
-use super::{print_json, Failure};
+use super::{json, print_json, Failure};
 
 /// Inspect a publisher's signed index.
 #[derive(Debug, Subcommand)]
@@ -190,20 +190,18 @@ fn json_document(
             "date": a.date(),
             "language": a.language(),
             "author": a.author(),
-            "bundle": a.bundle(),
+            "sha256": a.bundle().sha256,
+            "size": a.bundle().size,
         })
     };
     let current = index.current();
     let mut doc = serde_json::json!({
-        "verified": true,
-        "publisher": head.publisher().to_base64(),
-        "publisher_id": head.publisher().id().to_string(),
+        "publisher": json::publisher(head.publisher()),
         "sequence": head.sequence(),
         "issued": time(head.issued()),
         "expires": time(head.expires()),
         "stale": matches!(head.freshness(now), Freshness::Expired { .. }),
         "index_sha256": index.signed().id(),
-        "previous": head.previous(),
         "mirrors": head.mirrors(),
         "entries": head.log().entries(),
         "pieces": head.log().pieces().len(),
@@ -211,6 +209,9 @@ fn json_document(
         "fetched_bytes": transfer.head_bytes + transfer.piece_bytes,
         "current": current.iter().map(|(_, a)| article(a)).collect::<Vec<_>>(),
     });
+    if let Some(previous) = head.previous() {
+        doc["previous"] = serde_json::json!(previous);
+    }
     if all {
         let listed: std::collections::HashSet<usize> = current.iter().map(|(i, _)| *i).collect();
         doc["history"] = index

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use qasid::keys::{self, SecretKey};
 
-use super::{print_json, Failure};
+use super::{json, print_json, Failure};
 
 /// Create a publisher key pair: DIR/publisher.key (secret) and DIR/publisher.pub.
 ///
@@ -55,8 +55,7 @@ impl KeygenArgs {
         let public = secret.public();
         if self.json {
             print_json(&serde_json::json!({
-                "key_id": public.id().to_string(),
-                "public_key": public.to_base64(),
+                "publisher": json::publisher(public),
                 "secret_key_file": paths.secret,
                 "public_key_file": paths.public,
                 "encrypted": passphrase.is_some(),

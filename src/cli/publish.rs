@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use qasid::index::MirrorUrl;
 use qasid::limits::{BundleLimits, IndexLimits};
-use qasid::repo::{BundleStatus, PublishRequest, Repo};
+use qasid::repo::{BundleStatus, PublishReport, PublishRequest, Repo};
 
-use super::{load_secret_key, print_json, Failure};
+use super::{json, load_secret_key, print_json, Failure};
 
 /// Publish bundles into a repo folder and sign a new index.
 ///
@@ -83,25 +83,7 @@ impl PublishArgs {
             },
         )?;
         if self.json {
-            let head = report.signed.as_ref().map(|s| s.head());
-            return print_json(&serde_json::json!({
-                "published": report.signed.is_some(),
-                "sequence": head.map_or(report.previous_sequence, |h| Some(h.sequence())),
-                "expires": head.map(|h| humantime::format_rfc3339_seconds(h.expires()).to_string()),
-                "index_sha256": report.signed.as_ref().map(|s| s.id()),
-                "entries": head.map(|h| h.log().entries()),
-                "pieces": head.map(|h| h.log().pieces().len()),
-                "pieces_written": report.pieces_written.len(),
-                "bundles": report.bundles.iter().map(|b| serde_json::json!({
-                    "path": b.path,
-                    "name": b.name,
-                    "version": b.version,
-                    "sha256": b.sha256,
-                    "size": b.size,
-                    "added": b.status == BundleStatus::Added,
-                })).collect::<Vec<_>>(),
-                "retracted": report.retracted,
-            }));
+            return print_json(&json_document(key.public(), &report));
         }
         for b in &report.bundles {
             let what = match b.status {
@@ -136,4 +118,42 @@ impl PublishArgs {
         }
         Ok(())
     }
+}
+
+/// `index` (the newly signed index) is present only when something was published; `sequence`
+/// is the repo's index sequence after the call either way.
+fn json_document(publisher: &qasid::keys::PublicKey, report: &PublishReport) -> serde_json::Value {
+    let mut doc = serde_json::json!({
+        "publisher": json::publisher(publisher),
+        "published": report.signed.is_some(),
+        "bundles": report.bundles.iter().map(|b| serde_json::json!({
+            "path": b.path,
+            "name": b.name,
+            "version": b.version,
+            "sha256": b.sha256,
+            "size": b.size,
+            "added": b.status == BundleStatus::Added,
+        })).collect::<Vec<_>>(),
+        "retracted": report.retracted,
+    });
+    let sequence = match &report.signed {
+        Some(signed) => {
+            let h = signed.head();
+            doc["index"] = serde_json::json!({
+                "sha256": signed.id(),
+                "sequence": h.sequence(),
+                "expires": humantime::format_rfc3339_seconds(h.expires()).to_string(),
+                "entries": h.log().entries(),
+                "pieces": h.log().pieces().len(),
+                "pieces_written": report.pieces_written.len(),
+                "mirrors": h.mirrors(),
+            });
+            Some(h.sequence())
+        }
+        None => report.previous_sequence,
+    };
+    if let Some(sequence) = sequence {
+        doc["sequence"] = sequence.into();
+    }
+    doc
 }

@@ -12,7 +12,7 @@ use qasid::keys::PublicKey;
 use qasid::mirror::client::{self, NoProgress, Progress, PushError, PushPlan, PushSummary};
 use qasid::ErrorClass;
 
-use super::{print_json, Failure};
+use super::{json, print_json, Failure};
 
 /// Push a repo's bundles, index pieces and index to mirrors that trust its publisher.
 ///
@@ -129,7 +129,6 @@ impl PushArgs {
         let mut outcomes = outcomes;
         outcomes
             .sort_by(|a, b| (&a.mirror, a.publisher.hex()).cmp(&(&b.mirror, b.publisher.hex())));
-        self.report(&outcomes)?;
         let worst = outcomes
             .iter()
             .filter_map(|o| o.result.as_ref().err())
@@ -139,55 +138,61 @@ impl PushArgs {
                 ErrorClass::Runtime => 1,
                 ErrorClass::Usage => 0,
             });
+        let doc =
+            serde_json::json!({ "pushes": outcomes.iter().map(push_json).collect::<Vec<_>>() });
         match worst {
-            None => Ok(()),
+            None if self.json => print_json(&doc),
+            None => {
+                print_text(&outcomes);
+                Ok(())
+            }
             Some(class) => {
+                if !self.json {
+                    print_text(&outcomes);
+                }
                 let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
                 Err(Failure::new(
                     class,
                     anyhow::anyhow!("{failed} of {} pushes failed", outcomes.len()),
-                ))
+                )
+                .with_json(doc))
             }
         }
     }
+}
 
-    fn report(&self, outcomes: &[Outcome]) -> Result<(), Failure> {
-        if self.json {
-            let list: Vec<serde_json::Value> = outcomes
-                .iter()
-                .map(|o| match &o.result {
-                    Ok(s) => serde_json::json!({
-                        "mirror": o.mirror,
-                        "publisher": o.publisher.to_base64(),
-                        "ok": true,
-                        "sent": s.sent,
-                        "skipped": s.skipped,
-                        "bytes": s.bytes,
-                    }),
-                    Err(e) => serde_json::json!({
-                        "mirror": o.mirror,
-                        "publisher": o.publisher.to_base64(),
-                        "ok": false,
-                        "error": e.to_string(),
-                    }),
-                })
-                .collect();
-            return print_json(&list);
+fn push_json(o: &Outcome) -> serde_json::Value {
+    match &o.result {
+        Ok(s) => serde_json::json!({
+            "mirror": o.mirror,
+            "publisher": json::publisher(&o.publisher),
+            "ok": true,
+            "sent": s.sent,
+            "skipped": s.skipped,
+            "bytes": s.bytes,
+        }),
+        Err(e) => serde_json::json!({
+            "mirror": o.mirror,
+            "publisher": json::publisher(&o.publisher),
+            "ok": false,
+            "error": json::error(e.class(), &e.to_string()),
+        }),
+    }
+}
+
+fn print_text(outcomes: &[Outcome]) {
+    for o in outcomes {
+        match &o.result {
+            Ok(s) => println!(
+                "{}: publisher {}: ok, sent {} objects ({} bytes), {} already there",
+                o.mirror,
+                o.publisher.id(),
+                s.sent,
+                s.bytes,
+                s.skipped
+            ),
+            Err(e) => println!("{}: publisher {}: FAILED: {e}", o.mirror, o.publisher.id()),
         }
-        for o in outcomes {
-            match &o.result {
-                Ok(s) => println!(
-                    "{}: publisher {}: ok, sent {} objects ({} bytes), {} already there",
-                    o.mirror,
-                    o.publisher.id(),
-                    s.sent,
-                    s.bytes,
-                    s.skipped
-                ),
-                Err(e) => println!("{}: publisher {}: FAILED: {e}", o.mirror, o.publisher.id()),
-            }
-        }
-        Ok(())
     }
 }
 

@@ -16,7 +16,7 @@ use qasid::ErrorClass;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{print_json, Failure};
+use super::{json, print_json, Failure};
 
 /// Pull trusted publishers' indexes and bundles from upstream mirrors into a store.
 ///
@@ -169,14 +169,17 @@ impl SyncArgs {
             let cancel = CancellationToken::new();
             if self.once {
                 let report = syncer.run_once(&cancel).await;
-                if self.json {
-                    print_json(&report)?;
-                } else {
+                if !self.json {
                     print_summary(&report);
                 }
+                let doc = round_json(&report, &config.publisher_keys());
                 return match report.failure() {
+                    None if self.json => print_json(&doc),
                     None => Ok(()),
-                    Some(class) => Err(Failure::new(class, anyhow::anyhow!(failure_line(&report)))),
+                    Some(class) => {
+                        Err(Failure::new(class, anyhow::anyhow!(failure_line(&report)))
+                            .with_json(doc))
+                    }
                 };
             }
             let tasks = TaskTracker::new();
@@ -283,6 +286,38 @@ fn print_summary(report: &RoundReport) {
             println!("    - {}: {}", e.reason(), error_chain(e));
         }
     }
+}
+
+/// The round report in the shape of docs/JSON.md: publishers as key objects, error objects
+/// with their exit code, and sequences left out rather than null when there are none.
+fn round_json(report: &RoundReport, keys: &[PublicKey]) -> serde_json::Value {
+    let mut doc = serde_json::to_value(report).unwrap_or_default();
+    for p in doc["publishers"].as_array_mut().into_iter().flatten() {
+        let id = p["publisher"].as_str().unwrap_or_default().to_owned();
+        if let Some(key) = keys.iter().find(|k| k.id().to_string() == id) {
+            p["publisher"] = json::publisher(key);
+        }
+        if let Some(fields) = p.as_object_mut() {
+            fields.retain(|_, v| !v.is_null());
+        }
+    }
+    let Some(fields) = doc.as_object_mut() else {
+        return doc;
+    };
+    let errors = fields
+        .iter_mut()
+        .filter(|(name, _)| *name == "upstreams" || *name == "publishers")
+        .flat_map(|(_, list)| list.as_array_mut().into_iter().flatten())
+        .flat_map(|item| item["errors"].as_array_mut().into_iter().flatten());
+    for e in errors {
+        let class = match e["class"].as_str() {
+            Some("verification") => ErrorClass::Verification,
+            Some("usage") => ErrorClass::Usage,
+            _ => ErrorClass::Runtime,
+        };
+        e["exit_code"] = super::exit_code(class).into();
+    }
+    doc
 }
 
 fn failure_line(report: &RoundReport) -> String {

@@ -3,16 +3,19 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use qasid::bundle;
+use qasid::bundle::{self, BundleError};
+use qasid::content_id::HashingReader;
 use qasid::keys::PublicKey;
 use qasid::limits::BundleLimits;
 
-use super::{print_json, Failure};
+use super::{json, print_json, Failure};
 
 /// Check that a bundle is authentic and whole, offline.
 ///
 /// Exit 0 only if every file matches the manifest and the manifest is signed by PUBKEY;
-/// exit 3 with one line naming the first problem otherwise. Nothing is extracted.
+/// exit 3 with one line naming the first problem otherwise. Nothing is extracted. Prints both
+/// hashes: the bundle file's sha256 (what `sha256sum FILE` shows, and what the signed index and
+/// the reader pages give) and the sha256 of the signed manifest.json inside it.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  qasid verify launch.zip --publisher keys/publisher.pub\n  qasid verify launch.zip --publisher RWQ...base64... --json"
@@ -31,19 +34,27 @@ pub struct VerifyArgs {
 impl VerifyArgs {
     pub fn run(self) -> Result<(), Failure> {
         let publisher = PublicKey::from_arg(&self.publisher)?;
-        let verified = bundle::verify_file(&self.file, &publisher, &BundleLimits::default())?;
+        let file = std::fs::File::open(&self.file).map_err(|source| BundleError::Io {
+            path: self.file.clone(),
+            source,
+        })?;
+        // One pass: the verifier reads the whole file (trailing bytes are an error), so the
+        // hash of what it read is the hash of the file.
+        let mut hashing = HashingReader::new(file);
+        let verified = bundle::verify_reader(&mut hashing, &publisher, &BundleLimits::default())?;
+        let (bundle_sha256, size) = hashing.finish();
         let m = verified.manifest();
         if self.json {
             print_json(&serde_json::json!({
-                "verified": true,
                 "name": m.name(),
                 "version": m.version(),
                 "title": m.title(),
                 "author": m.author(),
                 "date": m.created(),
                 "language": m.language(),
-                "publisher_id": publisher.id().to_string(),
-                "publisher": publisher.to_base64(),
+                "publisher": json::publisher(&publisher),
+                "sha256": bundle_sha256,
+                "size": size,
                 "manifest_sha256": verified.manifest_id(),
                 "files": m.files().len(),
             }))
@@ -52,11 +63,12 @@ impl VerifyArgs {
             println!("  name:      {}", m.name());
             println!("  publisher: {}", publisher.id());
             println!("  date:      {}", m.created());
+            println!("  bundle:    {bundle_sha256} (sha256 of the file, as `sha256sum` shows it)");
             println!(
-                "  content:   {} (sha256 of manifest.json)",
+                "  manifest:  {} (sha256 of manifest.json, the signed content)",
                 verified.manifest_id()
             );
-            println!("  files:     {}", m.files().len());
+            println!("  files:     {} ({size} bytes)", m.files().len());
             Ok(())
         }
     }

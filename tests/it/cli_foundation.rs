@@ -69,7 +69,7 @@ fn keygen_writes_an_owner_only_secret_and_a_minisign_public_key() {
         .unwrap();
     assert!(out.status.success());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let key_id = report["key_id"].as_str().unwrap();
+    let key_id = report["publisher"]["key_id"].as_str().unwrap();
     assert_eq!(key_id.len(), 16);
 
     let mode = fs::metadata(dir.path().join("publisher.key"))
@@ -82,7 +82,7 @@ fn keygen_writes_an_owner_only_secret_and_a_minisign_public_key() {
         public.lines().next().unwrap(),
         format!("untrusted comment: minisign public key {key_id}")
     );
-    assert_eq!(public.lines().nth(1).unwrap(), report["public_key"]);
+    assert_eq!(public.lines().nth(1).unwrap(), report["publisher"]["key"]);
 }
 
 #[test]
@@ -271,10 +271,10 @@ fn verify_json_reports_the_article_and_publisher() {
         .unwrap();
     assert!(out.status.success());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["verified"], true);
+    assert_eq!(report["ok"], true);
     assert_eq!(report["language"], "ur");
     assert_eq!(report["name"], "urdu-press-freedom");
-    assert_eq!(report["publisher"], inline_key.as_str());
+    assert_eq!(report["publisher"]["key"], inline_key.as_str());
     assert_eq!(report["manifest_sha256"].as_str().unwrap().len(), 64);
 }
 

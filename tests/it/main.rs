@@ -3,6 +3,7 @@
 
 mod bundle_support;
 mod chromium_support;
+mod json_support;
 mod mirror_support;
 mod reader_support;
 mod repo_support;
@@ -19,6 +20,7 @@ mod demo;
 mod file_modes;
 mod index_incremental;
 mod index_rules;
+mod json_output;
 mod keys_minisign;
 mod mirror_browser;
 mod mirror_http;

@@ -128,7 +128,7 @@ fn chromium_reads_the_seed_articles_from_a_real_mirror() {
 
     // The publisher's side, with the real binary.
     let keygen = qasid_json(&["keygen", "--unencrypted", "--out", &path("keys")]);
-    let key_id = keygen["key_id"].as_str().unwrap().to_owned();
+    let key_id = keygen["publisher"]["key_id"].as_str().unwrap().to_owned();
     let key =
         PublicKey::from_file_text(&std::fs::read_to_string(path("keys/publisher.pub")).unwrap())
             .unwrap();
@@ -169,7 +169,7 @@ fn chromium_reads_the_seed_articles_from_a_real_mirror() {
     let base = mirror.base.clone();
     let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let pushed = qasid_json(&["push", "--repo", &repo, "--to", &base]);
-    assert_eq!(pushed[0]["ok"], true, "{pushed}");
+    assert_eq!(pushed["pushes"][0]["ok"], true, "{pushed}");
 
     // Home: every title, each linking to its article, with the language's direction.
     let home_response = get(&format!("{base}/"));

@@ -173,8 +173,8 @@ fn the_mirror_binary_serves_accepts_qasid_push_and_stops_on_sigterm() {
         .assert()
         .success();
     let json: serde_json::Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
-    assert_eq!(json[0]["sent"], 0);
-    assert_eq!(json[0]["ok"], true);
+    assert_eq!(json["pushes"][0]["sent"], 0);
+    assert_eq!(json["pushes"][0]["ok"], true);
 
     // The configured upstream (unreachable here) is pulled by sync in the same process.
     let logs: Vec<String> = mirror.stderr.try_iter().collect();

@@ -58,7 +58,7 @@ fn the_fastest_mirror_serves_the_bundle_and_the_others_are_not_needed() {
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let doc = json_of(&out);
-    assert_eq!(doc["result"], "ok");
+    assert_eq!(doc["ok"], true);
     assert_eq!(doc["article"]["mirror"], fast.url.as_str());
     assert_eq!(fate(&doc, &fast.url), "ok");
     assert_eq!(fate(&doc, &slow.url), "not_needed");
@@ -208,7 +208,7 @@ fn only_tarpits_and_closed_ports_is_a_runtime_failure() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let doc = json_of(&out);
-    assert_eq!(doc["result"], "error");
+    assert_eq!(doc["ok"], false);
     assert_eq!(fate(&doc, &pit.url), "timed_out");
     assert_eq!(fate(&doc, &closed), "refused");
 }
@@ -277,7 +277,7 @@ fn when_every_mirror_lies_nothing_is_saved_and_the_exit_code_is_3() {
     );
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let doc = json_of(&out);
-    assert_eq!(doc["result"], "error");
+    assert_eq!(doc["ok"], false);
     for liar in &liars {
         assert_eq!(fate(&doc, &liar.url), "lying");
         assert_eq!(liar.log.bundle_requests().len(), 1, "a liar is asked once");
@@ -370,7 +370,7 @@ fn a_publisher_no_mirror_carries_does_not_wait_for_tarpits() {
     assert!(took < Duration::from_secs(8), "took {took:?}");
     let doc = json_of(&out);
     assert_eq!(doc["publishers"][0]["articles"][0]["name"], "alpha");
-    assert_eq!(doc["publishers"][1]["exit_code"], 1);
+    assert_eq!(doc["publishers"][1]["error"]["exit_code"], 1);
     assert_eq!(fate(&doc, &good.url), "ok");
     assert_eq!(fate(&doc, &pit.url), "timed_out");
 }

@@ -33,7 +33,10 @@ fn an_older_index_is_refused_as_rollback_in_a_later_run() {
     let doc = json_of(&out);
     assert_eq!(fate(&doc, &replay.url), "stale");
     assert!(
-        doc["error"].as_str().unwrap().contains("rollback"),
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rollback"),
         "{doc:#}"
     );
 

@@ -96,8 +96,8 @@ fn publish_then_show_lists_the_article_with_its_hash() {
         .stdout
         .clone();
     let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(doc["verified"], true);
-    assert_eq!(doc["current"][0]["bundle"]["sha256"], sha.to_string());
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["current"][0]["sha256"], sha.to_string());
     assert_eq!(doc["history"][0]["current"], true);
     // The bundle and its minisig are stored by hash beside the index.
     let root = s.path("repo");
