@@ -176,7 +176,7 @@ async fn worker(
             match get(&client, &index_url, limits.max_head_bytes).await {
                 Ok((body, _)) => {
                     tally.bytes += body.len() as u64;
-                    match SignedHead::verify(&body, &key, &limits) {
+                    match SignedHead::verify(&body, &*key, &limits) {
                         Ok(head) => {
                             let seq = head.head().sequence();
                             if seq < tally.highest_sequence {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::article::ArticleError;
 use crate::content_id::ContentId;
-use crate::keys::{KeyId, PublicKey, SecretKey};
+use crate::keys::{KeyId, PublicKey, SecretKey, Trusted};
 use crate::limits::BundleLimits;
 use crate::manifest::{EntryName, EntryNameError, Manifest, ManifestError};
 use crate::ErrorClass;
@@ -95,7 +95,8 @@ impl VerifiedBundle {
         self.manifest_id
     }
 
-    /// The key the bundle was verified against (and which the manifest names).
+    /// The publisher id the bundle was verified for. The manifest names the signing key, which
+    /// is this key for a one-key publisher and a key its root delegates otherwise.
     pub fn publisher(&self) -> &PublicKey {
         &self.publisher
     }
@@ -118,7 +119,7 @@ pub fn create(
 /// Verifies the bundle at `path` against `publisher`. See [`verify_reader`].
 pub fn verify_file(
     path: &Path,
-    publisher: &PublicKey,
+    publisher: &(impl Trusted + ?Sized),
     limits: &BundleLimits,
 ) -> Result<VerifiedBundle, BundleError> {
     let file = std::fs::File::open(path).map_err(|source| BundleError::Io {
@@ -132,7 +133,7 @@ pub fn verify_file(
 /// it arrives). Reads to the end of the stream: trailing bytes are an error.
 pub fn verify_reader(
     r: impl Read,
-    publisher: &PublicKey,
+    publisher: &(impl Trusted + ?Sized),
     limits: &BundleLimits,
 ) -> Result<VerifiedBundle, BundleError> {
     verify::verify(r, publisher, limits, &mut verify::Output::Discard)
@@ -144,7 +145,7 @@ pub fn verify_reader(
 /// leaves nothing behind. The extracted folder is readable by its owner only (mode 0700).
 pub fn extract_verified(
     path: &Path,
-    publisher: &PublicKey,
+    publisher: &(impl Trusted + ?Sized),
     limits: &BundleLimits,
     out_dir: &Path,
 ) -> Result<VerifiedBundle, BundleError> {
@@ -155,7 +156,7 @@ pub fn extract_verified(
 /// UTF-8 and at most [`crate::limits::MAX_RENDERED_ARTICLE_BYTES`].
 pub fn read_article(
     path: &Path,
-    publisher: &PublicKey,
+    publisher: &(impl Trusted + ?Sized),
     limits: &BundleLimits,
 ) -> Result<(VerifiedBundle, String), BundleError> {
     let file = std::fs::File::open(path).map_err(|source| BundleError::Io {

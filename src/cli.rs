@@ -24,6 +24,7 @@ mod mirror;
 mod publish;
 mod push;
 mod read;
+mod root;
 mod sync;
 mod verify;
 
@@ -61,6 +62,8 @@ enum Command {
     Sync(sync::SyncArgs),
     #[command(subcommand)]
     Index(index::IndexCommand),
+    #[command(subcommand)]
+    Root(root::RootCommand),
     Completions(completions::CompletionsArgs),
     Man(man::ManArgs),
 }
@@ -144,6 +147,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mirror(args) => args.run(),
         Command::Sync(args) => args.run(),
         Command::Index(cmd) => cmd.run(),
+        Command::Root(cmd) => cmd.run(),
         Command::Completions(args) => args.run(),
         Command::Man(args) => args.run(),
     }

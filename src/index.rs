@@ -39,8 +39,9 @@ pub use log::{
     EncodedPiece, Entry, ObjectRef, PieceRef,
 };
 pub use source::{
-    fetch_bundle_http, http_client, receive_bundle, redirect_policy, update_from_dir,
-    update_from_http, BundleFetchError, FetchedBundle, RedirectRefused, Transfer,
+    fetch_bundle_http, http_client, receive_bundle, redirect_policy, root_from_dir, root_from_http,
+    update_from_dir, update_from_http, walk_roots_dir, walk_roots_http, BundleFetchError,
+    FetchedBundle, RedirectRefused, Transfer,
 };
 pub use tracker::{
     default_state_dir, Conflict, LazyTracker, Offer, Outcome, PendingIndex, Tracker, Update,

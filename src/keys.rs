@@ -39,6 +39,8 @@ pub enum Domain {
     BundleManifest,
     /// A publisher's signed index head.
     IndexHead,
+    /// A publisher's root document (the threshold root of trust, `crate::roots`).
+    Root,
 }
 
 impl Domain {
@@ -47,7 +49,82 @@ impl Domain {
         match self {
             Domain::BundleManifest => b"qasid-bundle-manifest-v1\n",
             Domain::IndexHead => b"qasid-index-head-v1\n",
+            Domain::Root => b"qasid-root-v1\n",
         }
+    }
+}
+
+/// What a delegated signing key may sign (a publisher's root lists the roles of each key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Bundle manifests (and their detached `.minisig` signatures).
+    Bundle,
+    /// Index heads (`index.json`).
+    Index,
+    /// Signed mirror notes.
+    Note,
+}
+
+impl Role {
+    /// Every role, in the canonical (alphabetical) order roots list them.
+    pub const ALL: [Role; 3] = [Role::Bundle, Role::Index, Role::Note];
+
+    /// The role's name in root documents and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Bundle => "bundle",
+            Role::Index => "index",
+            Role::Note => "note",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// Whom a verifier trusts for one publisher: the publisher's id (its folder name and the
+/// `publisher` member of heads and pieces) and the keys that may sign for each role.
+///
+/// A bare [`PublicKey`] is the implicit one-key root: the id, and the only signer for every
+/// role. A publisher with a root of trust is a [`crate::roots::Authority`], built from its
+/// verified chain of roots.
+pub trait Trusted {
+    /// The publisher id.
+    fn publisher(&self) -> &PublicKey;
+    /// The keys whose signatures count for `role`, right now.
+    fn signers(&self, role: Role) -> &[PublicKey];
+
+    /// The version of the publisher root these signers come from; 0 for a bare key.
+    fn root_version(&self) -> u64 {
+        0
+    }
+
+    /// Checks `signature` over `domain ‖ message` against every key allowed for `role` and
+    /// returns the one that made it. Fails with the id's [`KeyError::BadSignature`].
+    fn verify_as(
+        &self,
+        role: Role,
+        domain: Domain,
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<&PublicKey, KeyError> {
+        let signed = [domain.prefix(), message].concat();
+        let signature = Signature::from_bytes(signature);
+        self.signers(role)
+            .iter()
+            .find(|key| key.key.verify_strict(&signed, &signature).is_ok())
+            .ok_or(KeyError::BadSignature(self.publisher().id()))
+    }
+}
+
+impl Trusted for PublicKey {
+    fn publisher(&self) -> &PublicKey {
+        self
+    }
+
+    fn signers(&self, _role: Role) -> &[PublicKey] {
+        std::slice::from_ref(self)
     }
 }
 
@@ -248,6 +325,16 @@ impl PublicKey {
             ));
         }
         Ok(public)
+    }
+
+    /// A key from its 32 raw bytes: a valid, not small-order ed25519 point.
+    pub fn from_raw(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        let key = VerifyingKey::from_bytes(bytes)
+            .map_err(|_| KeyError::MalformedPublicKey("not a valid ed25519 point"))?;
+        if key.is_weak() {
+            return Err(KeyError::MalformedPublicKey("a small-order point"));
+        }
+        Ok(Self::from_verifying_key(key))
     }
 
     fn from_verifying_key(key: VerifyingKey) -> Self {

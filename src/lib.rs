@@ -7,6 +7,7 @@
 //! - [`content_id`]: the sha256 newtype every object is addressed and checked by.
 //! - [`limits`]: every size, count and ratio cap in one documented place.
 //! - [`keys`]: publisher key pairs, minisign-compatible key files and detached signatures.
+//! - [`roots`]: a publisher's threshold root of trust, its delegated signing keys, rotation.
 //! - [`article`]: the article folder's `article.md` front matter.
 //! - [`manifest`]: the signed description of a bundle and its validated entry names.
 //! - [`bundle`]: writing deterministic bundles and verifying them (strict zip reading).
@@ -38,6 +39,7 @@ pub mod pages;
 pub mod reader;
 pub mod render;
 pub mod repo;
+pub mod roots;
 pub mod store;
 pub mod sync;
 

@@ -97,3 +97,27 @@ pub const MAX_PUSH_ANSWER_BYTES: usize = 256 << 10;
 /// Longest time `qasid push` spends reading one answer body. 10 s: a mirror writes its few
 /// hundred bytes at once; a trickling answer is cut and reported with what arrived.
 pub const PUSH_ANSWER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Largest root document (`roots/<N>.json`, `root.json`), in bytes. 64 KiB: a root with the
+/// maximum 16 root keys, 16 signing keys and 32 signatures is under 8 KB.
+pub const MAX_ROOT_BYTES: u64 = 64 << 10;
+
+/// Most root keys in one root. 16: a newsroom's editors and trustees; a threshold scheme with
+/// more holders is an organisation with its own tooling.
+pub const MAX_ROOT_KEYS: usize = 16;
+
+/// Most signing keys one root delegates. 16: a few desks or laptops, plus keys being phased in.
+pub const MAX_SIGNING_KEYS: usize = 16;
+
+/// Most root versions a verifier holds for one publisher. 1,000: a rotation a week for twenty
+/// years. Every held root is re-verified when the chain is loaded, so this bounds that work.
+pub const MAX_ROOT_VERSIONS: u64 = 1000;
+
+/// Most new root versions a verifier fetches in one run (one request each). 32: a reader that
+/// was offline through 32 rotations catches up over a few runs instead of being held up by a
+/// mirror serving an endless chain.
+pub const MAX_ROOT_STEPS: u64 = 32;
+
+/// Most root equivocation evidence folders kept per publisher. 16: one proof convicts; more
+/// only fill the disk of whoever an attacker keeps feeding forged roots.
+pub const MAX_ROOT_EVIDENCE: usize = 16;

@@ -18,8 +18,9 @@ use crate::index::{
     atomic, update_from_dir, ArticleFields, ArticleVersion, EncodedPiece, Entry, Head, HeadFields,
     Index, IndexError, LogRef, MirrorUrl, PieceRef, SignedHead, Tracker,
 };
-use crate::keys::{KeyId, PublicKey, SecretKey};
+use crate::keys::{KeyId, PublicKey, Role, SecretKey, Trusted};
 use crate::limits::{BundleLimits, IndexLimits};
+use crate::roots::{Chain, ChainStorage};
 use crate::ErrorClass;
 
 mod pieces;
@@ -87,8 +88,13 @@ pub enum RepoError {
         version: u64,
         latest: u64,
     },
-    #[error("the key is {found}, but this repo is being published as {expected}")]
+    #[error(
+        "key {found} may not sign the index of publisher {expected} in this repo (not its key, \
+         and not a signing key its current root delegates for index heads)"
+    )]
     KeyMismatch { expected: KeyId, found: KeyId },
+    #[error(transparent)]
+    Root(#[from] crate::roots::RootError),
     #[error("the new index would be invalid")]
     NewIndex {
         #[source]
@@ -112,6 +118,7 @@ impl RepoError {
     pub fn class(&self) -> ErrorClass {
         match self {
             RepoError::Locked { .. } | RepoError::Io { .. } => ErrorClass::Runtime,
+            RepoError::Root(e) => e.class(),
             RepoError::CurrentIndex { source } => match source.class() {
                 ErrorClass::Runtime => ErrorClass::Runtime,
                 _ => ErrorClass::Verification,
@@ -211,8 +218,53 @@ impl Repo {
         }
     }
 
+    /// The repo of the publisher whose signing key is `key`: the publisher in `root` whose
+    /// current root delegates `key` for index heads, else the one-key publisher `key` itself.
+    pub fn for_key(
+        root: &Path,
+        key: &PublicKey,
+        index_limits: IndexLimits,
+        bundle_limits: BundleLimits,
+    ) -> Result<Self, RepoError> {
+        let publishers = on_disk(
+            root,
+            &format!("{}/publishers", crate::index::layout::PREFIX),
+        );
+        let mut found = None;
+        if let Ok(dir) = fs::read_dir(&publishers) {
+            for entry in dir.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(id) = hex::decode(&name)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .and_then(|b| PublicKey::from_raw(&b).ok())
+                else {
+                    continue;
+                };
+                if !entry.path().join("roots").is_dir() {
+                    continue;
+                }
+                let chain = Chain::open(&id, Some(roots_storage(root, &id)))?;
+                let authority = chain.authority(SystemTime::now());
+                if authority.signers(Role::Index).contains(key) {
+                    found = Some(id);
+                }
+            }
+        }
+        let id = found.unwrap_or_else(|| key.clone());
+        Ok(Self::new(root, &id, index_limits, bundle_limits))
+    }
+
     fn path(&self, relative: &str) -> PathBuf {
         on_disk(&self.root, relative)
+    }
+
+    /// The publisher's chain of roots in this repo (empty for a one-key publisher).
+    pub fn chain(&self) -> Result<Chain, RepoError> {
+        Ok(Chain::open(
+            &self.publisher,
+            Some(roots_storage(&self.root, &self.publisher)),
+        )?)
     }
 
     /// The verified current index, or `None` if this publisher has published nothing here.
@@ -220,7 +272,10 @@ impl Repo {
         if !self.path(&self.layout.index()).exists() {
             return Ok(None);
         }
-        let mut tracker = Tracker::ephemeral(&self.publisher, self.index_limits.clone());
+        // The publisher's own index loads whichever key of its roots signed it, so that after a
+        // rotation the new key can sign over an index the dropped key signed.
+        let signers = self.chain()?.every_index_signer();
+        let mut tracker = Tracker::ephemeral(&signers, self.index_limits.clone());
         update_from_dir(&mut tracker, &self.root, SystemTime::now()).map_err(|source| {
             RepoError::CurrentIndex {
                 source: Box::new(source),
@@ -235,7 +290,8 @@ impl Repo {
         key: &SecretKey,
         request: &PublishRequest,
     ) -> Result<PublishReport, RepoError> {
-        if key.public() != &self.publisher {
+        let authority = self.chain()?.authority(request.now);
+        if !authority.signers(Role::Index).contains(key.public()) {
             return Err(RepoError::KeyMismatch {
                 expected: self.publisher.id(),
                 found: key.public().id(),
@@ -257,7 +313,7 @@ impl Repo {
         let mut staged = Vec::new();
         let mut report_bundles = Vec::new();
         for input in &request.bundles {
-            let bundle = stage::stage(input, &tmp_dir, &self.publisher, &self.bundle_limits)?;
+            let bundle = stage::stage(input, &tmp_dir, &authority, &self.bundle_limits)?;
             let m = bundle.verified.manifest();
             let article = ArticleVersion::new(
                 ArticleFields {
@@ -333,9 +389,10 @@ impl Repo {
         .map_err(|source| RepoError::NewIndex {
             source: Box::new(source),
         })?;
-        let signed = SignedHead::sign(head, key).map_err(|source| RepoError::NewIndex {
-            source: Box::new(source),
-        })?;
+        let signed =
+            SignedHead::sign_for(head, key, &authority).map_err(|source| RepoError::NewIndex {
+                source: Box::new(source),
+            })?;
         self.write_file(
             &tmp_dir,
             &self.layout.publisher_pub(),
@@ -434,6 +491,17 @@ impl Repo {
             Err(TryLockError::WouldBlock) => Err(RepoError::Locked { path }),
             Err(TryLockError::Error(source)) => Err(RepoError::Io { path, source }),
         }
+    }
+}
+
+/// Where a repo keeps a publisher's roots: in the served layout, with temp files and evidence
+/// in the repo's private folder.
+pub fn roots_storage(root: &Path, publisher: &PublicKey) -> ChainStorage {
+    let layout = PublisherLayout::new(publisher);
+    ChainStorage {
+        dir: on_disk(root, &layout.roots_dir()),
+        tmp: root.join(PRIVATE_DIR).join("tmp"),
+        evidence: root.join(PRIVATE_DIR).join("evidence"),
     }
 }
 

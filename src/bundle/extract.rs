@@ -10,12 +10,12 @@ use std::path::Path;
 
 use super::verify::{self, Output};
 use super::{io_at, BundleError, VerifiedBundle};
-use crate::keys::PublicKey;
+use crate::keys::Trusted;
 use crate::limits::BundleLimits;
 
 pub(super) fn extract_verified(
     path: &Path,
-    publisher: &PublicKey,
+    publisher: &(impl Trusted + ?Sized),
     limits: &BundleLimits,
     out_dir: &Path,
 ) -> Result<VerifiedBundle, BundleError> {

@@ -16,7 +16,7 @@ use super::layout::*;
 use super::read::{self, LocalHeader, Next, NextCentral, Source};
 use super::{io_at, BundleError, VerifiedBundle};
 use crate::content_id::ContentId;
-use crate::keys::{Domain, PublicKey};
+use crate::keys::{Domain, Role, Trusted};
 use crate::limits::{BundleLimits, MAX_RENDERED_ARTICLE_BYTES};
 use crate::manifest::{EntryName, FileEntry, Manifest, ManifestError, ARTICLE_PATH};
 
@@ -33,7 +33,7 @@ pub(super) enum Output<'a> {
 /// Verifies a whole bundle from `r`; see the module documentation.
 pub(super) fn verify<R: Read>(
     r: R,
-    publisher: &PublicKey,
+    publisher: &(impl Trusted + ?Sized),
     limits: &BundleLimits,
     output: &mut Output<'_>,
 ) -> Result<VerifiedBundle, BundleError> {
@@ -53,7 +53,7 @@ pub(super) fn verify<R: Read>(
     Ok(VerifiedBundle {
         manifest,
         manifest_id: ContentId::of_bytes(&manifest_bytes),
-        publisher: publisher.clone(),
+        publisher: publisher.publisher().clone(),
     })
 }
 
@@ -74,7 +74,7 @@ impl<R: Read> Verifier<'_, R> {
     /// then parses the manifest. Returns it with its exact bytes.
     fn signed_manifest(
         &mut self,
-        publisher: &PublicKey,
+        publisher: &(impl Trusted + ?Sized),
     ) -> Result<(Manifest, Vec<u8>), BundleError> {
         let header = read::first_entry(&mut self.src, self.max_name)?;
         if header.name != MANIFEST_ENTRY {
@@ -112,10 +112,17 @@ impl<R: Read> Verifier<'_, R> {
             .read_small(header)?
             .try_into()
             .map_err(|bytes: Vec<u8>| BundleError::SignatureLength(bytes.len() as u64))?;
-        publisher
-            .verify(Domain::BundleManifest, &manifest_bytes, &signature)
-            .map_err(|_| BundleError::BadSignature(publisher.id()))?;
-        let manifest = Manifest::parse_from(&manifest_bytes, publisher, self.limits)
+        // The manifest names the key that signed it: one the publisher delegates for bundles
+        // (for a one-key publisher, the publisher's own key).
+        let signer = publisher
+            .verify_as(
+                Role::Bundle,
+                Domain::BundleManifest,
+                &manifest_bytes,
+                &signature,
+            )
+            .map_err(|_| BundleError::BadSignature(publisher.publisher().id()))?;
+        let manifest = Manifest::parse_from(&manifest_bytes, signer, self.limits)
             .map_err(BundleError::Manifest)?;
         Ok((manifest, manifest_bytes))
     }

@@ -70,7 +70,7 @@ impl PublishArgs {
             )
         };
         let key = load_secret_key(&self.key)?;
-        let repo = Repo::new(&self.repo, key.public(), limits, BundleLimits::default());
+        let repo = Repo::for_key(&self.repo, key.public(), limits, BundleLimits::default())?;
         let report = repo.publish(
             &key,
             &PublishRequest {

@@ -15,7 +15,7 @@ use crate::content_id::ContentId;
 use crate::index::log::PieceRef;
 use crate::index::wire::{EnvelopeWire, HeadWire, LogWire, ENVELOPE_FORMAT, HEAD_FORMAT};
 use crate::index::IndexError;
-use crate::keys::{Domain, PublicKey, SecretKey};
+use crate::keys::{Domain, PublicKey, Role, SecretKey, Trusted};
 use crate::limits::IndexLimits;
 
 /// A mirror's base URL (the folder holding `qasid/v1/`): http or https, no credentials, query
@@ -403,7 +403,23 @@ pub struct SignedHead {
 impl SignedHead {
     /// Signs `head` with the publisher's key and wraps it in an envelope.
     pub fn sign(head: Head, key: &SecretKey) -> Result<Self, IndexError> {
-        if key.public() != head.publisher() {
+        Self::sign_for(head, key, key.public())
+    }
+
+    /// Signs `head` with `key`, which `trusted` (the publisher's current root) must delegate
+    /// for index heads; the head names `trusted`'s publisher id.
+    pub fn sign_for(
+        head: Head,
+        key: &SecretKey,
+        trusted: &(impl Trusted + ?Sized),
+    ) -> Result<Self, IndexError> {
+        if trusted.publisher() != head.publisher() {
+            return Err(IndexError::WrongPublisher {
+                expected: head.publisher().id(),
+                found: trusted.publisher().id().to_string(),
+            });
+        }
+        if !trusted.signers(Role::Index).contains(key.public()) {
             return Err(IndexError::WrongPublisher {
                 expected: head.publisher().id(),
                 found: key.public().id().to_string(),
@@ -426,10 +442,11 @@ impl SignedHead {
         })
     }
 
-    /// Verifies `index.json` bytes against the trusted publisher key.
+    /// Verifies `index.json` bytes against the trusted publisher: the signature must be made by
+    /// a key it allows for index heads, and the head must name its publisher id.
     pub fn verify(
         envelope: &[u8],
-        trusted: &PublicKey,
+        trusted: &(impl Trusted + ?Sized),
         limits: &IndexLimits,
     ) -> Result<Self, IndexError> {
         if envelope.len() as u64 > limits.max_head_bytes {
@@ -462,14 +479,14 @@ impl SignedHead {
                 )
             })?;
         if trusted
-            .verify(Domain::IndexHead, &head_bytes, &signature)
+            .verify_as(Role::Index, Domain::IndexHead, &head_bytes, &signature)
             .is_err()
         {
-            return Err(signature_failure(&head_bytes, trusted));
+            return Err(signature_failure(&head_bytes, trusted.publisher()));
         }
         let head_wire: HeadWire =
             serde_json::from_slice(&head_bytes).map_err(|e| bad("index head", json_error(&e)))?;
-        let head = Head::from_wire(head_wire, trusted, limits)?;
+        let head = Head::from_wire(head_wire, trusted.publisher(), limits)?;
         Ok(Self {
             head,
             id: ContentId::of_bytes(envelope),

@@ -40,6 +40,16 @@ impl PublisherLayout {
         format!("{}/publisher.pub", self.base)
     }
 
+    /// The publisher's root documents, one immutable file per version (docs/PROTOCOL.md §11).
+    pub fn roots_dir(&self) -> String {
+        format!("{}/roots", self.base)
+    }
+
+    /// Root version `version` (1, 2, …).
+    pub fn root(&self, version: u64) -> String {
+        format!("{}/roots/{version}.json", self.base)
+    }
+
     pub fn pieces_dir(&self) -> String {
         format!("{}/pieces", self.base)
     }

@@ -20,6 +20,7 @@ use crate::index::tracker::{Offer, Outcome, PendingIndex, Tracker};
 use crate::index::IndexError;
 use crate::keys::PublicKey;
 use crate::limits::BundleLimits;
+use crate::roots::{Chain, RootError};
 use crate::ErrorClass;
 
 /// How many bytes an update read: the figure that must stay small for a client that is up to
@@ -64,6 +65,76 @@ pub fn update_from_dir(
     };
     let to = tracker.accept(update)?.head().sequence();
     Ok((Outcome::Updated { from, to }, transfer))
+}
+
+/// Reads root version `version` of `chain`'s publisher from a repo or mirror folder; `None`
+/// when it is absent or unreadable (a walk stops there).
+pub fn root_from_dir(root: &Path, publisher: &PublicKey, version: u64) -> Option<Vec<u8>> {
+    let path = on_disk(root, &PublisherLayout::new(publisher).root(version));
+    match crate::roots::read_capped(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(RootError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!("{}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Walks `chain` forward with the roots a repo or mirror folder holds.
+pub fn walk_roots_dir(chain: &mut Chain, root: &Path) -> Result<u64, RootError> {
+    let id = chain.id().clone();
+    chain.walk(|version| root_from_dir(root, &id, version))
+}
+
+/// GETs root version `version` from a mirror; `None` when it has none (or the request
+/// failed: a walk stops there, and the verifier keeps the root it holds).
+pub async fn root_from_http(
+    client: &reqwest::Client,
+    base: &MirrorUrl,
+    publisher: &PublicKey,
+    version: u64,
+) -> Option<Vec<u8>> {
+    let url = base.join(&PublisherLayout::new(publisher).root(version));
+    match get_bytes(client, &url, crate::limits::MAX_ROOT_BYTES).await {
+        Ok(bytes) => Some(bytes),
+        Err(GetError::Network(reason)) => {
+            tracing::debug!("{url}: {reason}");
+            None
+        }
+        Err(GetError::Fetch(e)) => {
+            tracing::warn!("{url}: {e}");
+            None
+        }
+    }
+}
+
+/// Walks `chain` forward with the roots a mirror serves (at most
+/// [`crate::limits::MAX_ROOT_STEPS`] requests beyond the held root, plus one to tell a
+/// forged root from equivocation). Returns the number of roots accepted.
+pub async fn walk_roots_http(
+    chain: &mut Chain,
+    client: &reqwest::Client,
+    base: &MirrorUrl,
+) -> Result<u64, RootError> {
+    let id = chain.id().clone();
+    let mut accepted = 0;
+    while accepted < crate::limits::MAX_ROOT_STEPS {
+        let next = chain.version() + 1;
+        let Some(bytes) = root_from_http(client, base, &id, next).await else {
+            break;
+        };
+        if let Err(e) = chain.offer(&bytes) {
+            if e.breaks_chain() && next > 1 {
+                if let Some(held) = root_from_http(client, base, &id, next - 1).await {
+                    chain.offer(&held)?;
+                }
+            }
+            return Err(e);
+        }
+        accepted += 1;
+    }
+    Ok(accepted)
 }
 
 /// Updates `tracker` from a mirror: `base` is the URL of the folder holding `qasid/v1/`.

@@ -25,8 +25,9 @@ use crate::index::fetch::{read_capped, FetchError};
 use crate::index::head::{Freshness, SignedHead};
 use crate::index::log::{decode_piece, encode_piece_refs, Entry, PieceRef};
 use crate::index::{atomic, Index, IndexError};
-use crate::keys::PublicKey;
+use crate::keys::{PublicKey, Trusted};
 use crate::limits::IndexLimits;
+use crate::roots::Authority;
 
 const HEAD_FILE: &str = "head.json";
 const PIECES_DIR: &str = "pieces";
@@ -148,7 +149,8 @@ impl Verdict {
 /// The accepted index of one publisher, and the checks any newer one must pass.
 #[derive(Debug)]
 pub struct Tracker {
-    publisher: PublicKey,
+    /// The publisher id and the keys its current root delegates.
+    publisher: Authority,
     limits: IndexLimits,
     storage: Option<Storage>,
     held: Option<Index>,
@@ -159,16 +161,16 @@ impl Tracker {
     /// whatever is held there.
     pub fn open(
         state_dir: &Path,
-        publisher: &PublicKey,
+        publisher: &(impl Trusted + ?Sized),
         limits: IndexLimits,
     ) -> Result<Self, IndexError> {
         LazyTracker::open(state_dir, publisher, limits)?.into_loaded()
     }
 
     /// A tracker that holds nothing and stores nothing: verifies one index from scratch.
-    pub fn ephemeral(publisher: &PublicKey, limits: IndexLimits) -> Self {
+    pub fn ephemeral(publisher: &(impl Trusted + ?Sized), limits: IndexLimits) -> Self {
         Self {
-            publisher: publisher.clone(),
+            publisher: Authority::of(publisher),
             limits,
             storage: None,
             held: None,
@@ -176,7 +178,7 @@ impl Tracker {
     }
 
     pub fn publisher(&self) -> &PublicKey {
-        &self.publisher
+        self.publisher.publisher()
     }
 
     pub fn limits(&self) -> &IndexLimits {
@@ -206,9 +208,21 @@ impl Tracker {
         };
         let envelope = read_capped(file, self.limits.max_head_bytes)
             .map_err(|e| storage.corrupt(IndexError::Head(e)))?;
-        SignedHead::verify(&envelope, &self.publisher, &self.limits)
-            .map(Some)
-            .map_err(|e| storage.corrupt(e))
+        match SignedHead::verify(&envelope, &self.publisher, &self.limits) {
+            Ok(signed) => Ok(Some(signed)),
+            // Signed by a key the publisher's current root no longer delegates (revoked or
+            // expired): it was authentic when accepted, but nothing that key signed counts any
+            // more, including for history. Forget it so the head the publisher re-signs with
+            // its new key is accepted (a thief's higher sequence must not block it).
+            Err(IndexError::BadSignature(_)) if self.publisher.version() > 0 => {
+                tracing::warn!(
+                    "the held index of publisher {} was signed by a key its root no longer                      delegates: forgetting it",
+                    self.publisher().id()
+                );
+                Ok(None)
+            }
+            Err(e) => Err(storage.corrupt(e)),
+        }
     }
 
     /// Reads and verifies the stored pieces of `signed`, the stored head.
@@ -346,7 +360,7 @@ impl Tracker {
             _ => None,
         };
         IndexError::Equivocation {
-            publisher: self.publisher.id(),
+            publisher: self.publisher().id(),
             conflict,
             evidence,
         }
@@ -375,14 +389,14 @@ impl LazyTracker {
     /// held head but not reading its pieces.
     pub fn open(
         state_dir: &Path,
-        publisher: &PublicKey,
+        publisher: &(impl Trusted + ?Sized),
         limits: IndexLimits,
     ) -> Result<Self, IndexError> {
-        let dir = state_dir.join("index").join(publisher.hex());
+        let dir = state_dir.join("index").join(publisher.publisher().hex());
         let pieces = dir.join(PIECES_DIR);
         fs::create_dir_all(&pieces).map_err(IndexError::io(&pieces))?;
         let tracker = Tracker {
-            publisher: publisher.clone(),
+            publisher: Authority::of(publisher),
             limits,
             storage: Some(Storage {
                 evidence: state_dir.join("evidence"),

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use blake2::{Blake2b512, Digest as _};
 
-use super::{KeyError, KeyId, PublicKey, SecretKey};
+use super::{KeyError, KeyId, Role, SecretKey, Trusted};
 
 /// Signature algorithm tag of prehashed (BLAKE2b-512) minisign signatures.
 const SIG_ALG_PREHASHED: &[u8; 2] = b"ED";
@@ -58,22 +58,26 @@ pub fn sign_file(
     ))
 }
 
-/// Checks a `.minisig` text against the data `reader` yields and the publisher `pk`, and
-/// returns the now authenticated trusted comment. The key id, the data signature and the
-/// trusted comment signature must all match; the data is only read once the text parses and
-/// names `pk`.
+/// Checks a `.minisig` text against the data `reader` yields and the publisher's bundle
+/// signing keys, and returns the now authenticated trusted comment. The key id must be one of
+/// those keys', and the data signature and the trusted comment signature must match it; the
+/// data is only read once the text parses and names such a key.
 pub fn verify_file(
-    pk: &PublicKey,
+    trusted: &(impl Trusted + ?Sized),
     reader: impl Read,
     minisig_text: &str,
 ) -> Result<String, KeyError> {
     let minisig = Minisig::parse(minisig_text)?;
-    if minisig.key_id != pk.id() {
+    let Some(pk) = trusted
+        .signers(Role::Bundle)
+        .iter()
+        .find(|k| k.id() == minisig.key_id)
+    else {
         return Err(KeyError::SignatureKeyMismatch {
-            expected: pk.id(),
+            expected: trusted.publisher().id(),
             found: minisig.key_id,
         });
-    }
+    };
     let digest = blake2b512(reader).map_err(KeyError::ReadData)?;
     pk.verify_raw(&digest, &minisig.signature)?;
     let signed_comment = [&minisig.signature[..], minisig.trusted_comment.as_bytes()].concat();

@@ -14,7 +14,7 @@ use tempfile::NamedTempFile;
 use crate::bundle::{self, VerifiedBundle};
 use crate::content_id::{ContentId, HashingReader};
 use crate::index::{atomic, ObjectRef};
-use crate::keys::{minisig, PublicKey};
+use crate::keys::{minisig, Trusted};
 use crate::limits::BundleLimits;
 use crate::repo::RepoError;
 
@@ -36,7 +36,7 @@ pub(crate) struct StagedBundle {
 pub(crate) fn stage(
     input: &Path,
     tmp_dir: &Path,
-    publisher: &PublicKey,
+    publisher: &(impl Trusted + ?Sized),
     limits: &BundleLimits,
 ) -> Result<StagedBundle, RepoError> {
     let io_err = |path: &Path| {
@@ -95,7 +95,7 @@ fn stage_minisig(
     input: &Path,
     staged_zip: &Path,
     tmp_dir: &Path,
-    publisher: &PublicKey,
+    publisher: &(impl Trusted + ?Sized),
 ) -> Result<Option<NamedTempFile>, RepoError> {
     let mut path = input.as_os_str().to_owned();
     path.push(".minisig");
