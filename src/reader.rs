@@ -483,7 +483,14 @@ impl Reader {
         for (j, answers) in races.into_iter().enumerate() {
             let tracker = &mut self.trackers[j];
             let publisher = tracker.publisher().clone();
-            let result = race::settle(tracker, answers, &mut self.mirrors, now).await;
+            let result = race::settle(
+                tracker,
+                answers,
+                &mut self.mirrors,
+                self.options.hedge_delay,
+                now,
+            )
+            .await;
             let result = result.map(|settled| {
                 let index = tracker
                     .held()

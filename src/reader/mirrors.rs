@@ -175,6 +175,8 @@ pub(super) struct Mirror {
     pub(super) source: Source,
     label: String,
     index: Option<Note>,
+    /// The worst failure while fetching index pieces (a stall, an error; lies go to `index`).
+    pieces: Option<Note>,
     bundle: Option<Note>,
     answered: Option<Duration>,
 }
@@ -186,6 +188,7 @@ impl Mirror {
             spec,
             source,
             index: None,
+            pieces: None,
             bundle: None,
             answered: None,
         }
@@ -198,6 +201,16 @@ impl Mirror {
     /// Records a note from the index phase (kept if it is the most severe so far).
     pub(super) fn note_index(&mut self, fate: Fate, detail: Option<&str>) {
         merge(&mut self.index, fate, detail);
+    }
+
+    /// Records a failure while fetching an index piece.
+    pub(super) fn note_piece(&mut self, fate: Fate, detail: &str) {
+        merge(&mut self.pieces, fate, Some(detail));
+    }
+
+    /// Stalled on or failed to give an index piece in this run.
+    pub(super) fn failed_a_piece(&self) -> bool {
+        self.pieces.is_some()
     }
 
     /// Records a note from the bundle phase.
@@ -235,12 +248,19 @@ impl Mirror {
         }
     }
 
-    /// A lie anywhere wins; then a stale index; then a failed index; then the bundle phase.
+    /// A lie anywhere wins; then a stale index; then a failed index; then a piece it stalled
+    /// on or failed to give (unless it served the bundle); then the bundle phase.
     fn overall(&self) -> Note {
         for note in [&self.bundle, &self.index].into_iter().flatten() {
             if note.fate == Fate::Lying {
                 return note.clone();
             }
+        }
+        let served_bundle = self.bundle.as_ref().is_some_and(|b| b.fate == Fate::Ok);
+        match (&self.index, &self.pieces, &self.bundle) {
+            (Some(i), _, _) if i.fate == Fate::Stale => return i.clone(),
+            (Some(i), Some(p), _) if i.fate == Fate::Ok && !served_bundle => return p.clone(),
+            _ => {}
         }
         match (&self.index, &self.bundle) {
             (Some(i), _) if i.fate == Fate::Stale => i.clone(),

@@ -9,19 +9,21 @@
 //! equivocation, freshness); this module never accepts a head the tracker refused, and never
 //! lets a mirror's failure stop the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::mirrors::{Fate, Mirror};
-use super::transport::{Source, TransportError};
+use super::transport::{self, Source, TransportError};
 use super::ReaderError;
 use crate::content_id::ContentId;
 use crate::index::layout::PublisherLayout;
 use crate::index::{
-    receive_bytes, Freshness, IndexError, Offer, Outcome, PendingIndex, SignedHead, Tracker,
+    receive_bytes, Freshness, IndexError, Offer, Outcome, PendingIndex, PieceRef, SignedHead,
+    Tracker,
 };
 use crate::keys::PublicKey;
 use crate::limits::IndexLimits;
@@ -248,6 +250,19 @@ impl Notes<'_> {
         self.mirrors[m].note_index(fate, detail);
     }
 
+    /// A piece failure (a lie goes to the index note, so the mirror is not asked again).
+    fn note_piece(&mut self, m: usize, fate: Fate, detail: &str) {
+        if fate == Fate::Lying {
+            return self.note(m, fate, Some(detail));
+        }
+        self.lines.push(format!(
+            "{}: {} ({detail})",
+            self.mirrors[m].label(),
+            fate.as_str()
+        ));
+        self.mirrors[m].note_piece(fate, detail);
+    }
+
     fn summary(&self) -> String {
         if self.lines.is_empty() {
             "no answer".to_owned()
@@ -272,6 +287,7 @@ pub(super) async fn settle(
     tracker: &mut Tracker,
     race: Race,
     mirrors: &mut [Mirror],
+    hedge_delay: Duration,
     now: SystemTime,
 ) -> Result<Settled, ReaderError> {
     let publisher = tracker.publisher().id();
@@ -324,7 +340,7 @@ pub(super) async fn settle(
 
     let mut accepted = None;
     for i in 0..candidates.len() {
-        match try_candidate(tracker, &candidates, i, &mut notes, now).await {
+        match try_candidate(tracker, &candidates, i, hedge_delay, &mut notes, now).await {
             Ok(outcome) => {
                 accepted = Some((i, outcome));
                 break;
@@ -401,6 +417,11 @@ pub(super) async fn settle(
     ranked.extend(others.into_iter().map(|(m, _)| m));
     ranked.extend(race.unanswered.iter().copied());
     ranked.dedup();
+    // A mirror that stalled on a piece is asked for the bundle only after the others.
+    let (slow, mut ranked): (Vec<usize>, Vec<usize>) = ranked
+        .into_iter()
+        .partition(|&m| notes.mirrors[m].failed_a_piece());
+    ranked.extend(slow);
     Ok(Settled {
         outcome,
         source: (!kept).then(|| winners.mirrors[0].0),
@@ -421,6 +442,7 @@ async fn try_candidate(
     tracker: &mut Tracker,
     candidates: &[Candidate],
     i: usize,
+    hedge_delay: Duration,
     notes: &mut Notes<'_>,
     now: SystemTime,
 ) -> Result<Outcome, Skip> {
@@ -445,7 +467,7 @@ async fn try_candidate(
             for other in candidates.iter().filter(|o| o.head.id() != c.head.id()) {
                 order.extend(other.ids());
             }
-            match fetch_pieces(&mut pending, &order, notes).await {
+            match fetch_pieces(&mut pending, &order, hedge_delay, notes).await {
                 Ok(()) => {}
                 Err(None) => return Err(Skip::Incomplete),
                 Err(Some(e)) => return Err(skip(e, c, notes)),
@@ -485,12 +507,13 @@ fn skip(e: IndexError, c: &Candidate, notes: &mut Notes<'_>) -> Skip {
     }
 }
 
-/// Fetches what `pending` asks for, trying `order` for each piece until one mirror gives the
-/// exact bytes (size and sha256 the signed head names). `Err(None)`: some piece was on no
-/// mirror (the reasons are noted); `Err(Some(e))`: the tracker refused what the pieces say.
+/// Fetches what `pending` asks for, each piece hedged across `order` (see [`hedged_piece`]).
+/// `Err(None)`: some piece was on no mirror (the reasons are noted); `Err(Some(e))`: the
+/// tracker refused what the pieces say.
 async fn fetch_pieces(
     pending: &mut PendingIndex<'_>,
     order: &[usize],
+    hedge_delay: Duration,
     notes: &mut Notes<'_>,
 ) -> Result<(), Option<IndexError>> {
     let layout = PublisherLayout::new(pending.head().head().publisher());
@@ -500,36 +523,113 @@ async fn fetch_pieces(
             return Ok(());
         }
         for piece in needed {
-            let mut bytes = None;
-            for &m in order {
-                if notes.mirrors[m].is_lying() {
-                    continue;
-                }
-                let source = notes.mirrors[m].source.clone();
-                let got = source
-                    .read(&layout.piece(&piece.sha256), piece.size)
-                    .await
-                    .and_then(|b| {
-                        receive_bytes(&b[..], piece.object()).map_err(TransportError::from_fetch)
-                    });
-                match got {
-                    Ok(b) => {
-                        bytes = Some(b);
-                        break;
-                    }
-                    Err(e) => {
-                        let (fate, detail) = e.fate();
-                        let detail = format!("index piece {}: {detail}", short(&piece.sha256));
-                        notes.note(m, fate, Some(&detail));
-                    }
-                }
-            }
-            let Some(bytes) = bytes else {
+            let relative = layout.piece(&piece.sha256);
+            let Some(bytes) = hedged_piece(&relative, &piece, order, hedge_delay, notes).await
+            else {
                 return Err(None);
             };
             pending.supply(&piece, bytes)?;
         }
     }
+}
+
+/// One piece, raced like a bundle: ask the first mirror of `order`; whenever bytes have not
+/// come (at [`transport::MIN_RATE`]) for `hedge_delay`, ask the next one too; a failure
+/// brings in the next at once; the first copy with the signed size and sha256 wins and the
+/// other requests are cancelled. A mirror that was overtaken because its piece stopped coming
+/// is noted as having stalled on it, so the report says what it did.
+async fn hedged_piece(
+    relative: &str,
+    piece: &PieceRef,
+    order: &[usize],
+    hedge_delay: Duration,
+    notes: &mut Notes<'_>,
+) -> Option<Vec<u8>> {
+    let what = format!("index piece {}", short(&piece.sha256));
+    let mut queue: VecDeque<usize> = order.iter().copied().collect();
+    let mut set: JoinSet<(usize, Result<Vec<u8>, TransportError>)> = JoinSet::new();
+    let mut running: Vec<usize> = Vec::new();
+    let mut stalled: Vec<usize> = Vec::new();
+    let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
+    let min_progress = ((transport::MIN_RATE as f64 * hedge_delay.as_secs_f64()) as u64).max(1);
+    let (mut moved, mut last_activity) = (0u64, Instant::now());
+    let launch = |queue: &mut VecDeque<usize>,
+                  set: &mut JoinSet<_>,
+                  running: &mut Vec<usize>,
+                  notes: &Notes<'_>| {
+        while let Some(m) = queue.pop_front() {
+            if notes.mirrors[m].is_lying() || running.contains(&m) {
+                continue;
+            }
+            let (source, relative, tx, size) = (
+                notes.mirrors[m].source.clone(),
+                relative.to_owned(),
+                tx.clone(),
+                piece.size,
+            );
+            set.spawn(async move {
+                let got = source.read_watched(&relative, size, Some(&tx)).await;
+                (m, got)
+            });
+            running.push(m);
+            return true;
+        }
+        false
+    };
+    let winner = loop {
+        if set.is_empty() && !launch(&mut queue, &mut set, &mut running, notes) {
+            break None;
+        }
+        let can_hedge = !queue.is_empty();
+        tokio::select! {
+            joined = set.join_next() => {
+                let Some(joined) = joined else { continue };
+                let Ok((m, got)) = joined else { continue };
+                running.retain(|&r| r != m);
+                let checked = got.and_then(|b| {
+                    receive_bytes(&b[..], piece.object()).map_err(TransportError::from_fetch)
+                });
+                match checked {
+                    Ok(bytes) => break Some((m, bytes)),
+                    Err(e) => {
+                        let (fate, detail) = e.fate();
+                        notes.note_piece(m, fate, &format!("{what}: {detail}"));
+                        stalled.retain(|&s| s != m);
+                        // Another mirror at once, not after the hedge delay.
+                        launch(&mut queue, &mut set, &mut running, notes);
+                        last_activity = Instant::now();
+                    }
+                }
+            }
+            Some(n) = rx.recv() => {
+                moved += n;
+                if moved >= min_progress {
+                    moved = 0;
+                    last_activity = Instant::now();
+                }
+            }
+            () = tokio::time::sleep_until(last_activity + hedge_delay), if can_hedge => {
+                for &m in &running {
+                    if !stalled.contains(&m) {
+                        stalled.push(m);
+                    }
+                }
+                launch(&mut queue, &mut set, &mut running, notes);
+                last_activity = Instant::now();
+            }
+        }
+    };
+    set.abort_all();
+    while set.join_next().await.is_some() {}
+    let (served_by, bytes) = winner?;
+    for m in stalled.into_iter().filter(|&m| m != served_by) {
+        notes.note_piece(
+            m,
+            Fate::TimedOut,
+            &format!("stalled on {what}; another mirror served it"),
+        );
+    }
+    Some(bytes)
 }
 
 fn short(id: &ContentId) -> String {

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::mirrors::Fate;
@@ -140,12 +141,23 @@ impl Source {
     /// Reads the layout path `relative` whole, refusing more than `limit` bytes (checked on
     /// the announced length first, then on what arrives).
     pub(super) async fn read(&self, relative: &str, limit: u64) -> Result<Vec<u8>, TransportError> {
+        self.read_watched(relative, limit, None).await
+    }
+
+    /// [`Source::read`], sending the length of every chunk received to `progress` (for
+    /// hedging: a request whose bytes stop coming is overtaken).
+    pub(super) async fn read_watched(
+        &self,
+        relative: &str,
+        limit: u64,
+        progress: Option<&mpsc::UnboundedSender<u64>>,
+    ) -> Result<Vec<u8>, TransportError> {
         match self {
             Source::Http {
                 client,
                 base,
                 patience,
-            } => get_capped(client, &base.join(relative), limit, *patience).await,
+            } => get_capped(client, &base.join(relative), limit, *patience, progress).await,
             Source::Dir { root, patience } => {
                 let path = on_disk(root, relative);
                 let read = tokio::task::spawn_blocking(move || {
@@ -196,6 +208,7 @@ async fn get_capped(
     url: &str,
     limit: u64,
     patience: Duration,
+    progress: Option<&mpsc::UnboundedSender<u64>>,
 ) -> Result<Vec<u8>, TransportError> {
     let too_large = || TransportError::Lying(format!("sent more than the {limit}-byte limit"));
     let started = Instant::now();
@@ -215,6 +228,9 @@ async fn get_capped(
             return Err(too_large());
         }
         bytes.extend_from_slice(&chunk);
+        if let Some(progress) = progress {
+            let _ = progress.send(chunk.len() as u64);
+        }
     }
     Ok(bytes)
 }

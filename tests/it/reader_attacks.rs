@@ -165,3 +165,49 @@ fn a_fast_mirror_of_one_publisher_does_not_cut_the_slow_only_mirror_of_another()
     assert_eq!(doc["publishers"][1]["articles"][0]["name"], "beta");
     assert_eq!(fate(&doc, &slow.url), "ok");
 }
+
+#[test]
+fn a_mirror_that_answers_the_index_and_stalls_on_pieces_is_overtaken_and_reported() {
+    let (dir, root, _) = repo_with_alpha();
+    let staller = TestMirror::start(
+        &root,
+        Behaviour {
+            stall_pieces: true,
+            ..Behaviour::default()
+        },
+    );
+    let good = TestMirror::start(
+        &root,
+        Behaviour {
+            index_delay: Duration::from_millis(100),
+            ..Behaviour::default()
+        },
+    );
+    let (out, took) = fetch_alpha(
+        dir.path(),
+        &[&staller.url, &good.url],
+        &["--hedge-delay", "300ms", "--timeout", "30s"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Without hedging, the stalled piece alone would hold the run for the 30 s read timeout.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        staller
+            .log
+            .seen()
+            .iter()
+            .any(|s| s.path.contains("/pieces/")),
+        "the staller was asked for the piece first"
+    );
+    let doc = json_of(&out);
+    assert_eq!(doc["article"]["mirror"], good.url.as_str());
+    assert_eq!(fate(&doc, &staller.url), "timed_out");
+    let detail = doc["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mirror"] == staller.url.as_str())
+        .unwrap()["detail"]
+        .to_string();
+    assert!(detail.contains("stalled on index piece"), "{detail}");
+}

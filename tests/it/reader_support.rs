@@ -209,6 +209,8 @@ pub struct Behaviour {
     pub tamper_bundles: bool,
     /// Send a bundle's headers, then nothing (until the client gives up).
     pub stall_bundles: bool,
+    /// Send an index piece's headers, then nothing (until the client gives up).
+    pub stall_pieces: bool,
     /// Answer a bundle request with an endless body (no `Content-Length`; stops after 256 MiB
     /// or when the client hangs up).
     pub endless_bundles: bool,
@@ -394,7 +396,7 @@ fn serve(mut conn: TcpStream, root: &Path, b: &Behaviour, log: &Log, stop: &Atom
     if conn.write_all(head.as_bytes()).is_err() {
         return;
     }
-    if is_bundle && b.stall_bundles {
+    if (is_bundle && b.stall_bundles) || (rel.contains("/pieces/") && b.stall_pieces) {
         nap(Duration::from_secs(60), stop);
         return;
     }
