@@ -373,7 +373,9 @@ done
 wait_for 30 "m1..m5 to sync the seeds from the origin" all_outside_current
 INSIDE_UPSTREAMS=()
 for m in "${OUTSIDE[@]}"; do INSIDE_UPSTREAMS+=(--upstream "$(url "$m")"); done
-start_mirror inside "$NS_IN" "${INSIDE_UPSTREAMS[@]}" --sync-interval 2s "${SYNC_FLAGS[@]}"
+# Upstream URLs in /metrics (hidden by default) so the report can name them.
+start_mirror inside "$NS_IN" "${INSIDE_UPSTREAMS[@]}" --sync-interval 2s --metrics-upstream-urls true \
+    "${SYNC_FLAGS[@]}"
 wait_for 30 "the inside mirror to sync the seeds" has_current inside
 
 # ---- scenarios ----

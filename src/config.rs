@@ -27,6 +27,18 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub sync: SyncConfig,
     pub reader: ReaderConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: what the mirror's `/metrics` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsConfig {
+    /// Label upstreams in `/metrics` by their URL (user name, password and query always
+    /// removed) instead of `upstream-1`, `upstream-2`, ... in configuration order. Default
+    /// false: `/metrics` answers anyone who can reach the mirror, and an upstream's address
+    /// (often the origin's) is what a censor wants to find and block. Logs, which only the
+    /// operator reads, name upstreams either way.
+    pub upstream_urls: bool,
 }
 
 /// What to keep in the store.
@@ -286,6 +298,7 @@ mod tests {
         assert_eq!(c.mirror.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.sync.interval, Duration::from_secs(300));
         assert_eq!(c.reader.race_window, Duration::from_millis(300));
+        assert!(!c.metrics.upstream_urls, "upstream URLs are hidden from /metrics by default");
     }
 
     #[test]
@@ -318,6 +331,9 @@ use_index_mirrors = true
 [reader]
 mirrors = ["https://a.example/", "file:///media/usb/repo"]
 race_window = "200ms"
+
+[metrics]
+upstream_urls = true
 "#,
             key.to_base64()
         );
@@ -333,6 +349,7 @@ race_window = "200ms"
         assert!(c.sync.use_index_mirrors);
         assert_eq!(c.reader.mirrors.len(), 2);
         assert_eq!(c.reader.race_window, Duration::from_millis(200));
+        assert!(c.metrics.upstream_urls);
     }
 
     #[test]

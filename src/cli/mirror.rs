@@ -72,6 +72,11 @@ pub struct MirrorArgs {
     /// Also pull from the mirrors listed in publishers' signed indexes (sync.use_index_mirrors).
     #[arg(long, value_name = "BOOL")]
     use_index_mirrors: Option<bool>,
+    /// Label upstreams in /metrics by URL instead of upstream-1, upstream-2, ... (credentials
+    /// are never shown). Off by default: /metrics answers anyone, and an upstream's address is
+    /// what a censor wants ([metrics] upstream_urls).
+    #[arg(long, value_name = "BOOL")]
+    metrics_upstream_urls: Option<bool>,
     #[command(flatten)]
     sync_tuning: super::sync::SyncTuning,
 }
@@ -120,6 +125,9 @@ impl MirrorArgs {
         if let Some(v) = self.use_index_mirrors {
             c.sync.use_index_mirrors = v;
         }
+        if let Some(v) = self.metrics_upstream_urls {
+            c.metrics.upstream_urls = v;
+        }
         self.sync_tuning.apply(&mut c.sync)?;
         Ok(c)
     }
@@ -148,7 +156,8 @@ impl MirrorArgs {
                     ))
                 })?;
             let addr = listener.local_addr().map_err(Failure::runtime)?;
-            let state = MirrorState::new(&config, Arc::new(store), Arc::new(Metrics::new()))?;
+            let metrics = Metrics::with_upstream_urls(config.metrics.upstream_urls);
+            let state = MirrorState::new(&config, Arc::new(store), Arc::new(metrics))?;
             eprintln!("listening on http://{addr}");
             tracing::info!(
                 store = %config.mirror.store.display(),

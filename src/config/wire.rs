@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Config, MirrorConfig, PublisherConfig, ReaderConfig, SyncConfig, UpstreamConfig};
+use super::{
+    Config, MetricsConfig, MirrorConfig, PublisherConfig, ReaderConfig, SyncConfig, UpstreamConfig,
+};
 use crate::keys::PublicKey;
 
 /// A problem at a byte offset of the file.
@@ -32,6 +34,14 @@ struct FileWire {
     sync: SyncWire,
     #[serde(default)]
     reader: ReaderWire,
+    #[serde(default)]
+    metrics: MetricsWire,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsWire {
+    upstream_urls: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -170,6 +180,12 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
             )?,
         },
         reader: reader(file.reader, defaults.reader)?,
+        metrics: MetricsConfig {
+            upstream_urls: file
+                .metrics
+                .upstream_urls
+                .unwrap_or(defaults.metrics.upstream_urls),
+        },
     })
 }
 

@@ -1,8 +1,11 @@
 //! The mirror's counters and gauges, rendered in the Prometheus text format for `/metrics`.
 //!
 //! Owns every metric name and label. Label values are either fixed strings chosen by the code
-//! (route classes, reasons, states) or operator-configured upstream URLs (escaped when
-//! rendered); never request data, so a client cannot grow the label sets without bound.
+//! (route classes, reasons, states) or upstreams (escaped when rendered); never request data,
+//! so a client cannot grow the label sets without bound. An upstream is labelled by its URL
+//! without credentials ([`display_url`]) only when the operator asked for it; by default it is
+//! `upstream-N`, numbered in the order upstreams were first reported (configuration order),
+//! because `/metrics` is served to anyone and an origin's address is what a censor wants.
 //! It never decides anything: callers report what happened.
 
 use std::collections::BTreeMap;
@@ -11,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use crate::config::display_url;
 use crate::store::ObjectCounts;
 
 /// What a request was for, as a metric label.
@@ -109,7 +113,12 @@ pub struct Metrics {
     received_bytes: AtomicU64,
     verification_failures: Mutex<BTreeMap<&'static str, u64>>,
     pushes: Mutex<BTreeMap<(&'static str, PushOutcome), u64>>,
+    /// Keyed by label (see [`Metrics::upstream_label`]).
     upstreams: Mutex<BTreeMap<String, UpstreamMetrics>>,
+    /// Whether upstream labels are URLs; otherwise `upstream-N` from `aliases`.
+    show_upstream_urls: bool,
+    /// Upstream as reported → `upstream-N`, in order of first report.
+    aliases: Mutex<BTreeMap<String, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,8 +128,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
+    /// Metrics that label upstreams by URL (credentials and query removed). Tests and tools
+    /// use this; a mirror uses [`Metrics::with_upstream_urls`] with the operator's choice.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_upstream_urls(true)
+    }
+
+    /// Metrics that label upstreams by URL (`show_urls`), or as `upstream-1`, `upstream-2`, ...
+    pub fn with_upstream_urls(show_urls: bool) -> Self {
+        Self {
+            show_upstream_urls: show_urls,
+            ..Self::default()
+        }
+    }
+
+    /// The label value for an upstream as the sync daemon reports it.
+    fn upstream_label(&self, upstream: &str) -> String {
+        if self.show_upstream_urls {
+            return match reqwest::Url::parse(upstream) {
+                Ok(url) => display_url(&url),
+                // Not a URL: nothing that display_url could remove.
+                Err(_) => upstream.to_owned(),
+            };
+        }
+        let mut aliases = lock(&self.aliases);
+        let next = aliases.len() + 1;
+        aliases
+            .entry(upstream.to_owned())
+            .or_insert_with(|| format!("upstream-{next}"))
+            .clone()
     }
 
     /// Counts one finished request.
@@ -150,24 +186,21 @@ impl Metrics {
 
     /// Sets what the sync daemon is doing with `upstream`.
     pub fn set_upstream_state(&self, upstream: &str, state: UpstreamState) {
-        lock(&self.upstreams)
-            .entry(upstream.to_owned())
-            .or_default()
-            .state = Some(state);
+        let label = self.upstream_label(upstream);
+        lock(&self.upstreams).entry(label).or_default().state = Some(state);
     }
 
     /// Records a completed sync round with `upstream`.
     pub fn upstream_success(&self, upstream: &str, at: SystemTime) {
-        lock(&self.upstreams)
-            .entry(upstream.to_owned())
-            .or_default()
-            .last_success = Some(at);
+        let label = self.upstream_label(upstream);
+        lock(&self.upstreams).entry(label).or_default().last_success = Some(at);
     }
 
     /// Counts a failed request to `upstream`, by a fixed reason such as `"timeout"`.
     pub fn upstream_failure(&self, upstream: &str, reason: &'static str) {
+        let label = self.upstream_label(upstream);
         *lock(&self.upstreams)
-            .entry(upstream.to_owned())
+            .entry(label)
             .or_default()
             .failures
             .entry(reason)
@@ -344,8 +377,8 @@ mod tests {
         m.bytes_served(10);
         m.verification_failure("bad_signature");
         m.push("bundle", PushOutcome::Accepted);
-        m.set_upstream_state("http://a.example/\"x", UpstreamState::BackingOff);
-        m.upstream_failure("http://a.example/\"x", "timeout");
+        m.set_upstream_state("a \"quoted\" upstream", UpstreamState::BackingOff);
+        m.upstream_failure("a \"quoted\" upstream", "timeout");
         let text = m.render(ObjectCounts {
             bundles: 3,
             ..ObjectCounts::default()
@@ -357,12 +390,44 @@ mod tests {
             "qasid_store_objects{kind=\"bundle\"} 3",
             "qasid_verification_failures_total{reason=\"bad_signature\"} 1",
             "qasid_push_total{kind=\"bundle\",outcome=\"accepted\"} 1",
-            "qasid_sync_upstream_state{upstream=\"http://a.example/\\\"x\",state=\"backing_off\"} 1",
-            "qasid_sync_upstream_state{upstream=\"http://a.example/\\\"x\",state=\"idle\"} 0",
-            "qasid_sync_upstream_failures_total{upstream=\"http://a.example/\\\"x\",reason=\"timeout\"} 1",
+            "qasid_sync_upstream_state{upstream=\"a \\\"quoted\\\" upstream\",state=\"backing_off\"} 1",
+            "qasid_sync_upstream_state{upstream=\"a \\\"quoted\\\" upstream\",state=\"idle\"} 0",
+            "qasid_sync_upstream_failures_total{upstream=\"a \\\"quoted\\\" upstream\",reason=\"timeout\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
         assert_eq!(m.requests(RouteClass::Object, 200), 2);
+    }
+
+    #[test]
+    fn upstream_credentials_never_reach_metrics() {
+        let m = Metrics::new();
+        m.set_upstream_state("https://alice:pw@origin.example/", UpstreamState::Idle);
+        let text = m.render(ObjectCounts::default());
+        assert!(!text.contains("alice") && !text.contains("pw@"), "{text}");
+        assert!(
+            text.contains("upstream=\"https://origin.example/\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn hidden_upstreams_are_numbered_in_order() {
+        let m = Metrics::with_upstream_urls(false);
+        m.set_upstream_state("https://origin.example/", UpstreamState::Idle);
+        m.set_upstream_state("http://other.example/", UpstreamState::Idle);
+        m.upstream_failure("https://origin.example/", "timeout");
+        let text = m.render(ObjectCounts::default());
+        assert!(!text.contains("example"), "{text}");
+        assert!(
+            text.contains(
+                "qasid_sync_upstream_failures_total{upstream=\"upstream-1\",reason=\"timeout\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("upstream=\"upstream-2\",state=\"idle\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
+use crate::config::display_url;
 use crate::index::layout::on_disk;
 use crate::index::{open_regular, FetchError, IndexError, MemoryReceiver, ObjectRef};
 use crate::sync::backoff::{random_fraction, Backoff};
@@ -68,7 +69,7 @@ struct Health {
 
 /// An upstream and its failure history.
 pub(crate) struct Upstream {
-    /// The base URL as shown in logs and metrics (a password, if any, masked).
+    /// The base URL as shown in logs and metrics ([`display_url`]: no user name or password).
     url: String,
     transport: Transport,
     timeouts: Timeouts,
@@ -98,7 +99,7 @@ impl Upstream {
         timeouts: Timeouts,
     ) -> Result<Self, SyncError> {
         let bad = |reason: String| SyncError::BadUpstream {
-            url: display(url),
+            url: display_url(url),
             reason,
         };
         let mut base = url.clone();
@@ -108,7 +109,7 @@ impl Upstream {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let shown = display(&base);
+        let shown = display_url(&base);
         let transport = match base.scheme() {
             "http" | "https" => {
                 let mut builder = reqwest::Client::builder()
@@ -482,15 +483,6 @@ fn content_range_start(value: &str) -> Option<u64> {
     first.trim().parse().ok()
 }
 
-/// A URL for logs and metrics: credentials never appear there.
-fn display(url: &reqwest::Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    shown.to_string()
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
@@ -515,10 +507,10 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_normalised_and_passwords_masked() {
+    fn urls_are_normalised_and_credentials_hidden() {
         let url = reqwest::Url::parse("http://u:secret@m.example/sub?x=1").unwrap();
         let up = Upstream::new(&url, None, timeouts()).unwrap();
-        assert!(!up.url().contains("secret"), "{}", up.url());
+        assert_eq!(up.url(), "http://m.example/sub/");
         let Transport::Http { base, .. } = &up.transport else {
             panic!("http upstream")
         };

@@ -22,6 +22,7 @@ mod index_incremental;
 mod index_rules;
 mod json_output;
 mod keys_minisign;
+mod mirror_attacks;
 mod mirror_browser;
 mod mirror_http;
 mod mirror_ops;
