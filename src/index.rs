@@ -143,7 +143,9 @@ fn evidence_note(evidence: &Option<PathBuf>) -> String {
             "Both signed indexes are saved as evidence in {}",
             dir.display()
         ),
-        None => "The evidence could not be saved (no state folder).".to_owned(),
+        None => "The evidence was not saved (no state folder, or the evidence folder is full \
+                 or unwritable: see the log)."
+            .to_owned(),
     }
 }
 

@@ -72,6 +72,14 @@ pub struct IndexLimits {
     /// Longest text field in an entry (title, author), in bytes. 2,048 holds any headline in
     /// any script (Urdu or Persian take two bytes a letter) and keeps entries small.
     pub max_text_bytes: usize,
+    /// Most equivocation cases kept in a state folder's `evidence/`. 64: one real case is
+    /// already an emergency; the cap keeps a stolen key that signs conflict after conflict
+    /// from filling the disk. Cases past it are reported but not saved.
+    pub max_evidence_cases: usize,
+    /// Most bytes kept in `evidence/`, all cases together. 64 MiB holds the cap's worth of
+    /// heads (each under `max_head_bytes`) with room for the pieces that show a diverged
+    /// entry; a piece that would pass the budget is left out (its sha256 is in the head).
+    pub max_evidence_bytes: u64,
 }
 
 impl Default for IndexLimits {
@@ -84,6 +92,8 @@ impl Default for IndexLimits {
             max_mirrors: 64,
             max_mirror_url_bytes: 2048,
             max_text_bytes: 2048,
+            max_evidence_cases: 64,
+            max_evidence_bytes: 64 << 20,
         }
     }
 }

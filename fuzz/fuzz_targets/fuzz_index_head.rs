@@ -6,11 +6,14 @@
 //! signature are reached). Invariants: refusals are verification errors with printable
 //! messages; an accepted head keeps the exact envelope bytes and their sha256 as its id, names
 //! the trusted key, obeys every rule of docs/PROTOCOL.md §3 (re-checked here), has mirror URLs
-//! already in normal form, and survives a sign/verify round trip unchanged.
+//! already in normal form, survives a sign/verify round trip unchanged, and is the one
+//! canonical encoding: accepted ⇒ re-encodes to the same bytes (envelope and head).
 #![no_main]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use qasid::content_id::ContentId;
 use qasid::index::{MirrorUrl, SignedHead};
@@ -68,7 +71,39 @@ fn check(envelope: &[u8], limits: &IndexLimits) {
     assert_eq!(log.batch().end(), log.entries());
     let _ = head.freshness(SystemTime::now());
 
+    // One encoding: the accepted bytes are exactly the envelope rebuilt from its decoded
+    // members (spelled here independently of qasid's encoder) and exactly what signing the
+    // parsed head again gives (Ed25519 signing is deterministic).
+    let members: serde_json::Value = serde_json::from_slice(envelope).expect("accepted is JSON");
+    let (h, s) = (
+        members["head"].as_str().unwrap(),
+        members["signature"].as_str().unwrap(),
+    );
+    let rebuilt = format!(
+        "{{\"format\":\"qasid-index-envelope/1\",\"head\":\"{}\",\"signature\":\"{}\"}}\n",
+        B64.encode(B64.decode(h).unwrap()),
+        B64.encode(B64.decode(s).unwrap())
+    );
+    assert_eq!(
+        rebuilt.as_bytes(),
+        envelope,
+        "accepted envelope is not canonical"
+    );
+    let head_bytes = B64.decode(h).unwrap();
+    let head_json: serde_json::Value = serde_json::from_slice(&head_bytes).unwrap();
+    assert_eq!(
+        serde_json::to_vec(&head_json).unwrap().len(),
+        head_bytes.len(),
+        "accepted head is not compact"
+    );
+
     let resigned = SignedHead::sign(head.clone(), secret_key()).expect("re-sign");
+    // The test key is the only trusted one, so `envelope` was signed by it.
+    assert_eq!(
+        resigned.envelope(),
+        envelope,
+        "accepted head re-encodes differently"
+    );
     let back = SignedHead::verify(resigned.envelope(), public_key(), limits)
         .expect("a re-signed accepted head verifies");
     assert_eq!(

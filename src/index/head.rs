@@ -275,6 +275,12 @@ impl Head {
         }
     }
 
+    /// The one accepted spelling of this head: compact JSON, members in `HeadWire` order,
+    /// no trailing newline. These are the bytes that are signed.
+    fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_wire()).expect("serialising owned data cannot fail")
+    }
+
     fn to_wire(&self) -> HeadWire {
         HeadWire {
             format: HEAD_FORMAT.to_owned(),
@@ -375,6 +381,29 @@ fn parse_time(field: &'static str, text: &str) -> Result<SystemTime, IndexError>
     Ok(t)
 }
 
+/// The one accepted `index.json` spelling for a head and its signature: compact JSON with the
+/// members `format`, `head`, `signature` in that order, padded standard base64, and one final
+/// newline.
+fn encode_envelope(head_bytes: &[u8], signature: &[u8; 64]) -> Vec<u8> {
+    let mut envelope = serde_json::to_vec(&EnvelopeWire {
+        format: ENVELOPE_FORMAT.to_owned(),
+        head: B64.encode(head_bytes),
+        signature: B64.encode(signature),
+    })
+    .expect("serialising owned strings cannot fail");
+    envelope.push(b'\n');
+    envelope
+}
+
+fn not_canonical(what: &'static str) -> IndexError {
+    IndexError::Malformed {
+        what,
+        reason: "it is not in its one canonical encoding (a re-spaced, re-ordered or \
+                 re-escaped copy, which is refused: fetch the original bytes)"
+            .into(),
+    }
+}
+
 /// Explains a signature that does not verify. If the (untrusted) head names another valid
 /// key, the likely cause is a misconfigured publisher key or a repo of someone else, which
 /// deserves its own message; either way the head is refused.
@@ -425,16 +454,9 @@ impl SignedHead {
                 found: key.public().id().to_string(),
             });
         }
-        let head_bytes =
-            serde_json::to_vec(&head.to_wire()).expect("serialising owned data cannot fail");
+        let head_bytes = head.canonical_bytes();
         let signature = key.sign(Domain::IndexHead, &head_bytes);
-        let mut envelope = serde_json::to_vec(&EnvelopeWire {
-            format: ENVELOPE_FORMAT.to_owned(),
-            head: B64.encode(&head_bytes),
-            signature: B64.encode(signature),
-        })
-        .expect("serialising owned strings cannot fail");
-        envelope.push(b'\n');
+        let envelope = encode_envelope(&head_bytes, &signature);
         Ok(Self {
             id: ContentId::of_bytes(&envelope),
             head,
@@ -478,6 +500,11 @@ impl SignedHead {
                     "signature is not 64 bytes of base64".into(),
                 )
             })?;
+        // One envelope per (head, signature): a re-spaced, re-ordered or re-escaped copy would
+        // be another file with another sha256, that is another index id (docs/PROTOCOL.md).
+        if encode_envelope(&head_bytes, &signature) != envelope {
+            return Err(not_canonical("index envelope"));
+        }
         if trusted
             .verify_as(Role::Index, Domain::IndexHead, &head_bytes, &signature)
             .is_err()
@@ -487,6 +514,9 @@ impl SignedHead {
         let head_wire: HeadWire =
             serde_json::from_slice(&head_bytes).map_err(|e| bad("index head", json_error(&e)))?;
         let head = Head::from_wire(head_wire, trusted.publisher(), limits)?;
+        if head.canonical_bytes() != head_bytes {
+            return Err(not_canonical("index head"));
+        }
         Ok(Self {
             head,
             id: ContentId::of_bytes(envelope),

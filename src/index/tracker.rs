@@ -7,7 +7,9 @@
 //!
 //! State folder (one per publisher): `<state>/index/<pubkey-hex>/head.json` (the accepted
 //! envelope, byte for byte) and `pieces/<sha256>.json` (its pieces). Evidence of equivocation
-//! goes to `<state>/evidence/<pubkey-hex>-<sequence>-<time>/`. The state is re-verified with the
+//! goes to `<state>/evidence/<pubkey-hex>-<sequence>-<case>/`, one folder per pair of conflicting
+//! heads (`<case>` is derived from their two ids), at most `max_evidence_cases` folders and
+//! `max_evidence_bytes` in all. The state is re-verified with the
 //! trusted key whenever it is loaded: a [`Tracker`] reads and checks all of it when opened; a
 //! [`LazyTracker`] checks the head's signature when opened and reads the pieces only when
 //! something needs the entries (so an unchanged head costs one signature check, not a parse of
@@ -286,7 +288,9 @@ impl Tracker {
         }
         let equivocation = |conflict| self.equivocation(Some(held), &offered, conflict, &[]);
         if seq == held_seq {
-            if offered.envelope() == held.envelope() {
+            // Both are canonical, so equal heads are equal signed payloads; another signature
+            // over the same head (only the key holder can make one) contradicts nothing.
+            if offered.head() == held.head() {
                 return Ok(Verdict::Unchanged);
             }
             return Err(equivocation(Conflict::SameSequence { sequence: seq }));
@@ -349,7 +353,7 @@ impl Tracker {
     ) -> IndexError {
         let evidence = match (&self.storage, held) {
             (Some(storage), Some(held)) => {
-                match write_evidence(storage, held, offered, &conflict, extra) {
+                match write_evidence(storage, &self.limits, held, offered, &conflict, extra) {
                     Ok(dir) => Some(dir),
                     Err(e) => {
                         tracing::error!("could not save equivocation evidence: {e}");
@@ -480,40 +484,81 @@ fn remove_unlisted_pieces(dir: &Path, listed: &[PieceRef]) {
     }
 }
 
+/// Saves one equivocation case, at most once: the folder is named after the two signed heads
+/// (in either order), so offering the same conflict again finds the folder already there.
+/// Bounded by `max_evidence_cases` folders and `max_evidence_bytes` in all; proof pieces that
+/// would pass the byte budget are left out (the heads name them by sha256).
 fn write_evidence(
     storage: &Storage,
+    limits: &IndexLimits,
     held: &SignedHead,
     offered: &SignedHead,
     conflict: &Conflict,
     extra: &[(String, &[u8])],
 ) -> std::io::Result<PathBuf> {
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
-        .to_string()
-        .replace([':', '-'], "");
-    let base = format!(
-        "{}-{}-{stamp}",
+    let case = {
+        let (a, b) = if held.id() <= offered.id() {
+            (held.id(), offered.id())
+        } else {
+            (offered.id(), held.id())
+        };
+        ContentId::of_bytes(format!("{a}{b}").as_bytes())
+    };
+    let name = format!(
+        "{}-{}-{}",
         held.head().publisher().hex(),
-        offered.head().sequence()
+        offered.head().sequence(),
+        &case.to_string()[..16]
     );
+    let dir = storage.evidence.join(&name);
+    if dir.join(EVIDENCE_README).is_file() {
+        return Ok(dir);
+    }
     fs::create_dir_all(&storage.evidence)?;
-    let mut dir = storage.evidence.join(&base);
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = storage.evidence.join(format!("{base}-{n}"));
+    let (cases, used) = evidence_usage(&storage.evidence, &name)?;
+    let heads = (held.envelope().len() + offered.envelope().len()) as u64 + 4096;
+    if cases >= limits.max_evidence_cases || used + heads > limits.max_evidence_bytes {
+        return Err(std::io::Error::other(format!(
+            "{} is full ({cases} cases, {used} bytes; limits {} and {}): move old cases away",
+            storage.evidence.display(),
+            limits.max_evidence_cases,
+            limits.max_evidence_bytes
+        )));
     }
-    fs::create_dir(&dir)?;
-    fs::write(dir.join("held.json"), held.envelope())?;
-    fs::write(dir.join("new.json"), offered.envelope())?;
-    for (name, bytes) in extra {
-        fs::write(dir.join(name), bytes)?;
+    // Written under a temporary name and renamed: a folder with a README is a whole case.
+    let tmp = storage.evidence.join(format!(".{name}.tmp"));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
     }
+    fs::create_dir(&tmp)?;
+    let mut files = vec![
+        ("held.json".to_owned(), held.envelope()),
+        ("new.json".to_owned(), offered.envelope()),
+    ];
+    let mut budget = limits.max_evidence_bytes - used - heads;
+    let mut left_out = Vec::new();
+    for (file, bytes) in extra {
+        if bytes.len() as u64 <= budget {
+            budget -= bytes.len() as u64;
+            files.push((file.clone(), bytes));
+        } else {
+            left_out.push(file.as_str());
+        }
+    }
+    let left_out = if left_out.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Left out to keep the evidence folder bounded: {}.\n",
+            left_out.join(", ")
+        )
+    };
     let readme = format!(
         "qasid found proof that publisher {id} ({key}) signed two conflicting histories:\n\
          {conflict}.\n\n\
          held.json  the index this machine had accepted (sequence {held_seq}, sha256 {held_id})\n\
          new.json   the index just offered (sequence {new_seq}, sha256 {new_id})\n\
-         *-piece-*.json, if present: index pieces showing the differing entries.\n\n\
+         *-piece-*.json, if present: index pieces showing the differing entries.\n{left_out}\n\
          Both files are qasid-index-envelope/1 documents signed with the publisher's key; \
          docs/PROTOCOL.md (\"Equivocation\") says how anyone can check them. A stolen key or a \
          coerced publisher looks exactly like this. Keep these files, and tell the publisher \
@@ -525,12 +570,36 @@ fn write_evidence(
         new_seq = offered.head().sequence(),
         new_id = offered.id(),
     );
-    fs::write(dir.join("README.txt"), readme)?;
-    for file in ["held.json", "new.json", "README.txt"] {
-        fs::File::open(dir.join(file))?.sync_all()?;
+    files.push((EVIDENCE_README.to_owned(), readme.as_bytes()));
+    for (file, bytes) in &files {
+        let path = tmp.join(file);
+        fs::write(&path, bytes)?;
+        fs::File::open(&path)?.sync_all()?;
     }
-    atomic::sync_parent(&dir.join("README.txt"))?;
+    atomic::sync_parent(&tmp.join(EVIDENCE_README))?;
+    fs::rename(&tmp, &dir)?;
+    atomic::sync_parent(&dir)?;
     Ok(dir)
+}
+
+const EVIDENCE_README: &str = "README.txt";
+
+/// Cases (folders other than `skip` and unfinished temporary ones) and bytes in `evidence`.
+fn evidence_usage(evidence: &Path, skip: &str) -> std::io::Result<(usize, u64)> {
+    let (mut cases, mut bytes) = (0, 0);
+    for case in fs::read_dir(evidence)? {
+        let case = case?;
+        let name = case.file_name();
+        let name = name.to_string_lossy();
+        if name == skip || name.starts_with('.') || !case.file_type()?.is_dir() {
+            continue;
+        }
+        cases += 1;
+        for file in fs::read_dir(case.path())? {
+            bytes += file?.metadata()?.len();
+        }
+    }
+    Ok((cases, bytes))
 }
 
 /// A head that passed the history checks, and the plan for its pieces: which listed pieces

@@ -36,8 +36,12 @@ fn envelope_json(root: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(index_path(root, &key())).unwrap()).unwrap()
 }
 
+/// Writes `v` in the canonical envelope spelling (compact, members in alphabetical order,
+/// which is the envelope's order, and a final newline), so that only its content differs.
 fn write_envelope(root: &Path, v: &serde_json::Value) {
-    fs::write(index_path(root, &key()), serde_json::to_vec(v).unwrap()).unwrap();
+    let mut bytes = serde_json::to_vec(v).unwrap();
+    bytes.push(b'\n');
+    fs::write(index_path(root, &key()), bytes).unwrap();
 }
 
 #[test]

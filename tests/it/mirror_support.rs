@@ -201,6 +201,12 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
+/// The body of a `GET path`, whatever the status.
+pub async fn get_bytes(server: &Server, path: &str) -> Vec<u8> {
+    let response = client().get(server.url(path)).send().await.unwrap();
+    response.bytes().await.unwrap().to_vec()
+}
+
 /// PUTs a file or bytes with its exact Content-Length.
 pub async fn put(server: &Server, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
     let response = client()
@@ -218,6 +224,15 @@ pub async fn put(server: &Server, path: &str, body: Vec<u8>) -> (u16, serde_json
 /// Pushes a whole repo's publisher folder in the right order: bundles, minisigs, pieces,
 /// index. Panics on any refusal.
 pub async fn push_repo(server: &Server, repo: &Path, key: &SecretKey) {
+    push_objects(server, repo, key).await;
+    let index = PublisherLayout::new(key.public()).index();
+    let bytes = std::fs::read(repo.join(&index)).unwrap();
+    let (status, body) = put(server, &format!("/{index}"), bytes).await;
+    assert!(status == 200 || status == 201, "{index}: {status} {body}");
+}
+
+/// [`push_repo`] without the index: every bundle, minisig and piece, in that order.
+pub async fn push_objects(server: &Server, repo: &Path, key: &SecretKey) {
     let layout = PublisherLayout::new(key.public());
     let dir = repo.join(layout.dir());
     let mut files: Vec<(u8, String)> = Vec::new();
@@ -235,7 +250,6 @@ pub async fn push_repo(server: &Server, repo: &Path, key: &SecretKey) {
         }
     }
     files.sort();
-    files.push((3, layout.index()));
     for (_, relative) in files {
         let bytes = std::fs::read(repo.join(&relative)).unwrap();
         let (status, body) = put(server, &format!("/{relative}"), bytes).await;

@@ -64,10 +64,11 @@ pub enum Class {
     ContentType,
     Redirect,
     SlowLoris,
+    Respelled,
 }
 
 impl Class {
-    pub const ALL: [Class; 18] = [
+    pub const ALL: [Class; 19] = [
         Class::Tampering,
         Class::ForeignKey,
         Class::Rollback,
@@ -86,6 +87,7 @@ impl Class {
         Class::ContentType,
         Class::Redirect,
         Class::SlowLoris,
+        Class::Respelled,
     ];
 
     pub fn label(self) -> &'static str {
@@ -108,6 +110,7 @@ impl Class {
             Class::ContentType => "wrong content type",
             Class::Redirect => "redirect to another host",
             Class::SlowLoris => "slow-loris",
+            Class::Respelled => "re-spelled signed JSON",
         }
     }
 }
@@ -1551,6 +1554,34 @@ impl World {
                     (index 3 does not chain to the index 2 held)"
                 ),
             },
+        ));
+
+        // The same signed document spelled differently: anyone can make one, without a key.
+        let respaced = |envelope: Vec<u8>| [b"{ ".as_slice(), &envelope[1..]].concat();
+        let canonical = "not in its one canonical encoding";
+        cases.push(self.index_case(
+            Case::new(
+                "index-respaced-held",
+                Class::Respelled,
+                "the held sequence 2 with one added space (once a false EQUIVOCATION)",
+            ),
+            respaced(self.index_of(&self.seq2, &self.publisher)),
+            &self.good,
+            (422, canonical),
+            canonical,
+            lying(canonical),
+        ));
+        cases.push(self.index_case(
+            Case::new(
+                "index-respaced-next",
+                Class::Respelled,
+                "the real next sequence 3 with one added space (once jammed the real one)",
+            ),
+            respaced(good.clone()),
+            &self.good,
+            (422, canonical),
+            canonical,
+            lying(canonical),
         ));
 
         let malformed = "index envelope is malformed";
