@@ -25,6 +25,7 @@ mod publish;
 mod push;
 mod read;
 mod root;
+mod reader_page;
 mod sync;
 mod verify;
 
@@ -55,6 +56,7 @@ enum Command {
     Bundle(bundle::BundleArgs),
     Verify(verify::VerifyArgs),
     Read(read::ReadArgs),
+    ReaderPage(reader_page::ReaderPageArgs),
     Fetch(fetch::FetchArgs),
     Publish(publish::PublishArgs),
     Push(push::PushArgs),
@@ -141,6 +143,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bundle(args) => args.run(),
         Command::Verify(args) => args.run(),
         Command::Read(args) => args.run(),
+        Command::ReaderPage(args) => args.run(),
         Command::Fetch(args) => args.run(),
         Command::Publish(args) => args.run(),
         Command::Push(args) => args.run(),

@@ -16,6 +16,7 @@
 //! - [`index`]: the publisher's signed, hash-chained index (head and immutable pieces).
 //! - [`repo`]: the publisher's folder, which is also a complete static mirror.
 //! - [`pages`]: the reader web pages (plain HTML and CSS, sanitised article Markdown).
+//! - [`reader_page`]: the self-contained verifying reader page (browser code in `web/reader/`).
 //! - [`config`]: `mirrors.toml`, validated, with documented defaults.
 //! - [`store`]: the mirror's content-addressed store (the static layout on disk).
 //! - [`mirror`]: the mirror's HTTP server (layout, push, reader pages, metrics).
@@ -37,6 +38,7 @@ pub mod manifest;
 pub mod mirror;
 pub mod pages;
 pub mod reader;
+pub mod reader_page;
 pub mod render;
 pub mod repo;
 pub mod roots;

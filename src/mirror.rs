@@ -176,6 +176,7 @@ pub fn router(state: Arc<MirrorState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/", get(home))
         .route("/read/{*rest}", get(read))
+        .route("/reader.html", get(reader_page))
         // Layout paths are matched by `route::parse` on the raw path, not by the router (which
         // would percent-decode them first).
         .fallback(object)
@@ -227,7 +228,7 @@ fn classify(method: &Method, path: &str) -> RouteClass {
         } else {
             RouteClass::Object
         }
-    } else if path == "/" || path.starts_with("/read/") {
+    } else if path == "/" || path.starts_with("/read/") || path == "/reader.html" {
         RouteClass::Page
     } else if path == "/healthz" || path == "/metrics" {
         RouteClass::Ops
@@ -292,6 +293,9 @@ async fn object(State(state): State<Arc<MirrorState>>, request: Request) -> Resp
     if parts.method == Method::PUT {
         return push::put(state, path, &parts.headers, body).await;
     }
+    if parts.method == Method::OPTIONS {
+        return with_cors(cors_preflight());
+    }
     if parts.method != Method::GET && parts.method != Method::HEAD {
         let mut response = plain_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         response
@@ -300,7 +304,53 @@ async fn object(State(state): State<Arc<MirrorState>>, request: Request) -> Resp
         return response;
     }
     if state.trusted(&path.publisher).is_none() {
-        return plain_error(StatusCode::NOT_FOUND, "not found");
+        return with_cors(plain_error(StatusCode::NOT_FOUND, "not found"));
     }
-    serve::object(state, path, &parts.method, &parts.headers).await
+    with_cors(serve::object(state, path, &parts.method, &parts.headers).await)
+}
+
+/// Lets a page from any origin (the shared reader page, opened from `file://` or another
+/// mirror) read the layout: public data, never with credentials, so `*` is right. ETag and
+/// Content-Range are exposed for revalidation and resumed downloads (PROTOCOL.md section 9).
+fn with_cors(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag, Content-Range, Content-Length"),
+    );
+    response
+}
+
+/// The answer to a CORS preflight on a layout path: reads only.
+fn cors_preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "Range, If-None-Match"),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
+        .into_response()
+}
+
+/// `/reader.html`: the verifying reader page, pinned to the publishers this mirror carries. It
+/// reads from this mirror's origin and learns the others from the signed indexes.
+async fn reader_page(State(state): State<Arc<MirrorState>>) -> Response {
+    let page = crate::reader_page::build(&crate::reader_page::PageConfig {
+        publishers: state.publishers.iter().map(|p| p.key.clone()).collect(),
+        mirrors: Vec::new(),
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        page.html,
+    )
+        .into_response()
 }

@@ -1,0 +1,163 @@
+//! The self-contained verifying reader page (`qasid reader-page`, a mirror's `/reader.html`).
+//!
+//! Owns turning the browser sources in `web/reader/` (embedded at build time) into one HTML
+//! file: the scripts concatenated in dependency order inside one strict-mode function, the style
+//! and script allowed by their sha256 in the page's own Content-Security-Policy (no inline
+//! handlers, nothing loaded from anywhere), and the trusted publisher keys and mirror URLs
+//! pinned in a JSON data block. The output is a pure function of its inputs, so a publisher can
+//! announce the file's sha256 and a reader can compare it. It never fetches or verifies
+//! anything itself: the page does that in the browser, by the rules of `docs/PROTOCOL.md`.
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::index::MirrorUrl;
+use crate::keys::PublicKey;
+
+const TEMPLATE: &str = include_str!("../web/reader/reader.html");
+const STYLE: &str = include_str!("../web/reader/style.css");
+/// In dependency order: helpers first, the page's entry point last.
+const SCRIPTS: [&str; 7] = [
+    include_str!("../web/reader/bytes.js"),
+    include_str!("../web/reader/verify.js"),
+    include_str!("../web/reader/zip.js"),
+    include_str!("../web/reader/fetch.js"),
+    include_str!("../web/reader/state.js"),
+    include_str!("../web/reader/render.js"),
+    include_str!("../web/reader/main.js"),
+];
+
+/// Largest page we are willing to hand out: phones on throttled links load it first.
+pub const MAX_PAGE_BYTES: usize = 100 * 1024;
+
+/// What the page trusts and where it starts looking.
+#[derive(Debug, Clone, Default)]
+pub struct PageConfig {
+    /// Publishers whose articles the page shows (at least one).
+    pub publishers: Vec<PublicKey>,
+    /// Mirrors to race first; mirrors named in signed indexes are learned at run time.
+    pub mirrors: Vec<MirrorUrl>,
+}
+
+/// The page and its sha256 (lowercase hex), the value a publisher announces.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub html: String,
+    pub sha256: String,
+}
+
+fn csp_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The origin (`scheme://host[:port]`) of a mirror URL, for `connect-src`.
+fn origin(url: &MirrorUrl) -> String {
+    let text = url.as_str();
+    let after_scheme = text.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = text[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(text.len());
+    text[..end].to_owned()
+}
+
+/// Builds the page. Pure: the same configuration always gives the same bytes.
+pub fn build(config: &PageConfig) -> Page {
+    let script = format!(
+        "(() => {{\n\"use strict\";\n{}\n}})();\n",
+        SCRIPTS.join("\n")
+    );
+    let publishers: Vec<String> = config.publishers.iter().map(|p| p.to_base64()).collect();
+    let mirrors: Vec<&str> = config.mirrors.iter().map(|m| m.as_str()).collect();
+    // `<` is escaped so no value can close the data block's <script> element.
+    let data = serde_json::json!({ "publishers": publishers, "mirrors": mirrors })
+        .to_string()
+        .replace('<', "\\u003c");
+    let mut connect: Vec<String> = vec!["'self'".into()];
+    for m in &config.mirrors {
+        let o = origin(m);
+        if !connect.contains(&o) {
+            connect.push(o);
+        }
+    }
+    // Mirrors learned from signed indexes are https (plain http ones must be pinned).
+    connect.push("https:".into());
+    let csp = format!(
+        "default-src 'none'; script-src {}; style-src {}; img-src blob:; connect-src {}; base-uri 'none'; form-action 'none'",
+        csp_hash(&script),
+        csp_hash(STYLE),
+        connect.join(" ")
+    );
+    let html = TEMPLATE
+        .replacen("{{CSP}}", &csp, 1)
+        .replacen("{{STYLE}}", STYLE, 1)
+        .replacen("{{CONFIG}}", &data, 1)
+        .replacen("{{SCRIPT}}", &script, 1);
+    let sha256 = hex::encode(Sha256::digest(html.as_bytes()));
+    Page { html, sha256 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SecretKey;
+    use crate::limits::IndexLimits;
+
+    fn config() -> PageConfig {
+        PageConfig {
+            publishers: vec![SecretKey::from_seed(&[7; 32]).public().clone()],
+            mirrors: vec![
+                MirrorUrl::parse("http://127.0.0.1:8080/m", &IndexLimits::default()).unwrap(),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_page_is_deterministic_small_and_self_contained() {
+        let a = build(&config());
+        let b = build(&config());
+        assert_eq!(a.html, b.html);
+        assert_eq!(a.sha256, b.sha256);
+        assert!(a.html.len() < MAX_PAGE_BYTES, "{} bytes", a.html.len());
+        assert!(!a.html.contains("{{"), "a placeholder was left");
+        assert!(
+            !a.html.contains("src=\"http"),
+            "the page must not load anything"
+        );
+        assert!(a
+            .html
+            .contains("connect-src 'self' http://127.0.0.1:8080 https:"));
+    }
+
+    #[test]
+    fn the_csp_allows_exactly_the_inline_script_and_style() {
+        let page = build(&config());
+        let script_start = page.html.find("<script>").unwrap() + "<script>".len();
+        let script_end = page.html[script_start..].find("</script>").unwrap() + script_start;
+        let script = &page.html[script_start..script_end];
+        assert!(page.html.contains(&csp_hash(script)));
+        assert!(page.html.contains(&csp_hash(STYLE)));
+        // No inline handlers anywhere in the markup.
+        let attrs = TEMPLATE.split(|c: char| c.is_whitespace()).filter(|w| {
+            w.starts_with("on")
+                && w.contains('=')
+                && w[2..w.find('=').unwrap()]
+                    .chars()
+                    .all(|c| c.is_ascii_alphabetic())
+        });
+        assert_eq!(attrs.count(), 0, "inline event handler in the template");
+    }
+
+    #[test]
+    fn pinned_values_cannot_close_the_data_block() {
+        let page = build(&config());
+        let start = page.html.find("id=\"qasid-config\">").unwrap();
+        let block = &page.html[start..];
+        let end = block.find("</script>").unwrap();
+        assert!(!block[..end].contains('<'));
+    }
+}

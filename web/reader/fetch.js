@@ -1,0 +1,217 @@
+// fetch.js: getting bytes from untrusted sources. Every index is raced across all mirrors at
+// once, per publisher (one publisher's fast mirror never closes another publisher's race);
+// every other object is hedged: the fastest mirror starts, and a mirror that errs, lies or
+// stalls is overtaken by the next. Every read is capped by the size the signed data gives.
+
+const TIMING = {
+  /** A mirror that has not answered the index by then is counted as blocked. */
+  indexMs: 15000,
+  /** After the first authentic index, how long fresher answers from slower mirrors may arrive. */
+  raceWindowMs: 1500,
+  /** No new bytes for this long: the transfer is stalled and another mirror is started. */
+  stallMs: 4000,
+  /** A mirror that has not sent headers for an object by then gets company. */
+  hedgeMs: 2500,
+  /** Hard bound on one object transfer from one mirror. */
+  objectMs: 120000,
+};
+
+function publisherPath(publisher) {
+  return `qasid/v1/publishers/${publisher.hex}/`;
+}
+
+/** An HTTP(S) mirror: GET with no credentials, no redirects to other places, no referrer. */
+function httpSource(base) {
+  return {
+    label: base,
+    async get(path, cap, { signal, onProgress, fresh }) {
+      let response;
+      try {
+        response = await fetch(base + path, {
+          signal,
+          credentials: "omit",
+          redirect: "error",
+          referrerPolicy: "no-referrer",
+          cache: fresh ? "no-cache" : "default",
+        });
+      } catch (e) {
+        if (signal && signal.aborted) throw signal.reason;
+        throw new QasidError("unavailable", "no answer (blocked, offline or no CORS)");
+      }
+      if (response.status === 404) throw new QasidError("unavailable", "does not have it (404)");
+      if (response.status !== 200) throw new QasidError("unavailable", `answered HTTP ${response.status}`);
+      const type = response.headers.get("Content-Type") || "";
+      if (type.startsWith("text/html")) {
+        throw new QasidError("not-mirror", "not a qasid mirror (an HTML page: wrong URL or a captive portal?)");
+      }
+      return readCapped(response, cap, onProgress);
+    },
+  };
+}
+
+/** A folder chosen with the file picker (a USB copy of a repo): paths map to picked files. */
+function folderSource(label, filesByPath) {
+  return {
+    label,
+    async get(path, cap) {
+      const file = filesByPath.get(path);
+      if (!file) throw new QasidError("unavailable", "the folder does not hold " + path);
+      if (file.size > cap) throw new QasidError("lying", `${path} is larger than expected`);
+      return new Uint8Array(await file.arrayBuffer());
+    },
+  };
+}
+
+function timeoutError(what) {
+  return new QasidError("unavailable", what);
+}
+
+/**
+ * Runs source.get with a total deadline and a stall watchdog; aborts the transfer on either.
+ */
+function getWithDeadline(source, path, cap, { totalMs, stallMs, fresh, outerSignal }) {
+  const controller = new AbortController();
+  let watchdog;
+  let lastProgress = performance.now();
+  const abort = (err) => controller.abort(err);
+  const total = setTimeout(() => abort(timeoutError("timed out (blocked?)")), totalMs);
+  watchdog = setInterval(() => {
+    if (performance.now() - lastProgress > stallMs) abort(timeoutError("stalled"));
+  }, Math.min(stallMs, 500));
+  if (outerSignal) outerSignal.addEventListener("abort", () => abort(outerSignal.reason), { once: true });
+  const started = performance.now();
+  return source
+    .get(path, cap, {
+      signal: controller.signal,
+      fresh,
+      onProgress: () => {
+        lastProgress = performance.now();
+      },
+    })
+    .then((bytes) => ({ bytes, ms: performance.now() - started }))
+    .finally(() => {
+      clearTimeout(total);
+      clearInterval(watchdog);
+    });
+}
+
+/**
+ * Races index.json of one publisher across every source. Resolves with
+ * { best: {head, source, ms} | null, reports: Map(label -> text) } once every source answered, or
+ * the race window after the first authentic index closed, or the index deadline passed.
+ */
+function raceIndex(publisher, sources, report) {
+  return new Promise((resolve) => {
+    const results = [];
+    let pending = sources.length;
+    let windowTimer = null;
+    let settled = false;
+    const controller = new AbortController();
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      clearTimeout(windowTimer);
+      for (const s of sources) {
+        if (!results.some((r) => r.source === s) && !report.has(s.label)) {
+          report.set(s.label, { ok: false, text: "index: no answer before the race closed (blocked or slow)" });
+        }
+      }
+      controller.abort(timeoutError("the race closed"));
+      resolve(results);
+    };
+    const deadline = setTimeout(finish, TIMING.indexMs);
+    if (sources.length === 0) finish();
+    for (const source of sources) {
+      getWithDeadline(source, publisherPath(publisher) + "index.json", LIMITS.indexBytes, {
+        totalMs: TIMING.indexMs,
+        stallMs: TIMING.stallMs,
+        fresh: true,
+        outerSignal: controller.signal,
+      })
+        .then(async ({ bytes, ms }) => {
+          const head = await verifyIndex(bytes, publisher);
+          if (settled) return;
+          results.push({ head, source, ms });
+          report.set(source.label, { ok: true, text: `index: sequence ${head.sequence} in ${Math.round(ms)} ms` });
+          if (!windowTimer) windowTimer = setTimeout(finish, TIMING.raceWindowMs);
+        })
+        .catch((e) => {
+          if (settled) return;
+          report.set(source.label, { ok: false, kind: e.kind, text: "index: " + describe(e) });
+        })
+        .finally(() => {
+          pending -= 1;
+          if (pending === 0) finish();
+        });
+    }
+  });
+}
+
+function describe(e) {
+  if (e instanceof QasidError) {
+    if (e.kind === "lying" || e.kind === "malformed") return "lying: " + e.message;
+    return e.message;
+  }
+  return String(e && e.message ? e.message : e);
+}
+
+/**
+ * Gets one immutable object by its signed size and sha256, hedging across `sources` (best
+ * first). A source that sends wrong bytes is reported as lying and the next one is used; one
+ * that stalls or is slow to answer gets a second source started beside it.
+ */
+async function fetchObject(path, size, sha, sources, report, what) {
+  if (sources.length === 0) throw new QasidError("unavailable", `no mirror to ask for ${what}`);
+  return new Promise((resolve, reject) => {
+    let next = 0;
+    let running = 0;
+    let done = false;
+    const controllers = [];
+    const failures = [];
+    let hedgeTimer = null;
+    const startNext = () => {
+      if (done || next >= sources.length) {
+        if (!done && running === 0) {
+          done = true;
+          reject(new QasidError("unavailable", `no mirror delivered ${what}: ${failures.join("; ")}`));
+        }
+        return;
+      }
+      const source = sources[next++];
+      const controller = new AbortController();
+      controllers.push(controller);
+      running += 1;
+      clearTimeout(hedgeTimer);
+      hedgeTimer = setTimeout(startNext, TIMING.hedgeMs);
+      getWithDeadline(source, path, size, {
+        totalMs: TIMING.objectMs,
+        stallMs: TIMING.stallMs,
+        fresh: false,
+        outerSignal: controller.signal,
+      })
+        .then(async ({ bytes }) => {
+          if (done) return;
+          if (bytes.length !== size) throw new QasidError("lying", `sent ${bytes.length} bytes of ${what}, the index says ${size}`);
+          const digest = await sha256Hex(bytes);
+          if (digest !== sha) throw new QasidError("lying", `sent ${what} whose sha256 is not the signed one`);
+          if (done) return;
+          done = true;
+          clearTimeout(hedgeTimer);
+          for (const c of controllers) if (c !== controller) c.abort(timeoutError("another mirror was faster"));
+          resolve({ bytes, source });
+        })
+        .catch((e) => {
+          if (done) return;
+          const text = `${what}: ${describe(e)}`;
+          failures.push(`${source.label} ${text}`);
+          report.set(source.label, { ok: false, kind: e.kind, text });
+        })
+        .finally(() => {
+          running -= 1;
+          if (!done) startNext();
+        });
+    };
+    startNext();
+  });
+}

@@ -1,0 +1,271 @@
+// main.js: the page itself. Reads the pinned configuration, races the mirrors per publisher,
+// lists the verified articles, opens `#read=NAME`, reads USB copies offline, and shows every
+// refusal with the mirror it blames. Nothing reaches the screen before it verified.
+
+const config = JSON.parse(document.getElementById("qasid-config").textContent);
+const $ = (id) => document.getElementById(id);
+const app = {
+  publishers: [],
+  catalog: new Map(),
+  objectUrls: [],
+  ready: null,
+  opened: null,
+};
+
+function setStatus(text, kind) {
+  const s = $("status");
+  s.textContent = text;
+  s.className = kind || "";
+}
+
+function problem(text) {
+  const list = $("problems");
+  list.hidden = false;
+  list.append(el("li", {}, text));
+}
+
+function showReport(report) {
+  const list = $("mirror-report");
+  list.replaceChildren();
+  for (const [label, r] of report) {
+    list.append(el("li", { class: r.ok ? "ok" : r.kind === "lying" || r.kind === "malformed" ? "liar" : "down" }, `${label}: ${r.text}`));
+  }
+}
+
+function dateText(ms) {
+  return new Date(ms).toISOString().replace("T", " ").replace(".000Z", " UTC");
+}
+
+function mirrorSources() {
+  const urls = [...config.mirrors];
+  if (location.protocol === "http:" || location.protocol === "https:") urls.push(new URL("/", location.href).href);
+  urls.push(...loadLearned());
+  const unique = [...new Set(urls.map(normalMirrorUrl).filter(Boolean))];
+  return unique.map(httpSource);
+}
+
+/** Orders sources for object downloads: those that served the chosen index, fastest first. */
+function rankSources(results, chosen, all) {
+  const same = results.filter((r) => r.head.id === chosen.head.id).sort((a, b) => a.ms - b.ms).map((r) => r.source);
+  const other = results.filter((r) => r.head.id !== chosen.head.id).map((r) => r.source);
+  const rest = all.filter((s) => !same.includes(s) && !other.includes(s));
+  return [...same, ...other, ...rest];
+}
+
+/** Picks the head to use among authentic answers (PROTOCOL.md section 6): fresh beats stale. */
+function preference(a, b, now) {
+  const fa = a.head.expires > now;
+  const fb = b.head.expires > now;
+  if (fa !== fb) return fa ? -1 : 1;
+  return b.head.sequence - a.head.sequence || a.ms - b.ms;
+}
+
+async function loadPublisher(publisher, sources, report, origin) {
+  const results = await raceIndex(publisher, sources, report);
+  const now = Date.now();
+  results.sort((a, b) => preference(a, b, now));
+  const held = loadHeld(publisher);
+  let chosen = null;
+  for (const r of results) {
+    try {
+      checkAgainstHeld(held, r.head);
+      if (!chosen) chosen = r;
+    } catch (e) {
+      if (e.kind === "rollback") {
+        report.set(r.source.label, { ok: false, kind: "stale", text: "stale, not used (index: " + e.message + ")" });
+      } else {
+        report.set(r.source.label, { ok: false, kind: "lying", text: e.message });
+        problem(`${r.source.label}: ${e.message}. Both signed indexes are authentic: the publisher's key signed two histories (stolen key or coercion).`);
+      }
+    }
+  }
+  if (!chosen) {
+    problem(`No mirror delivered an acceptable index for publisher ${publisher.keyId}.`);
+    return;
+  }
+  const head = chosen.head;
+  const ranked = rankSources(results, chosen, sources);
+  const entries = [];
+  for (const ref of head.log.pieces) {
+    const path = `${publisherPath(publisher)}pieces/${ref.sha256}.json`;
+    const { bytes } = await fetchObject(path, ref.size, ref.sha256, ranked, report, `piece ${ref.sha256.slice(0, 12)}`);
+    entries.push(...(await verifyPiece(bytes, ref, publisher)));
+  }
+  saveHeld(publisher, head);
+  if (origin === "network") saveLearned([...loadLearned(), ...head.mirrors]);
+  for (const entry of listing(entries)) {
+    if (!app.catalog.has(entry.name)) app.catalog.set(entry.name, { entry, publisher, head, sources: ranked, served: chosen.source.label });
+  }
+}
+
+function showCatalog() {
+  const list = $("articles");
+  list.replaceChildren();
+  for (const [name, item] of app.catalog) {
+    const e = item.entry;
+    const a = el("a", { href: "#read=" + encodeURIComponent(name), dir: "auto" }, e.title);
+    list.append(el("li", { lang: e.language, dir: isRtl(e.language) ? "rtl" : "ltr" }, a, el("span", { class: "meta", dir: "ltr" }, ` ${e.date} · ${e.author} · v${e.version}`)));
+  }
+  $("list").hidden = app.catalog.size === 0;
+}
+
+async function load(sources, origin) {
+  const report = new Map();
+  setStatus(`Asking ${sources.length} mirror(s)…`);
+  app.catalog.clear();
+  await Promise.all(
+    app.publishers.map((p) =>
+      loadPublisher(p, sources, report, origin).catch((e) => problem(`Publisher ${p.keyId}: ${describe(e)}`)),
+    ),
+  );
+  showReport(report);
+  showCatalog();
+  const stale = [...app.catalog.values()].some((i) => i.head.expires <= Date.now());
+  if (app.catalog.size === 0) setStatus("Nothing verified could be loaded. See the mirror report below.", "bad");
+  else if (stale) setStatus("STALE: the newest index this browser could verify has expired; newer articles may exist and a mirror may be freezing you on old news.", "stale");
+  else setStatus(`${app.catalog.size} verified article(s).`, "good");
+}
+
+function badge(parts) {
+  return el("p", { id: "badge", dir: "ltr" }, "✔ verified in this browser · " + parts.join(" · "));
+}
+
+function saveLink(bytes, name, version) {
+  const url = URL.createObjectURL(new Blob([bytes], { type: "application/zip" }));
+  app.objectUrls.push(url);
+  return el("a", { id: "save", href: url, download: `${name}-v${version}.zip` }, "Save the verified bundle");
+}
+
+function clearView() {
+  for (const u of app.objectUrls) URL.revokeObjectURL(u);
+  app.objectUrls = [];
+  $("view").replaceChildren();
+}
+
+function showArticle(verified, bytes, badgeParts) {
+  clearView();
+  const { manifest, files } = verified;
+  const markdown = utf8(files.get("article.md"));
+  const header = el(
+    "header",
+    { lang: manifest.language, dir: isRtl(manifest.language) ? "rtl" : "ltr" },
+    el("h2", {}, manifest.title),
+    el("p", { class: "meta" }, manifest.author, " · ", el("span", { dir: "ltr" }, manifest.created)),
+  );
+  const body = renderArticle(markdown, manifest, files, app.objectUrls);
+  const attachments = manifest.files.filter((f) => f.path !== "article.md" && !IMAGE_TYPES[extension(f.path)]);
+  const view = $("view");
+  view.append(badge(badgeParts), header, body);
+  if (attachments.length) {
+    const list = el("ul", { id: "attachments" });
+    for (const f of attachments) {
+      const url = URL.createObjectURL(new Blob([files.get(f.path)], { type: "application/octet-stream" }));
+      app.objectUrls.push(url);
+      list.append(el("li", {}, el("a", { href: url, download: f.path.split("/").pop() }, f.path), ` (${f.size} bytes)`));
+    }
+    view.append(el("h3", {}, "Attachments"), list);
+  }
+  view.append(el("p", {}, saveLink(bytes, manifest.name, manifest.version), " (check it with qasid verify)"));
+  view.scrollIntoView();
+}
+
+async function openArticle(name) {
+  await app.ready;
+  const item = app.catalog.get(name);
+  if (!item) {
+    problem(`No verified index lists an article named "${name}".`);
+    return;
+  }
+  const { entry, publisher, head } = item;
+  setStatus(`Downloading "${entry.title}" (${entry.bundle.size} bytes)…`);
+  const report = new Map();
+  try {
+    const path = `${publisherPath(publisher)}bundles/${entry.bundle.sha256}.zip`;
+    const { bytes, source } = await fetchObject(path, entry.bundle.size, entry.bundle.sha256, item.sources, report, "the bundle");
+    const verified = await readBundle(bytes, publisher);
+    if (verified.manifest.name !== entry.name || verified.manifest.version !== entry.version) {
+      throw new QasidError("lying", "the bundle is another article than the index entry names");
+    }
+    const stale = head.expires <= Date.now() ? " (STALE)" : "";
+    showArticle(verified, bytes, [
+      `publisher ${publisher.keyId}`,
+      `index sequence ${head.sequence}, expires ${dateText(head.expires)}${stale}`,
+      `served by ${source.label}`,
+      `bundle sha256 ${entry.bundle.sha256}`,
+    ]);
+    setStatus(`Verified "${entry.title}".`, stale ? "stale" : "good");
+  } catch (e) {
+    setStatus(`Could not verify "${entry.title}": ${describe(e)}`, "bad");
+  } finally {
+    for (const [label, r] of report) {
+      if (r.kind === "lying" || r.kind === "malformed") problem(`${label} lied: ${r.text}`);
+    }
+  }
+}
+
+function openFromHash() {
+  const m = /^#read=(.+)$/.exec(location.hash);
+  if (m) openArticle(decodeURIComponent(m[1]));
+}
+
+async function openFolder(fileList) {
+  const byPath = new Map();
+  let label = "folder";
+  for (const f of fileList) {
+    const rel = f.webkitRelativePath || f.name;
+    const at = rel.indexOf("qasid/v1/");
+    if (at < 0) continue;
+    label = "folder " + rel.slice(0, at);
+    byPath.set(rel.slice(at), f);
+  }
+  if (byPath.size === 0) {
+    problem("That folder holds no qasid repository (no qasid/v1/ inside).");
+    return;
+  }
+  clearView();
+  app.ready = load([folderSource(label, byPath)], "folder");
+  await app.ready;
+}
+
+async function openBundleFile(file) {
+  if (file.size > LIMITS.bundleBytes) {
+    problem("That file is larger than any bundle can be.");
+    return;
+  }
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let last = null;
+  for (const publisher of app.publishers) {
+    try {
+      const verified = await readBundle(bytes, publisher);
+      showArticle(verified, bytes, [
+        `publisher ${publisher.keyId}`,
+        `offline copy ${file.name}: signature and every file checked; no index, so not checked for being the newest version`,
+        `bundle sha256 ${await sha256Hex(bytes)}`,
+      ]);
+      setStatus(`Verified ${file.name}.`, "good");
+      return;
+    } catch (e) {
+      last = e;
+    }
+  }
+  clearView();
+  setStatus(`${file.name} was refused: ${last ? describe(last) : "no trusted publisher"}`, "bad");
+}
+
+async function start() {
+  if (!window.crypto || !crypto.subtle || typeof DecompressionStream === "undefined" || !(await ed25519Supported())) {
+    setStatus("This browser cannot check Ed25519 signatures (it needs Chrome 137+, Firefox 129+ or Safari 17+). Nothing is shown, because nothing could be verified.", "bad");
+    document.body.classList.add("unsupported");
+    return;
+  }
+  app.publishers = await Promise.all(config.publishers.map(importPublisher));
+  $("pinned").textContent = app.publishers.map((p) => p.keyId).join(", ");
+  $("open-folder").addEventListener("change", (e) => openFolder(e.target.files));
+  $("open-bundle").addEventListener("change", (e) => e.target.files[0] && openBundleFile(e.target.files[0]));
+  window.addEventListener("hashchange", openFromHash);
+  app.ready = load(mirrorSources(), "network");
+  openFromHash();
+  await app.ready;
+}
+
+start().catch((e) => setStatus("The reader failed: " + describe(e), "bad"));
