@@ -56,14 +56,14 @@ fn replace_once(block: &str, line: &str, with: &str) -> String {
 
 /// A private nginx (single process, foreground, everything under its own temp folder) serving
 /// the documented block on a loopback port. Killed when dropped.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
 }
 
 impl Nginx {
-    fn start(root: &Path) -> Nginx {
+    pub(crate) fn start(root: &Path) -> Nginx {
         assert!(
             Path::new(NGINX).is_file(),
             "{NGINX} not found: this test runs the documented nginx configuration. Install \
@@ -144,7 +144,7 @@ impl Nginx {
         }
     }
 
-    fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("http://{}/", self.addr)
     }
 

@@ -4,6 +4,19 @@
 
 const config = JSON.parse(document.getElementById("qasid-config").textContent);
 const $ = (id) => document.getElementById(id);
+/** Work in flight; <body data-state> says "busy" or "idle" (tests and scripts wait on it). */
+let inFlight = 0;
+async function busy(promise) {
+  inFlight += 1;
+  document.body.dataset.state = "busy";
+  try {
+    return await promise;
+  } finally {
+    inFlight -= 1;
+    if (inFlight === 0) document.body.dataset.state = "idle";
+  }
+}
+
 const app = {
   publishers: [],
   catalog: new Map(),
@@ -82,6 +95,15 @@ async function loadPublisher(publisher, sources, report, origin) {
   if (!chosen) {
     problem(`No mirror delivered an acceptable index for publisher ${publisher.keyId}.`);
     return;
+  }
+  for (const r of results) {
+    if (r === chosen) continue;
+    if (r.head.sequence < chosen.head.sequence) {
+      report.set(r.source.label, { ok: false, kind: "stale", text: `stale, not used (index: sequence ${r.head.sequence} is older than sequence ${chosen.head.sequence})` });
+    } else if (r.head.sequence === chosen.head.sequence && r.head.id !== chosen.head.id) {
+      report.set(r.source.label, { ok: false, kind: "lying", text: `EQUIVOCATION: another signed index with sequence ${r.head.sequence}` });
+      problem(`${r.source.label}: EQUIVOCATION: two different signed indexes with sequence ${r.head.sequence}. Both are authentic: the publisher's key signed two histories (stolen key or coercion).`);
+    }
   }
   const head = chosen.head;
   const ranked = rankSources(results, chosen, sources);
@@ -205,7 +227,7 @@ async function openArticle(name) {
 
 function openFromHash() {
   const m = /^#read=(.+)$/.exec(location.hash);
-  if (m) openArticle(decodeURIComponent(m[1]));
+  if (m) busy(openArticle(decodeURIComponent(m[1])));
 }
 
 async function openFolder(fileList) {
@@ -260,12 +282,12 @@ async function start() {
   }
   app.publishers = await Promise.all(config.publishers.map(importPublisher));
   $("pinned").textContent = app.publishers.map((p) => p.keyId).join(", ");
-  $("open-folder").addEventListener("change", (e) => openFolder(e.target.files));
-  $("open-bundle").addEventListener("change", (e) => e.target.files[0] && openBundleFile(e.target.files[0]));
+  $("open-folder").addEventListener("change", (e) => busy(openFolder(e.target.files)));
+  $("open-bundle").addEventListener("change", (e) => e.target.files[0] && busy(openBundleFile(e.target.files[0])));
   window.addEventListener("hashchange", openFromHash);
   app.ready = load(mirrorSources(), "network");
   openFromHash();
   await app.ready;
 }
 
-start().catch((e) => setStatus("The reader failed: " + describe(e), "bad"));
+busy(start().catch((e) => setStatus("The reader failed: " + describe(e), "bad")));

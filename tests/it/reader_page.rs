@@ -1,0 +1,576 @@
+//! The verifying reader page (`qasid reader-page`, a mirror's `/reader.html`) in real headless
+//! Chromium, driven by Playwright (`web/test/drive.mjs`, playwright-core with Debian's
+//! /usr/bin/chromium), against real servers on loopback: a `qasid mirror`, nginx running the
+//! CORS-enabled block documented in docs/PROTOCOL.md, a tarpit, and static mirrors that serve a
+//! forged bundle at the real bundle's address, an older index, and a re-spaced index. Every
+//! assertion is on what the page shows (the DOM) and on the requests it made.
+//! Needs node, web/test/node_modules (`scripts/test.sh` or `npm ci` in web/test) and chromium;
+//! without them the tests fail with the command to run, never skip.
+
+use crate::mirror_support;
+use crate::reader_support::{bundle_path, copy_tree, index_path, publish, tamper, Tarpit};
+use crate::static_nginx::Nginx;
+
+use std::fs;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use qasid::bundle::{self, CreateOptions, CreatedBundle};
+use qasid::keys::SecretKey;
+use qasid::limits::BundleLimits;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const PIXEL: &[u8] = include_bytes!("../vectors/bundle-v1/hello-qasid/images/pixel.png");
+
+fn key() -> SecretKey {
+    SecretKey::from_seed(&[0x71; 32])
+}
+
+fn web_test_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("web/test")
+}
+
+/// Runs the Playwright driver on a scenario and returns its JSON report.
+fn drive(scenario: Value) -> Value {
+    let dir = web_test_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "web/test/node_modules is missing: run `scripts/test.sh` or `(cd web/test && npm ci)`"
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(file.path(), scenario.to_string()).unwrap();
+    let out = assert_cmd::Command::new("node")
+        .arg(dir.join("drive.mjs"))
+        .arg(file.path())
+        .timeout(Duration::from_secs(120))
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "driver failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("driver prints JSON")
+}
+
+fn article(dir: &Path, name: &str, language: &str, title: &str, body: &str) -> PathBuf {
+    let src = dir.join(format!("src-{name}"));
+    fs::create_dir_all(src.join("images")).unwrap();
+    fs::write(
+        src.join("article.md"),
+        format!(
+            "---\ntitle: {title}\nauthor: Test Desk\ndate: 2026-03-01\nlanguage: {language}\n---\n\n\
+             # {title}\n\n{body}\n\n![a pixel](images/pixel.png)\n\n- first point\n- second point\n"
+        ),
+    )
+    .unwrap();
+    fs::write(src.join("images/pixel.png"), PIXEL).unwrap();
+    src
+}
+
+fn make(dir: &Path, src: &Path, name: &str) -> CreatedBundle {
+    bundle::create(
+        src,
+        &key(),
+        &dir.join(format!("{name}.zip")),
+        &CreateOptions {
+            name: Some(name.to_owned()),
+            version: Some(1),
+            limits: BundleLimits::default(),
+        },
+    )
+    .unwrap()
+}
+
+/// A repo at sequence 2 (alpha, then the Urdu article), a copy at sequence 1, and hostile
+/// copies: a forged alpha bundle, and a re-spaced index.json.
+struct Repos {
+    dir: TempDir,
+    repo: PathBuf,
+    old: PathBuf,
+    forged: PathBuf,
+    respaced: PathBuf,
+    alpha: CreatedBundle,
+}
+
+fn repos() -> Repos {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let repo = d.join("repo");
+    let alpha_src = article(
+        d,
+        "alpha",
+        "en",
+        "Alpha report",
+        "The alpha body text is verified.",
+    );
+    let alpha = make(d, &alpha_src, "alpha");
+    publish(&repo, &key(), &[alpha.path()]);
+    let old = d.join("old");
+    copy_tree(&repo, &old);
+    let urdu_src = article(d, "urdu", "ur", "آزمائشی خبر", "یہ ایک آزمائشی مضمون ہے۔");
+    let urdu = make(d, &urdu_src, "urdu");
+    publish(&repo, &key(), &[urdu.path()]);
+    let forged = d.join("forged");
+    copy_tree(&repo, &forged);
+    tamper(&bundle_path(&forged, &key(), &alpha));
+    let respaced = d.join("respaced");
+    copy_tree(&repo, &respaced);
+    let index = index_path(&respaced, &key());
+    let text = fs::read_to_string(&index).unwrap();
+    fs::write(&index, text.replacen("{\"format\"", "{ \"format\"", 1)).unwrap();
+    Repos {
+        dir,
+        repo,
+        old,
+        forged,
+        respaced,
+        alpha,
+    }
+}
+
+/// A static mirror over a folder that sends CORS headers, one request per connection.
+struct CorsDir {
+    url: String,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CorsDir {
+    fn start(root: &Path) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (root, stop2) = (root.to_owned(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    let root = root.clone();
+                    std::thread::spawn(move || serve_file(conn, &root));
+                }
+            }
+        });
+        Self {
+            url: format!("http://{addr}/"),
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CorsDir {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_file(mut conn: TcpStream, root: &Path) {
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        match reader.read_line(&mut header) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if header.trim().is_empty() => break,
+            Ok(_) => {}
+        }
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let rel = path.trim_start_matches('/');
+    let cors = "Access-Control-Allow-Origin: *\r\nConnection: close\r\n";
+    let body = if rel.split('/').any(|p| p == ".." || p.starts_with('.')) {
+        None
+    } else {
+        fs::read(root.join(rel)).ok()
+    };
+    let _ = match body {
+        Some(body) => conn
+            .write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{cors}\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .and_then(|_| conn.write_all(&body)),
+        None => conn.write_all(
+            format!("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n{cors}\r\n").as_bytes(),
+        ),
+    };
+}
+
+/// Writes the page with `qasid reader-page`, checks the printed sha256, returns its file URL.
+fn page(dir: &Path, name: &str, mirrors: &[&str]) -> String {
+    let out = dir.join(format!("{name}.html"));
+    let pubkey = key().public().to_base64();
+    let mut cmd = crate::reader_support::qasid();
+    cmd.args(["reader-page", "--publisher", &pubkey, "--out"])
+        .arg(&out);
+    for m in mirrors {
+        cmd.args(["--mirror", m]);
+    }
+    let result = cmd.output().unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let stdout = String::from_utf8(result.stdout).unwrap();
+    let html = fs::read(&out).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&html));
+    assert!(stdout.contains(&format!("sha256 {sha}")), "{stdout}");
+    format!("file://{}", out.display())
+}
+
+fn snapshot<'a>(report: &'a Value, name: &str) -> &'a Value {
+    &report["snapshots"][name]
+}
+
+fn texts(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn report_for(snap: &Value, mirror: &str) -> String {
+    texts(&snap["mirrors"])
+        .into_iter()
+        .find(|l| l.starts_with(mirror))
+        .unwrap_or_else(|| panic!("no report line for {mirror}: {snap}"))
+}
+
+/// Every request went to one of `allowed` or stayed inside the browser (file:, blob:).
+fn only_requests_to(report: &Value, allowed: &[&str]) {
+    for url in texts(&report["requests"]) {
+        assert!(
+            url.starts_with("file:")
+                || url.starts_with("blob:")
+                || allowed.iter().any(|a| url.starts_with(a)),
+            "the page requested {url}, which is not one of its mirrors {allowed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_verifies_an_article_from_whichever_mirror_answers_and_names_every_liar() {
+    let r = repos();
+    let store = r.dir.path().join("store");
+    let server = mirror_support::Server::start(&store, &[&key()]).await;
+    mirror_support::push_repo(&server, &r.repo, &key()).await;
+    let qasid_mirror = format!("{}/", server.base);
+    let nginx = Nginx::start(&r.repo);
+    let tarpit = Tarpit::start();
+    let forged = CorsDir::start(&r.forged);
+    let replay = CorsDir::start(&r.old);
+    let respaced = CorsDir::start(&r.respaced);
+    let mirrors = [
+        tarpit.url.as_str(),
+        replay.url.as_str(),
+        respaced.url.as_str(),
+        forged.url.as_str(),
+        qasid_mirror.as_str(),
+        &nginx.base(),
+    ]
+    .map(str::to_owned);
+    let mirror_refs: Vec<&str> = mirrors.iter().map(String::as_str).collect();
+    let url = page(r.dir.path(), "all", &mirror_refs);
+    let report = tokio::task::spawn_blocking(move || {
+        drive(json!({
+            "timeoutMs": 60000,
+            "steps": [
+                {"goto": format!("{url}#read=alpha")},
+                {"snapshot": "alpha"},
+                {"goto": format!("{url}#read=urdu")},
+                {"snapshot": "urdu"},
+            ]
+        }))
+    })
+    .await
+    .unwrap();
+    let alpha = snapshot(&report, "alpha");
+    assert_eq!(alpha["statusClass"], "good", "{alpha}");
+    let badge = alpha["badge"].as_str().unwrap();
+    assert!(badge.contains("verified in this browser"), "{badge}");
+    assert!(badge.contains(&key().public().id().to_string()), "{badge}");
+    assert!(badge.contains("index sequence 2"), "{badge}");
+    assert!(badge.contains(&r.alpha.sha256().to_string()), "{badge}");
+    let served_by_forger = badge.contains(&forged.url);
+    assert!(!served_by_forger, "the forged bundle was shown: {badge}");
+    assert_eq!(alpha["title"], "Alpha report");
+    let text = alpha["article"].as_str().unwrap();
+    assert!(text.contains("The alpha body text is verified."), "{text}");
+    assert!(text.contains("second point"), "{text}");
+    let images = alpha["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{alpha}");
+    assert!(images[0]["src"].as_str().unwrap().starts_with("blob:"));
+    assert_eq!(images[0]["width"], 1, "the verified PNG decoded");
+    assert_eq!(alpha["save"], "alpha-v1.zip");
+    // Each misbehaving mirror is named with what it did.
+    assert!(
+        report_for(alpha, &tarpit.url).contains("no answer"),
+        "{alpha}"
+    );
+    assert!(
+        report_for(alpha, &replay.url).contains("older than sequence 2"),
+        "{alpha}"
+    );
+    let respaced_line = report_for(alpha, &respaced.url);
+    assert!(
+        respaced_line.contains("canonical encoding"),
+        "{respaced_line}"
+    );
+    let all = report.to_string();
+    assert!(
+        !all.contains("EQUIVOCATION"),
+        "a re-spaced index is not equivocation: {all}"
+    );
+    // If the forger was asked for the bundle, it is blamed; either way nothing of it was shown.
+    for p in texts(&alpha["problems"]) {
+        assert!(
+            p.starts_with(&forged.url) && p.contains("lied"),
+            "unexpected problem {p}"
+        );
+    }
+    let urdu = snapshot(&report, "urdu");
+    assert_eq!(urdu["statusClass"], "good", "{urdu}");
+    assert_eq!(urdu["articleDir"], "rtl");
+    assert!(urdu["article"]
+        .as_str()
+        .unwrap()
+        .contains("یہ ایک آزمائشی مضمون ہے۔"));
+    only_requests_to(&report, &mirror_refs);
+    server.stop().await;
+}
+
+#[test]
+fn a_forged_bundle_is_refused_and_nothing_of_it_is_shown() {
+    let r = repos();
+    let forged = CorsDir::start(&r.forged);
+    let url = page(r.dir.path(), "forged", &[&forged.url]);
+    let report =
+        drive(json!({"steps": [{"goto": format!("{url}#read=alpha")}, {"snapshot": "s"}]}));
+    let s = snapshot(&report, "s");
+    assert_eq!(s["statusClass"], "bad", "{s}");
+    assert!(
+        s["status"].as_str().unwrap().contains("Could not verify"),
+        "{s}"
+    );
+    assert_eq!(s["badge"], Value::Null, "{s}");
+    assert_eq!(s["article"], Value::Null, "{s}");
+    assert!(
+        !s["viewText"].as_str().unwrap().contains("alpha body"),
+        "{s}"
+    );
+    let problems = texts(&s["problems"]).join("\n");
+    assert!(
+        problems.contains(&forged.url) && problems.contains("lied"),
+        "{problems}"
+    );
+    assert!(problems.contains("sha256"), "{problems}");
+}
+
+#[test]
+fn a_replayed_index_and_a_respaced_index_are_refused_after_a_newer_one() {
+    let r = repos();
+    let good = CorsDir::start(&r.repo);
+    let replay = CorsDir::start(&r.old);
+    let respaced = CorsDir::start(&r.respaced);
+    let first = page(r.dir.path(), "good", &[&good.url]);
+    let second = page(r.dir.path(), "hostile", &[&replay.url, &respaced.url]);
+    let report = drive(json!({"steps": [
+        {"goto": first}, {"snapshot": "first"},
+        {"goto": second}, {"snapshot": "second"},
+    ]}));
+    assert_eq!(snapshot(&report, "first")["statusClass"], "good");
+    let s = snapshot(&report, "second");
+    assert_eq!(s["statusClass"], "bad", "{s}");
+    assert!(texts(&s["articles"]).is_empty(), "{s}");
+    assert!(
+        report_for(s, &replay.url).contains("sequence 1 is older than sequence 2"),
+        "{s}"
+    );
+    assert!(
+        report_for(s, &respaced.url).contains("canonical encoding"),
+        "{s}"
+    );
+    assert!(!report.to_string().contains("EQUIVOCATION"));
+}
+
+#[test]
+fn a_usb_copy_and_a_single_bundle_read_offline() {
+    let r = repos();
+    let nowhere = crate::reader_support::closed_port_url();
+    let url = page(r.dir.path(), "offline", &[&nowhere]);
+    let bundle = r.alpha.path().to_owned();
+    let forged_zip = r.dir.path().join("forged.zip");
+    fs::copy(&bundle, &forged_zip).unwrap();
+    tamper(&forged_zip);
+    let report = drive(json!({"steps": [
+        {"goto": url},
+        {"snapshot": "blocked"},
+        {"setFiles": {"selector": "#open-folder", "path": r.repo}},
+        {"snapshot": "folder"},
+        {"evaluate": "location.hash = '#read=alpha'", "name": "nav"},
+        {"settle": true},
+        {"snapshot": "read"},
+        {"setFiles": {"selector": "#open-bundle", "path": bundle}},
+        {"snapshot": "zip"},
+        {"setFiles": {"selector": "#open-bundle", "path": forged_zip}},
+        {"snapshot": "forged"},
+    ]}));
+    assert_eq!(snapshot(&report, "blocked")["statusClass"], "bad");
+    let folder = snapshot(&report, "folder");
+    assert_eq!(texts(&folder["articles"]).len(), 2, "{folder}");
+    let read = snapshot(&report, "read");
+    assert_eq!(read["statusClass"], "good", "{read}");
+    assert!(
+        read["badge"].as_str().unwrap().contains("served by folder"),
+        "{read}"
+    );
+    assert!(read["article"].as_str().unwrap().contains("alpha body"));
+    let zip = snapshot(&report, "zip");
+    assert!(
+        zip["badge"]
+            .as_str()
+            .unwrap()
+            .contains("offline copy alpha.zip"),
+        "{zip}"
+    );
+    assert_eq!(zip["images"][0]["width"], 1);
+    let forged = snapshot(&report, "forged");
+    assert_eq!(forged["statusClass"], "bad", "{forged}");
+    assert_eq!(forged["article"], Value::Null, "{forged}");
+    only_requests_to(&report, &[&nowhere]);
+}
+
+#[test]
+fn without_ed25519_the_page_says_so_and_shows_nothing() {
+    let r = repos();
+    let good = CorsDir::start(&r.repo);
+    let url = page(r.dir.path(), "old-browser", &[&good.url]);
+    // Makes this Chromium behave like a browser without WebCrypto Ed25519.
+    let init = "const real = crypto.subtle.importKey.bind(crypto.subtle);\
+        crypto.subtle.importKey = (f, k, alg, ...rest) => \
+        (alg && (alg === 'Ed25519' || alg.name === 'Ed25519')) ? Promise.reject(new DOMException('no', 'NotSupportedError')) : real(f, k, alg, ...rest);";
+    let report = drive(
+        json!({"initScript": init, "steps": [{"goto": format!("{url}#read=alpha")}, {"snapshot": "s"}]}),
+    );
+    let s = snapshot(&report, "s");
+    assert!(
+        s["status"]
+            .as_str()
+            .unwrap()
+            .contains("cannot check Ed25519"),
+        "{s}"
+    );
+    assert_eq!(s["article"], Value::Null);
+    assert!(texts(&s["articles"]).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_qasid_mirror_serves_the_page_and_cors_headers() {
+    let r = repos();
+    let store = r.dir.path().join("store");
+    let server = mirror_support::Server::start(&store, &[&key()]).await;
+    mirror_support::push_repo(&server, &r.repo, &key()).await;
+    let client = mirror_support::client();
+    let index = mirror_support::url_path(&key(), |l| l.index());
+    let answer = client
+        .get(server.url(&index))
+        .header("Origin", "null")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.headers()["access-control-allow-origin"], "*");
+    let etag = answer.headers()["etag"].to_str().unwrap().to_owned();
+    let not_modified = client
+        .get(server.url(&index))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(not_modified.headers()["access-control-allow-origin"], "*");
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, server.url(&index))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-methods"],
+        "GET, HEAD"
+    );
+    let page = client.get(server.url("/reader.html")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(&key().public().to_base64()),
+        "the page pins the mirror's publishers"
+    );
+    let url = server.url("/reader.html#read=alpha");
+    let report = tokio::task::spawn_blocking(move || {
+        drive(json!({"steps": [{"goto": url}, {"snapshot": "s"}]}))
+    })
+    .await
+    .unwrap();
+    let s = snapshot(&report, "s");
+    assert_eq!(s["statusClass"], "good", "{s}");
+    assert!(s["badge"].as_str().unwrap().contains(&server.base), "{s}");
+    server.stop().await;
+}
+
+#[test]
+fn reader_page_refuses_a_mirror_it_cannot_read_and_a_missing_publisher() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("p.html");
+    let pubkey = key().public().to_base64();
+    let bad = crate::reader_support::qasid()
+        .args([
+            "reader-page",
+            "--publisher",
+            &pubkey,
+            "--mirror",
+            "ftp://x/",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("http:// or https://"));
+    let none = crate::reader_support::qasid()
+        .args(["reader-page", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(!out.exists(), "nothing is written on failure");
+}
