@@ -24,8 +24,8 @@ mod mirror;
 mod publish;
 mod push;
 mod read;
-mod root;
 mod reader_page;
+mod root;
 mod sync;
 mod verify;
 

@@ -92,9 +92,9 @@ impl ReaderPageArgs {
         write_atomically(&self.out, page.html.as_bytes()).map_err(Failure::runtime)?;
         if self.json {
             print_json(&serde_json::json!({
-                "out": self.out.display().to_string(),
-                "bytes": page.html.len(),
-                "sha256": page.sha256,
+                "path": self.out.display().to_string(),
+                "size": page.html.len(),
+                "page_sha256": page.sha256,
             }))
         } else {
             println!("wrote {} ({} bytes)", self.out.display(), page.html.len());

@@ -15,6 +15,7 @@ const COVERED: &[&str] = &[
     "bundle",
     "fetch",
     "index-show",
+    "reader-page",
     "keygen",
     "publish",
     "push",
@@ -295,6 +296,31 @@ fn every_command_prints_the_documented_shape_on_success_and_failure() {
         "the partial report is kept"
     );
     assert_eq!(doc["mirrors"][0]["fate"], "refused");
+
+    let doc = c.expect(
+        &run(
+            dir,
+            &[
+                "reader-page",
+                "--publisher",
+                &key,
+                "--mirror",
+                "http://127.0.0.1:1/",
+                "--out",
+                "reader.html",
+                "--json",
+            ],
+        ),
+        "reader-page",
+        0,
+    );
+    let page = std::fs::read(dir.join("reader.html")).unwrap();
+    assert_eq!(doc["size"], page.len());
+    c.expect(
+        &run(dir, &["reader-page", "--out", "none.html", "--json"]),
+        "reader-page",
+        2,
+    );
 
     let store = dir.join("store");
     let mirror = Process::start(&[
