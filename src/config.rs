@@ -174,6 +174,9 @@ pub struct ReaderConfig {
     pub mirror_proxies: Vec<(reqwest::Url, reqwest::Url)>,
     /// Proxy for all reader requests.
     pub proxy: Option<reqwest::Url>,
+    /// No connection leaves except through a proxy (mirrors without their own go through the
+    /// strictest one configured). Default false: a reader without Tor reaches mirrors directly.
+    pub proxy_only: bool,
     /// After the first valid index arrives, how long the reader waits for a fresher one from the
     /// other mirrors. Default 300 ms: about one intercontinental round trip plus a TLS
     /// handshake's worth.
@@ -190,6 +193,7 @@ impl Default for ReaderConfig {
             mirrors: Vec::new(),
             mirror_proxies: Vec::new(),
             proxy: None,
+            proxy_only: false,
             race_window: Duration::from_millis(300),
             hedge_delay: Duration::from_millis(500),
         }

@@ -82,6 +82,11 @@ pub struct ReaderOptions {
     pub state_dir: PathBuf,
     /// Proxy for every HTTP mirror without its own.
     pub proxy: Option<reqwest::Url>,
+    /// No connection may leave except through a proxy: every HTTP mirror without a proxy of its
+    /// own (or [`ReaderOptions::proxy`]) goes through the strictest proxy configured, a proxy
+    /// that resolves names locally (`socks5://`) is refused, and so is a run without any proxy.
+    /// Anything else the reader contacts (notes, learned mirrors) follows [`Reader::proxy_for`].
+    pub proxy_only: bool,
     /// After the first valid index, how long to wait for a fresher one.
     pub race_window: Duration,
     /// How long a bundle download may go without moving (bytes at 4 KiB/s or more) before the
@@ -102,6 +107,7 @@ impl ReaderOptions {
             publishers,
             state_dir,
             proxy: defaults.proxy,
+            proxy_only: defaults.proxy_only,
             race_window: defaults.race_window,
             hedge_delay: defaults.hedge_delay,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -256,6 +262,9 @@ pub enum ReaderError {
     /// A mirror location that is neither an http(s) URL nor a folder.
     #[error("mirror {text:?}: {reason}")]
     BadMirror { text: String, reason: String },
+    /// `proxy_only` without any proxy to send through, or with one that resolves names locally.
+    #[error("proxy-only: {0}")]
+    ProxyOnly(String),
     /// A proxy the HTTP client refused.
     #[error("proxy {proxy}: {reason}")]
     BadProxy { proxy: String, reason: String },
@@ -348,6 +357,7 @@ impl ReaderError {
             | ReaderError::NoPublishers
             | ReaderError::BadMirror { .. }
             | ReaderError::BadProxy { .. }
+            | ReaderError::ProxyOnly(_)
             | ReaderError::BadArticle(_)
             | ReaderError::Ambiguous { .. } => ErrorClass::Usage,
             ReaderError::NotListed {
@@ -375,6 +385,8 @@ pub struct Reader {
     options: ReaderOptions,
     mirrors: Vec<Mirror>,
     trackers: Vec<Tracker>,
+    /// The proxy for anything without a proxy of its own (see [`Reader::proxy_for`]).
+    strictest: Option<reqwest::Url>,
     /// Per publisher, after [`Reader::update`]: mirrors in the order to ask for bundles.
     ranked: Vec<Vec<usize>>,
     warnings: Vec<Warning>,
@@ -413,13 +425,20 @@ impl Reader {
                 reason: format!("not read: {e}"),
             }),
         }
+        let strictest = strictest_proxy(&options, &specs)?;
         let mut clients: HashMap<Option<String>, reqwest::Client> = HashMap::new();
         let mut mirrors: Vec<Mirror> = Vec::new();
         for spec in specs {
             if mirrors.iter().any(|m| m.spec.location == spec.location) {
                 continue;
             }
-            let proxy = spec.proxy.as_ref().or(options.proxy.as_ref());
+            // A mirror learned from an index follows the strictest proxy the user set up (a
+            // reader who sends one mirror through Tor must not reach new ones directly), and
+            // with `proxy_only` so does every mirror without a proxy of its own.
+            let fallback = (spec.origin == Origin::Known || options.proxy_only)
+                .then_some(strictest.as_ref())
+                .flatten();
+            let proxy = spec.proxy.as_ref().or(options.proxy.as_ref()).or(fallback);
             let source = match &spec.location {
                 MirrorLocation::Http(base) => {
                     let key = proxy.map(|p| p.to_string());
@@ -452,6 +471,7 @@ impl Reader {
             return Err(ReaderError::NoMirrors);
         }
         Ok(Self {
+            strictest,
             ranked: vec![Vec::new(); publishers.len()],
             options: ReaderOptions {
                 publishers,
@@ -461,6 +481,14 @@ impl Reader {
             trackers,
             warnings,
         })
+    }
+
+    /// The proxy for a connection the user did not configure one for (a learned mirror, a
+    /// mirror note's host): the global proxy, else the strictest per-mirror one when any
+    /// mirror uses a proxy. `None`: the user set up no proxy at all, so direct is what they
+    /// asked for (never with `proxy_only`, which refuses to open without a proxy).
+    pub fn proxy_for(&self) -> Option<&reqwest::Url> {
+        self.strictest.as_ref()
     }
 
     /// Races every mirror for every publisher's index and settles on one verified index per
@@ -654,6 +682,52 @@ impl Reader {
             warnings: self.warnings.clone(),
         }
     }
+}
+
+/// The strictest proxy the user configured: the global one, else the per-mirror proxy that
+/// leaks least (`socks5h://` resolves names through the proxy; `http(s)://` proxies get host
+/// names too; `socks5://` resolves them locally, which shows the local network every name).
+/// With `proxy_only`, a run without any proxy, or with one that resolves names locally, is
+/// refused.
+fn strictest_proxy(
+    options: &ReaderOptions,
+    specs: &[MirrorSpec],
+) -> Result<Option<reqwest::Url>, ReaderError> {
+    let rank = |p: &reqwest::Url| match p.scheme() {
+        "socks5h" => 0,
+        "socks5" => 2,
+        _ => 1,
+    };
+    let mut configured = options
+        .proxy
+        .iter()
+        .chain(specs.iter().filter_map(|s| s.proxy.as_ref()));
+    if options.proxy_only {
+        if let Some(leaky) = configured.find(|p| p.scheme() == "socks5") {
+            return Err(ReaderError::ProxyOnly(format!(
+                "proxy {leaky} resolves host names locally, outside the proxy; use socks5h://"
+            )));
+        }
+    }
+    let strictest = match &options.proxy {
+        Some(global) => Some(global.clone()),
+        None => specs
+            .iter()
+            .filter_map(|s| s.proxy.as_ref())
+            .min_by_key(|p| rank(p))
+            .cloned(),
+    };
+    let needs_network = specs
+        .iter()
+        .any(|s| matches!(s.location, MirrorLocation::Http(_)));
+    if options.proxy_only && strictest.is_none() && needs_network {
+        return Err(ReaderError::ProxyOnly(
+            "no proxy to send requests through: give --proxy (e.g. socks5h://127.0.0.1:9050 \
+             for Tor) or [reader] proxy"
+                .into(),
+        ));
+    }
+    Ok(strictest)
 }
 
 /// The article `request` names among the updated indexes: (publisher position, entry).

@@ -47,6 +47,11 @@ pub struct SourceArgs {
     /// resolves host names through the proxy too). Overrides proxies in the config.
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,
+    /// No connection leaves except through a proxy: mirrors without their own (learned ones
+    /// included) go through --proxy or the strictest proxy in the config; a run with no proxy,
+    /// or a socks5:// one that resolves names locally, is refused. Also [reader] proxy_only.
+    #[arg(long)]
+    proxy_only: bool,
     /// Where accepted indexes, learned mirrors and partial downloads are kept [default:
     /// $XDG_STATE_HOME/qasid or ~/.local/state/qasid].
     #[arg(long, value_name = "DIR")]
@@ -146,6 +151,7 @@ impl SourceArgs {
             })?;
         let mut options = ReaderOptions::new(mirrors, publishers, state_dir);
         options.proxy = proxy;
+        options.proxy_only = self.proxy_only || config.reader.proxy_only;
         options.race_window = self.race_window.unwrap_or(config.reader.race_window);
         options.hedge_delay = self.hedge_delay.unwrap_or(config.reader.hedge_delay);
         options.connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);

@@ -96,6 +96,7 @@ struct ReaderWire {
     #[serde(default)]
     mirrors: Vec<Spanned<ReaderMirrorWire>>,
     proxy: Option<Spanned<String>>,
+    proxy_only: Option<bool>,
     race_window: Option<Spanned<String>>,
     hedge_delay: Option<Spanned<String>>,
 }
@@ -222,6 +223,7 @@ fn reader(r: ReaderWire, d: ReaderConfig) -> Result<ReaderConfig, WireError> {
         mirrors,
         mirror_proxies,
         proxy: r.proxy.as_ref().map(proxy_url).transpose()?,
+        proxy_only: r.proxy_only.unwrap_or(d.proxy_only),
         race_window: duration(r.race_window, "reader.race_window", d.race_window)?,
         hedge_delay: duration(r.hedge_delay, "reader.hedge_delay", d.hedge_delay)?,
     })

@@ -211,3 +211,155 @@ fn a_mirror_that_answers_the_index_and_stalls_on_pieces_is_overtaken_and_reporte
         .to_string();
     assert!(detail.contains("stalled on index piece"), "{detail}");
 }
+
+/// How many connections the proxy opened to `mirror`.
+fn through(proxy: &Socks5, mirror: &TestMirror) -> usize {
+    let addr = mirror.addr.to_string();
+    proxy.targets().iter().filter(|t| **t == addr).count()
+}
+
+/// Mirrors of one repo whose signed index names the `learned` one.
+struct ProxySetup {
+    dir: TempDir,
+    /// In the config with a recording SOCKS5 proxy of its own.
+    via: TestMirror,
+    learned: TestMirror,
+    /// In the config without a proxy if `with_direct`.
+    direct: TestMirror,
+    proxy: Socks5,
+    config: PathBuf,
+}
+
+fn learned_mirror_setup(config_extra: &str, with_direct: bool) -> ProxySetup {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().join("repo");
+    let learned = TestMirror::start(&root, Behaviour::default());
+    let alpha = make_bundle(dir.path(), &key(), "alpha", 1, 2_000);
+    publish_at(
+        &root,
+        &key(),
+        &[alpha.path()],
+        Some(&[&learned.url]),
+        std::time::SystemTime::now(),
+        WEEK,
+    );
+    let via = TestMirror::start(&root, Behaviour::default());
+    let direct_mirror = TestMirror::start(&root, Behaviour::default());
+    let proxy = Socks5::start();
+    let config = dir.path().join("reader.toml");
+    let direct = match with_direct {
+        true => format!(", \"{}\"", direct_mirror.url),
+        false => String::new(),
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[[publisher]]\nkey = \"{}\"\n\n[reader]\n{config_extra}mirrors = [{{ url = \"{}\", proxy = \"{}\" }}{direct}]\n",
+            key().public().to_base64(),
+            via.url,
+            proxy.url,
+        ),
+    )
+    .unwrap();
+    ProxySetup {
+        dir,
+        via,
+        learned,
+        direct: direct_mirror,
+        proxy,
+        config,
+    }
+}
+
+fn fetch_with_config(dir: &Path, config: &Path, extra: &[&str]) -> std::process::Output {
+    qasid()
+        .args(["fetch", "--json", "--config"])
+        .arg(config)
+        .arg("--state")
+        .arg(dir.join("state"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_mirror_learned_from_the_index_is_not_contacted_around_a_per_mirror_proxy() {
+    let ProxySetup {
+        dir,
+        via,
+        learned,
+        proxy,
+        config,
+        ..
+    } = learned_mirror_setup("", false);
+    // The first run learns the mirror from the signed index; the second one uses it.
+    let out = fetch_with_config(dir.path(), &config, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out_dir = dir.path().join("out");
+    let out = fetch_with_config(
+        dir.path(),
+        &config,
+        &["alpha", "--out", out_dir.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fate(&json_of(&out), &learned.url), "ok");
+    let seen = learned.log.seen().len();
+    assert!(seen > 0, "the learned mirror was asked");
+    assert_eq!(
+        through(&proxy, &learned),
+        seen,
+        "every connection went through the proxy"
+    );
+    assert_eq!(through(&proxy, &via), via.log.seen().len());
+}
+
+#[test]
+fn with_proxy_only_no_connection_leaves_except_through_the_proxy() {
+    let ProxySetup {
+        dir,
+        via,
+        learned,
+        direct,
+        proxy,
+        config,
+    } = learned_mirror_setup("proxy_only = true\n", true);
+    let out_dir = dir.path().join("out");
+    for _ in 0..2 {
+        let out = fetch_with_config(
+            dir.path(),
+            &config,
+            &["alpha", "--out", out_dir.to_str().unwrap()],
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    for mirror in [&via, &learned, &direct] {
+        let seen = mirror.log.seen().len();
+        assert!(seen > 0, "{} was asked", mirror.url);
+        assert_eq!(
+            through(&proxy, mirror),
+            seen,
+            "{} was reached directly",
+            mirror.url
+        );
+    }
+
+    // --proxy-only without any proxy, or with one that resolves names locally: refused.
+    let out = fetch(
+        &dir.path().join("state2"),
+        &["--mirror", &direct.url, "--proxy-only"],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no proxy"), "{}", stderr(&out));
+    let leaky = proxy.url.replace("socks5h://", "socks5://");
+    let out = fetch(
+        &dir.path().join("state2"),
+        &["--mirror", &direct.url, "--proxy-only", "--proxy", &leaky],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("socks5h"), "{}", stderr(&out));
+    assert_eq!(
+        through(&proxy, &direct),
+        direct.log.seen().len(),
+        "a refused run contacts nothing"
+    );
+}
