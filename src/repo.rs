@@ -104,6 +104,10 @@ pub enum RepoError {
     NotListed { name: String },
     #[error("nothing is published in this repo yet: publish a bundle first")]
     NothingPublished,
+    #[error("{url} is already in the signed mirror list")]
+    MirrorAlreadyListed { url: MirrorUrl },
+    #[error("{url} is not in the signed mirror list ({listed})")]
+    MirrorNotListed { url: MirrorUrl, listed: String },
     #[error("--expires must be between 1 minute and 366 days")]
     BadExpiry,
     #[error("{}", path.display())]
@@ -138,6 +142,8 @@ impl RepoError {
             | RepoError::KeyMismatch { .. }
             | RepoError::NewIndex { .. }
             | RepoError::NothingPublished
+            | RepoError::MirrorAlreadyListed { .. }
+            | RepoError::MirrorNotListed { .. }
             | RepoError::BadExpiry => ErrorClass::Usage,
         }
     }
@@ -158,6 +164,48 @@ pub struct PublishRequest {
     pub expires_in: Duration,
     /// The time to sign as `issued`.
     pub now: SystemTime,
+}
+
+/// Single changes to the signed mirror list, applied to the current list (or to `mirrors`,
+/// if the request replaces it). A change alone is enough to sign a new index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorEdit {
+    /// Mirrors to append; each must not be listed yet.
+    pub add: Vec<MirrorUrl>,
+    /// Mirrors to drop; each must be listed.
+    pub remove: Vec<MirrorUrl>,
+}
+
+impl MirrorEdit {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// `list` with this edit applied: removals first, then additions at the end.
+    fn apply(&self, mut list: Vec<MirrorUrl>) -> Result<Vec<MirrorUrl>, RepoError> {
+        for url in &self.remove {
+            let Some(at) = list.iter().position(|m| m == url) else {
+                let listed = if list.is_empty() {
+                    "the list is empty".to_owned()
+                } else {
+                    let names: Vec<&str> = list.iter().map(|m| m.as_str()).collect();
+                    format!("listed: {}", names.join(" "))
+                };
+                return Err(RepoError::MirrorNotListed {
+                    url: url.clone(),
+                    listed,
+                });
+            };
+            list.remove(at);
+        }
+        for url in &self.add {
+            if list.contains(url) {
+                return Err(RepoError::MirrorAlreadyListed { url: url.clone() });
+            }
+            list.push(url.clone());
+        }
+        Ok(list)
+    }
 }
 
 /// What happened to one input bundle.
@@ -290,6 +338,21 @@ impl Repo {
         key: &SecretKey,
         request: &PublishRequest,
     ) -> Result<PublishReport, RepoError> {
+        self.publish_editing_mirrors(key, request, &MirrorEdit::default())
+    }
+
+    /// [`Repo::publish`], also adding and removing single mirrors in the signed list. An edit
+    /// that changes the list signs a new index even without new bundles.
+    ///
+    /// A failed publish leaves the folder as it found it: inputs are checked before anything
+    /// is created, and folders this call created (the repo itself, its private folder, the
+    /// publisher's folders) are removed again when it fails.
+    pub fn publish_editing_mirrors(
+        &self,
+        key: &SecretKey,
+        request: &PublishRequest,
+        edit: &MirrorEdit,
+    ) -> Result<PublishReport, RepoError> {
         let authority = self.chain()?.authority(request.now);
         if !authority.signers(Role::Index).contains(key.public()) {
             return Err(RepoError::KeyMismatch {
@@ -300,14 +363,29 @@ impl Repo {
         if !(MIN_EXPIRY..=MAX_EXPIRY).contains(&request.expires_in) {
             return Err(RepoError::BadExpiry);
         }
-        let tmp_dir = self.prepare_dirs()?;
-        let _lock = self.lock()?;
+        for input in &request.bundles {
+            check_input_file(input)?;
+        }
+        // Declared before everything it may have to clean up after, so it is dropped last.
+        let mut created = CreatedDirs::default();
+        let tmp_dir = self.prepare_dirs(&mut created)?;
+        created.hold(self.lock()?);
         clear_temp_files(&tmp_dir);
         let current = self.current()?;
         let entries = current.as_ref().map_or(&[][..], |c| c.entries());
-        if current.is_none() && request.refresh {
+        if current.is_none() && request.bundles.is_empty() && (request.refresh || !edit.is_empty())
+        {
             return Err(RepoError::NothingPublished);
         }
+        let previous = current.as_ref().map(|c| c.signed());
+        let previous_mirrors = previous.map_or(Vec::new(), |p| p.head().mirrors().to_vec());
+        let mirrors = edit.apply(
+            request
+                .mirrors
+                .clone()
+                .unwrap_or_else(|| previous_mirrors.clone()),
+        )?;
+        let mirrors_changed = previous.is_some() && mirrors != previous_mirrors;
 
         let mut plan = pieces::NewEntries::new(entries);
         let mut staged = Vec::new();
@@ -346,7 +424,8 @@ impl Repo {
             plan.retract(name)?;
         }
         let new_entries = plan.into_entries();
-        if new_entries.is_empty() && !request.refresh {
+        if new_entries.is_empty() && !request.refresh && !mirrors_changed {
+            created.keep();
             return Ok(PublishReport {
                 bundles: report_bundles,
                 retracted: Vec::new(),
@@ -367,12 +446,6 @@ impl Repo {
         let (log, written) = match &current {
             Some(c) if new_entries.is_empty() => (c.head().log().clone(), Vec::new()),
             _ => self.write_pieces(&tmp_dir, current.as_ref(), &new_entries)?,
-        };
-        let previous = current.as_ref().map(|c| c.signed());
-        let mirrors = match (&request.mirrors, previous) {
-            (Some(m), _) => m.clone(),
-            (None, Some(p)) => p.head().mirrors().to_vec(),
-            (None, None) => Vec::new(),
         };
         let head = Head::new(
             HeadFields {
@@ -400,6 +473,7 @@ impl Repo {
             self.publisher.to_file_text().as_bytes(),
         )?;
         self.write_file(&tmp_dir, &self.layout.index(), |_| true, signed.envelope())?;
+        created.keep();
         Ok(PublishReport {
             bundles: report_bundles,
             retracted: request.retract.clone(),
@@ -461,16 +535,19 @@ impl Repo {
         Ok(true)
     }
 
-    /// Creates the layout folders and the private temp folder; returns the temp folder.
-    fn prepare_dirs(&self) -> Result<PathBuf, RepoError> {
+    /// Creates the layout folders and the private temp folder, recording in `created` those
+    /// that did not exist; returns the temp folder.
+    fn prepare_dirs(&self, created: &mut CreatedDirs) -> Result<PathBuf, RepoError> {
         let tmp = self.root.join(PRIVATE_DIR).join("tmp");
         for dir in [
             tmp.clone(),
             self.path(&self.layout.pieces_dir()),
             self.path(&self.layout.bundles_dir()),
         ] {
-            fs::create_dir_all(&dir).map_err(|source| RepoError::Io { path: dir, source })?;
+            created.create(&dir)?;
         }
+        created.lock_file = Some(self.root.join(PRIVATE_DIR).join("lock"))
+            .filter(|_| created.dirs.contains(&self.root.join(PRIVATE_DIR)));
         Ok(tmp)
     }
 
@@ -502,6 +579,76 @@ pub fn roots_storage(root: &Path, publisher: &PublicKey) -> ChainStorage {
         dir: on_disk(root, &layout.roots_dir()),
         tmp: root.join(PRIVATE_DIR).join("tmp"),
         evidence: root.join(PRIVATE_DIR).join("evidence"),
+    }
+}
+
+/// Checks that a bundle to publish is a file that can be opened, before anything is created.
+fn check_input_file(input: &Path) -> Result<(), RepoError> {
+    let io_err = |source| RepoError::Io {
+        path: input.to_owned(),
+        source,
+    };
+    let meta = fs::metadata(input).map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(io_err(std::io::Error::other("not a file")));
+    }
+    File::open(input).map_err(io_err)?;
+    Ok(())
+}
+
+/// The folders one publish created, removed again (innermost first, and only while empty)
+/// unless the publish succeeds, so that a failed publish leaves nothing behind: no empty
+/// publisher folder, no repo skeleton. The publish lock file goes too when this publish
+/// created the private folder holding it (it is removed while still held, so no other publish
+/// can have taken it).
+#[derive(Debug, Default)]
+struct CreatedDirs {
+    dirs: Vec<PathBuf>,
+    lock_file: Option<PathBuf>,
+    /// The publish lock, released when this is dropped (after any clean-up).
+    lock: Option<File>,
+    keep: bool,
+}
+
+impl CreatedDirs {
+    /// Creates `dir` and its missing parents, remembering which were missing.
+    fn create(&mut self, dir: &Path) -> Result<(), RepoError> {
+        let mut missing = Vec::new();
+        let mut at = Some(dir);
+        while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(d.to_owned());
+            at = d.parent();
+        }
+        fs::create_dir_all(dir).map_err(|source| RepoError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        self.dirs.extend(missing.into_iter().rev());
+        Ok(())
+    }
+
+    /// Holds the publish lock until the end of the publish.
+    fn hold(&mut self, lock: File) {
+        self.lock = Some(lock);
+    }
+
+    /// The publish succeeded (or had nothing to do): keep what was created.
+    fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Some(lock) = &self.lock_file {
+            let _ = fs::remove_file(lock);
+        }
+        for dir in self.dirs.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
     }
 }
 

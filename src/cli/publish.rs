@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use qasid::index::MirrorUrl;
 use qasid::limits::{BundleLimits, IndexLimits};
-use qasid::repo::{BundleStatus, PublishReport, PublishRequest, Repo};
+use qasid::repo::{BundleStatus, MirrorEdit, PublishReport, PublishRequest, Repo};
 
 use super::{json, load_secret_key, print_json, Failure};
 
@@ -24,12 +24,17 @@ use super::{json, load_secret_key, print_json, Failure};
   qasid publish launch-v2.zip --repo site --key keys/publisher.key      # a correction
   qasid publish --retract old-story --repo site --key keys/publisher.key
   qasid publish --refresh --repo site --key keys/publisher.key --expires 7d   # from cron, daily
+  qasid publish --add-mirror https://new.example/ --repo site --key keys/publisher.key
+  qasid publish --remove-mirror https://gone.example/ --repo site --key keys/publisher.key
 
 The index expires (--expires, default 7d): readers then warn that what they see may be stale
 or frozen by a censor, so re-sign it with --refresh more often than it expires.")]
 pub struct PublishArgs {
     /// Bundles to publish (FILE.zip.minisig next to a bundle is copied along).
-    #[arg(value_name = "FILE.zip", required_unless_present_any = ["refresh", "retract"])]
+    #[arg(
+        value_name = "FILE.zip",
+        required_unless_present_any = ["refresh", "retract", "add_mirrors", "remove_mirrors"]
+    )]
     bundles: Vec<PathBuf>,
     /// The repo folder (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -38,13 +43,22 @@ pub struct PublishArgs {
     #[arg(long, value_name = "SECRET")]
     key: PathBuf,
     /// A mirror's base URL to list in the signed index (repeat for several). Replaces the
-    /// listed mirrors; without it the previous list is kept.
+    /// whole list; without it (and without --add-mirror/--remove-mirror) the list is kept.
     #[arg(long = "mirror", value_name = "URL")]
     mirrors: Vec<String>,
+    /// Add one mirror to the signed list, keeping the others (repeatable). Without bundles,
+    /// signs a new index with the changed list.
+    #[arg(long = "add-mirror", value_name = "URL", conflicts_with = "mirrors")]
+    add_mirrors: Vec<String>,
+    /// Remove one mirror from the signed list, keeping the others (repeatable). Without
+    /// bundles, signs a new index with the changed list.
+    #[arg(long = "remove-mirror", value_name = "URL", conflicts_with = "mirrors")]
+    remove_mirrors: Vec<String>,
     /// How long the new index is valid (e.g. 12h, 7d, 30d).
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
     expires: Duration,
-    /// Re-sign the current content with a new sequence number and expiry, nothing else.
+    /// Sign a new index even if nothing changed: new sequence number and expiry, the same
+    /// articles. --mirror, --add-mirror, --remove-mirror and --retract still apply.
     #[arg(long, conflicts_with = "bundles")]
     refresh: bool,
     /// Drop these article names from the current listing.
@@ -58,20 +72,24 @@ pub struct PublishArgs {
 impl PublishArgs {
     pub fn run(self) -> Result<(), Failure> {
         let limits = IndexLimits::default();
+        let parse = |urls: &[String]| {
+            urls.iter()
+                .map(|m| MirrorUrl::parse(m, &limits))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Failure::usage)
+        };
         let mirrors = if self.mirrors.is_empty() {
             None
         } else {
-            Some(
-                self.mirrors
-                    .iter()
-                    .map(|m| MirrorUrl::parse(m, &limits))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(Failure::usage)?,
-            )
+            Some(parse(&self.mirrors)?)
+        };
+        let edit = MirrorEdit {
+            add: parse(&self.add_mirrors)?,
+            remove: parse(&self.remove_mirrors)?,
         };
         let key = load_secret_key(&self.key)?;
         let repo = Repo::for_key(&self.repo, key.public(), limits, BundleLimits::default())?;
-        let report = repo.publish(
+        let report = repo.publish_editing_mirrors(
             &key,
             &PublishRequest {
                 bundles: self.bundles,
@@ -81,6 +99,7 @@ impl PublishArgs {
                 expires_in: self.expires,
                 now: SystemTime::now(),
             },
+            &edit,
         )?;
         if self.json {
             return print_json(&json_document(key.public(), &report));
@@ -109,6 +128,10 @@ impl PublishArgs {
                     report.pieces_written.len(),
                     humantime::format_rfc3339_seconds(h.expires())
                 );
+                if !edit.is_empty() {
+                    let listed: Vec<&str> = h.mirrors().iter().map(|m| m.as_str()).collect();
+                    println!("mirrors: {}", listed.join(" "));
+                }
             }
             None => println!(
                 "nothing to publish: every bundle is already listed (index sequence {} unchanged; \

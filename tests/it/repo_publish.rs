@@ -249,6 +249,105 @@ fn a_bundle_signed_by_another_key_is_refused_with_exit_3() {
     assert!(!index_path(&s.path("repo"), &key()).exists());
 }
 
+/// Every file and folder under `dir` (relative paths), or `None` if `dir` does not exist.
+fn tree(dir: &Path) -> Option<Vec<String>> {
+    if !dir.exists() {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    Some(out)
+}
+
+#[test]
+fn a_publish_with_the_wrong_key_leaves_no_empty_publisher_folder() {
+    let s = Setup::new();
+    qasid::keys::write_key_pair(&s.path("otherkeys"), &other_key(), None, false).unwrap();
+    let a = bundle_in(&s, "alpha", 1);
+    let wrong_key = |s: &Setup| {
+        s.qasid()
+            .args([
+                "publish",
+                &a,
+                "--repo",
+                "repo",
+                "--key",
+                "otherkeys/publisher.key",
+            ])
+            .assert()
+            .code(3)
+    };
+    // Into a repo that does not exist yet: the repo is not created.
+    wrong_key(&s);
+    assert_eq!(tree(&s.path("repo")), None, "nothing created");
+    // Into a repo the right key already publishes to: nothing is added to it.
+    s.publish(&[&a]).success();
+    let before = tree(&s.path("repo"));
+    wrong_key(&s);
+    assert_eq!(tree(&s.path("repo")), before, "nothing created");
+}
+
+#[test]
+fn publishing_a_missing_bundle_creates_no_repo_skeleton() {
+    let s = Setup::new();
+    s.publish(&["missing.zip"])
+        .code(1)
+        .stderr(predicate::str::contains("missing.zip"));
+    assert_eq!(tree(&s.path("repo")), None, "nothing created");
+    // A bad bundle after a good one: the good one is not half-published either.
+    let a = bundle_in(&s, "alpha", 1);
+    fs::write(s.path("broken.zip"), b"not a zip").unwrap();
+    s.publish(&[&a, "broken.zip"]).code(3);
+    assert_eq!(tree(&s.path("repo")), None, "nothing created");
+}
+
+/// The signed mirror list after a `publish --json` with `args`.
+fn mirrors_after(s: &Setup, args: &[&str]) -> Vec<String> {
+    let out = s.publish(&[args, &["--json"]].concat()).success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    report["index"]["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn single_mirrors_are_added_and_removed_without_repeating_the_list() {
+    let s = Setup::new();
+    let a = bundle_in(&s, "alpha", 1);
+    let (one, two) = ("https://one.example/", "https://two.example/");
+    assert_eq!(mirrors_after(&s, &[&a, "--mirror", one]), [one]);
+    let index = s.index_bytes();
+    // No bundles: the changed list alone signs a new index.
+    assert_eq!(mirrors_after(&s, &["--add-mirror", two]), [one, two]);
+    assert_ne!(s.index_bytes(), index, "a new index was signed");
+    assert_eq!(mirrors_after(&s, &["--remove-mirror", one]), [two]);
+    s.publish(&["--remove-mirror", one])
+        .code(2)
+        .stderr(predicate::str::contains("not in the signed mirror list"));
+    s.publish(&["--add-mirror", two])
+        .code(2)
+        .stderr(predicate::str::contains(
+            "already in the signed mirror list",
+        ));
+    s.publish(&["--add-mirror", two, "--mirror", one]).code(2);
+    let shown = s.show(&["--json"]).success();
+    let shown = String::from_utf8_lossy(&shown.get_output().stdout).into_owned();
+    assert!(shown.contains(two) && !shown.contains(one), "{shown}");
+}
+
 #[test]
 fn an_index_that_does_not_verify_is_never_signed_over() {
     let s = Setup::new();
