@@ -302,7 +302,10 @@ mod tests {
         assert_eq!(c.mirror.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.sync.interval, Duration::from_secs(300));
         assert_eq!(c.reader.race_window, Duration::from_millis(300));
-        assert!(!c.metrics.upstream_urls, "upstream URLs are hidden from /metrics by default");
+        assert!(
+            !c.metrics.upstream_urls,
+            "upstream URLs are hidden from /metrics by default"
+        );
     }
 
     #[test]

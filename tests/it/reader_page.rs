@@ -574,3 +574,96 @@ fn reader_page_refuses_a_mirror_it_cannot_read_and_a_missing_publisher() {
     assert_eq!(none.status.code(), Some(2));
     assert!(!out.exists(), "nothing is written on failure");
 }
+
+/// The page's verifier code (the same files `qasid reader-page` embeds) run in Chromium against
+/// the shared vectors in tests/vectors/: every case must reach the conclusion expect.json (or
+/// the vector's README) gives, exactly as the Rust verifier does.
+#[test]
+fn the_page_code_reaches_the_shared_vectors_conclusions() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let vectors = root.join("tests/vectors");
+    let b64 = |p: &Path| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(fs::read(p).unwrap())
+    };
+    let pubkey = |dir: &Path| {
+        fs::read_to_string(dir.join("publisher.pub"))
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    let mut cases = Vec::new();
+    let index_dir = vectors.join("index-v1");
+    let expect: Value =
+        serde_json::from_str(&fs::read_to_string(index_dir.join("expect.json")).unwrap()).unwrap();
+    for case in expect["cases"].as_array().unwrap() {
+        let mut case = case.clone();
+        case["bytes"] = json!(b64(&index_dir.join(case["file"].as_str().unwrap())));
+        case["publisher"] = json!(pubkey(&index_dir));
+        cases.push(case);
+    }
+    let bundle_dir = vectors.join("bundle-v1");
+    cases.push(json!({
+        "kind": "bundle", "file": "bundle-v1/bundle.zip", "expect": "ok",
+        "bytes": b64(&bundle_dir.join("bundle.zip")), "publisher": pubkey(&bundle_dir),
+    }));
+    assert!(cases.len() > 20, "the vectors are there");
+    let scripts: String = ["bytes.js", "verify.js", "zip.js"]
+        .iter()
+        .map(|f| fs::read_to_string(root.join("web/reader").join(f)).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let runner = r#"
+      const b64bytes = (t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
+      (async () => {
+        const results = [];
+        for (const c of window.VECTORS) {
+          let got;
+          try {
+            const publisher = await importPublisher(c.publisher);
+            const bytes = b64bytes(c.bytes);
+            if (c.kind === "index") {
+              const h = await verifyIndex(bytes, publisher);
+              got = h.sequence === c.sequence && h.id === c.id && h.previous === c.previous && h.log.entries === c.entries ? "ok" : "wrong result";
+            } else if (c.kind === "piece") {
+              const p = parsePiece(bytes, publisher);
+              got = c.expect !== "ok" || (p.first === c.first && p.entries.length === c.count && (await sha256Hex(bytes)) === c.sha256) ? "ok" : "wrong result";
+            } else if (c.kind === "bundle") {
+              await readBundle(bytes, publisher);
+              got = "ok";
+            } else {
+              got = "unknown kind " + c.kind;
+            }
+          } catch (e) {
+            got = e instanceof QasidError ? e.code : "exception: " + e;
+          }
+          results.push({ file: c.file, expect: c.expect, got });
+        }
+        window.results = results;
+        document.body.dataset.state = "idle";
+      })();
+    "#;
+    let dir = TempDir::new().unwrap();
+    let html = format!(
+        "<!doctype html><meta charset=utf-8><body><script>window.VECTORS = {};</script><script>\"use strict\";\n{scripts}\n{runner}</script>",
+        serde_json::to_string(&cases).unwrap().replace('<', "\\u003c")
+    );
+    let page = dir.path().join("vectors.html");
+    fs::write(&page, html).unwrap();
+    let report = drive(json!({"steps": [
+        {"goto": format!("file://{}", page.display())},
+        {"evaluate": "window.results", "name": "results"},
+    ]}));
+    let results = report["snapshots"]["results"]
+        .as_array()
+        .expect("results")
+        .clone();
+    assert_eq!(results.len(), cases.len(), "{report}");
+    let wrong: Vec<&Value> = results.iter().filter(|r| r["expect"] != r["got"]).collect();
+    assert!(
+        wrong.is_empty(),
+        "the page disagrees with the vectors: {wrong:#?}"
+    );
+}

@@ -76,9 +76,11 @@ async function sha256Hex(bytes) {
  * structure), "rollback", "equivocation", "unavailable" (network), "unsupported" (browser).
  */
 class QasidError extends Error {
-  constructor(kind, message) {
+  constructor(kind, message, code) {
     super(message);
     this.kind = kind;
+    /** The outcome name the shared test vectors use (expect.json in tests/vectors). */
+    this.code = code ?? kind;
   }
 }
 

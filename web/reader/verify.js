@@ -202,7 +202,7 @@ async function verifyIndex(bytes, publisher) {
   const headBytes = base64Decode(env.head);
   const signature = base64Decode(env.signature);
   if (!(await verifySignature(publisher, INDEX_DOMAIN, headBytes, signature))) {
-    throw new QasidError("lying", "the index signature does not verify with the publisher's key");
+    throw new QasidError("lying", "the index signature does not verify with the publisher's key", "bad_signature");
   }
   let headText;
   try {
@@ -297,6 +297,15 @@ async function verifyPiece(bytes, ref, publisher) {
   if (bytes.length !== ref.size) throw new QasidError("lying", `piece is ${bytes.length} bytes, the index says ${ref.size}`);
   const digest = await sha256Hex(bytes);
   if (digest !== ref.sha256) throw new QasidError("lying", `piece sha256 is ${digest}, the index says ${ref.sha256}`);
+  const piece = parsePiece(bytes, publisher);
+  if (piece.first !== ref.first || piece.entries.length !== ref.count) {
+    throw malformed("piece", "does not hold the entries the index says");
+  }
+  return piece.entries;
+}
+
+/** A piece's own rules (format, publisher, entries, one canonical encoding): { first, entries }. */
+function parsePiece(bytes, publisher) {
   let text;
   try {
     text = utf8(bytes);
@@ -307,13 +316,12 @@ async function verifyPiece(bytes, ref, publisher) {
   requireKeys(p, ["format", "publisher", "first", "entries"], "piece");
   if (p.format !== PIECE_FORMAT) throw malformed("piece", "unknown format");
   if (p.publisher !== publisher.line) throw malformed("piece", "names another publisher");
-  if (p.first !== ref.first || !Array.isArray(p.entries) || p.entries.length !== ref.count) {
-    throw malformed("piece", "does not hold the entries the index says");
-  }
+  requireCount(p.first, "piece first", 0);
+  if (!Array.isArray(p.entries) || p.entries.length === 0) throw malformed("piece", "no entries");
   const entries = p.entries.map(checkEntry);
   const reencoded = JSON.stringify({ format: p.format, publisher: p.publisher, first: p.first, entries });
   if (reencoded !== text) throw malformed("piece", "not in its one canonical encoding");
-  return entries;
+  return { first: p.first, entries };
 }
 
 /** Folds the log into the current listing (PROTOCOL.md section 4): name -> latest add. */

@@ -62,6 +62,10 @@ try {
       });
     }
   }
+} catch (e) {
+  // Still print what the page said (console, errors): that is what explains a timeout.
+  out.error = String(e && e.message ? e.message : e);
+  process.exitCode = 1;
 } finally {
   await browser.close();
 }
