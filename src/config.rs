@@ -84,6 +84,18 @@ pub struct MirrorConfig {
     /// Most simultaneous connections; more wait in the kernel's accept queue. Default 1,024:
     /// far above what a small mirror sees, well under a default `ulimit -n` of 1,024 + files.
     pub max_connections: usize,
+    /// Most simultaneous connections from one client address (IPv6: one /64), so that one
+    /// client cannot take every slot. `None`: a quarter of `max_connections` (at least 1),
+    /// generous because many readers may share one NAT or carrier-grade NAT address.
+    /// Loopback counts like any other address: behind a reverse proxy on the same host every
+    /// client is the proxy, so set this to `max_connections` there and limit per client in
+    /// the proxy.
+    pub max_connections_per_address: Option<usize>,
+    /// Slowest request body accepted, in bytes per second on average, counted after a grace of
+    /// `header_timeout` from the start of the body. Default 1 KiB/s: a throttled mobile link
+    /// moves tens of KB a second; a client sending a byte every few seconds to hold a
+    /// connection slot is cut off instead of kept forever.
+    pub min_body_rate: u64,
     /// Time a client has to send its request headers. Default 10 s: slowloris clients that
     /// trickle headers are cut off without holding a connection slot for long.
     pub header_timeout: Duration,
@@ -95,6 +107,15 @@ pub struct MirrorConfig {
     pub shutdown_grace: Duration,
 }
 
+impl MirrorConfig {
+    /// The per-address connection cap in force: the configured one, or a quarter of
+    /// `max_connections` (at least 1).
+    pub fn per_address_cap(&self) -> usize {
+        self.max_connections_per_address
+            .unwrap_or((self.max_connections / 4).max(1))
+    }
+}
+
 impl Default for MirrorConfig {
     fn default() -> Self {
         Self {
@@ -103,6 +124,8 @@ impl Default for MirrorConfig {
             keep: Keep::All,
             max_push_bytes: 256 << 20,
             max_connections: 1024,
+            max_connections_per_address: None,
+            min_body_rate: 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),

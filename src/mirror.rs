@@ -83,6 +83,8 @@ pub struct MirrorState {
     publishers: Vec<TrustedPublisher>,
     by_id: HashMap<PublisherId, usize>,
     max_push_bytes: u64,
+    /// Slowest push body accepted (bytes/s on average, after `conn.header_timeout`).
+    min_body_rate: u64,
     bundle_limits: BundleLimits,
     index_limits: IndexLimits,
     site: SiteInfo,
@@ -122,12 +124,14 @@ impl MirrorState {
             publishers,
             by_id,
             max_push_bytes: config.mirror.max_push_bytes,
+            min_body_rate: config.mirror.min_body_rate,
             bundle_limits: BundleLimits::default(),
             index_limits: IndexLimits::default(),
             site: reading::site_info("qasid mirror"),
             reading,
             conn: ConnLimits {
                 max_connections: config.mirror.max_connections,
+                max_per_address: config.mirror.per_address_cap(),
                 header_timeout: config.mirror.header_timeout,
                 idle_timeout: config.mirror.idle_timeout,
                 shutdown_grace: config.mirror.shutdown_grace,

@@ -47,6 +47,15 @@ pub struct MirrorArgs {
     /// Most simultaneous connections (mirror.max_connections; default 1024).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
+    /// Most simultaneous connections from one address, IPv6 per /64
+    /// (mirror.max_connections_per_address; default a quarter of --max-connections). Behind a
+    /// reverse proxy on the same host, set it to --max-connections.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_address: Option<u64>,
+    /// Slowest request body accepted, bytes per second on average after --header-timeout,
+    /// e.g. "1 KiB" (mirror.min_body_rate; default 1 KiB).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_byte_size)]
+    min_body_rate: Option<u64>,
     /// Time a client has to send its request headers (mirror.header_timeout; default 10s).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     header_timeout: Option<Duration>,
@@ -103,6 +112,12 @@ impl MirrorArgs {
         }
         if let Some(v) = self.max_connections {
             m.max_connections = usize::try_from(v).map_err(Failure::usage)?;
+        }
+        if let Some(v) = self.max_connections_per_address {
+            m.max_connections_per_address = Some(usize::try_from(v).map_err(Failure::usage)?);
+        }
+        if let Some(v) = self.min_body_rate {
+            m.min_body_rate = v;
         }
         if let Some(v) = self.header_timeout {
             m.header_timeout = v;

@@ -52,6 +52,8 @@ struct MirrorWire {
     keep: Option<Spanned<String>>,
     max_push_bytes: Option<Spanned<SizeWire>>,
     max_connections: Option<Spanned<i64>>,
+    max_connections_per_address: Option<Spanned<i64>>,
+    min_body_rate: Option<Spanned<SizeWire>>,
     header_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
     shutdown_grace: Option<Spanned<String>>,
@@ -259,20 +261,14 @@ fn mirror(m: MirrorWire, d: MirrorConfig, base: &Path) -> Result<MirrorConfig, W
         },
         max_push_bytes: match m.max_push_bytes {
             None => d.max_push_bytes,
-            Some(s) => {
-                let parsed = match s.get_ref() {
-                    SizeWire::Bytes(n) => u64::try_from(*n).ok().filter(|&n| n > 0),
-                    SizeWire::Text(t) => parse_byte_size(t).ok(),
-                };
-                parsed.ok_or_else(|| {
-                    at(
-                        &s,
-                        "mirror.max_push_bytes: expected a positive size such as 268435456 or \
+            Some(s) => size(&s).ok_or_else(|| {
+                at(
+                    &s,
+                    "mirror.max_push_bytes: expected a positive size such as 268435456 or \
                          \"256 MiB\""
-                            .into(),
-                    )
-                })?
-            }
+                        .into(),
+                )
+            })?,
         },
         max_connections: match m.max_connections {
             None => d.max_connections,
@@ -286,10 +282,43 @@ fn mirror(m: MirrorWire, d: MirrorConfig, base: &Path) -> Result<MirrorConfig, W
                     )
                 })?,
         },
+        max_connections_per_address: match m.max_connections_per_address {
+            None => d.max_connections_per_address,
+            Some(s) => Some(
+                usize::try_from(*s.get_ref())
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        at(
+                            &s,
+                            "mirror.max_connections_per_address: expected a positive number".into(),
+                        )
+                    })?,
+            ),
+        },
+        min_body_rate: match m.min_body_rate {
+            None => d.min_body_rate,
+            Some(s) => size(&s).ok_or_else(|| {
+                at(
+                    &s,
+                    "mirror.min_body_rate: expected a positive size per second such as 1024 or \
+                     \"1 KiB\""
+                        .into(),
+                )
+            })?,
+        },
         header_timeout: duration(m.header_timeout, "mirror.header_timeout", d.header_timeout)?,
         idle_timeout: duration(m.idle_timeout, "mirror.idle_timeout", d.idle_timeout)?,
         shutdown_grace: duration(m.shutdown_grace, "mirror.shutdown_grace", d.shutdown_grace)?,
     })
+}
+
+/// A positive byte size written as a number or a string such as `"64 MiB"`.
+fn size(s: &Spanned<SizeWire>) -> Option<u64> {
+    match s.get_ref() {
+        SizeWire::Bytes(n) => u64::try_from(*n).ok().filter(|&n| n > 0),
+        SizeWire::Text(t) => parse_byte_size(t).ok(),
+    }
 }
 
 fn publisher(p: PublisherWire, base: &Path) -> Result<PublisherConfig, WireError> {

@@ -2,14 +2,17 @@
 //! shutdown.
 //!
 //! Owns everything below HTTP request handling: a `Semaphore` bounds open connections (the
-//! accept loop waits for a free slot, so excess clients queue in the kernel), hyper's header
+//! accept loop waits for a free slot, so excess clients queue in the kernel), [`PerAddress`]
+//! bounds those of one client address (more are answered 429 and closed at once), hyper's header
 //! read timeout cuts off clients that trickle headers, [`IdleIo`] drops a connection that moves
 //! no byte in either direction for the idle timeout (stalled uploads, readers that stopped
 //! reading, idle keep-alives), and on shutdown the listener closes, requests in flight finish
 //! and the rest is cut after the grace period. It never looks inside a request.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -30,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub max_connections: usize,
+    /// Most connections from one address (IPv6: one /64).
+    pub max_per_address: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -49,12 +54,14 @@ pub async fn serve(
 ) -> io::Result<()> {
     let listener = listener.into_std()?;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::new(limits.max_per_address));
     let stop = CancellationToken::new();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(workers);
     for i in 0..workers {
         let listener = listener.try_clone()?;
         let (router, permits, worker_stop) = (router.clone(), permits.clone(), stop.clone());
+        let per_address = per_address.clone();
         let thread = std::thread::Builder::new()
             .name(format!("qasid-http-{i}"))
             .spawn(move || -> io::Result<()> {
@@ -64,7 +71,11 @@ pub async fn serve(
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
                     let shutdown = worker_stop.cancelled_owned();
-                    accept_loop(listener, router, limits, permits, shutdown).await;
+                    let shared = Shared {
+                        permits,
+                        per_address,
+                    };
+                    accept_loop(listener, router, limits, shared, shutdown).await;
                     Ok(())
                 })
             });
@@ -97,14 +108,30 @@ pub async fn serve(
     .map_err(io::Error::other)?
 }
 
+/// The connection accounting all workers share.
+struct Shared {
+    permits: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+}
+
+/// The answer to a connection over its address's cap: written if the socket takes it at once,
+/// then the connection is closed (nothing is read, nothing waits).
+const TOO_MANY_FROM_ADDRESS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
+    Content-Type: text/plain; charset=utf-8\r\nRetry-After: 5\r\nConnection: close\r\n\
+    Content-Length: 39\r\n\r\ntoo many connections from your address\n";
+
 /// One worker's accept loop: runs until `shutdown`, then drains its connections.
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
-    permits: Arc<Semaphore>,
+    shared: Shared,
     shutdown: impl Future<Output = ()>,
 ) {
+    let Shared {
+        permits,
+        per_address,
+    } = shared;
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -129,6 +156,11 @@ async fn accept_loop(
                 }
             },
         };
+        let Some(slot) = per_address.acquire(peer.ip()) else {
+            tracing::debug!(%peer, "refused: too many connections from this address");
+            let _ = stream.try_write(TOO_MANY_FROM_ADDRESS);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
         let service = TowerToHyperService::new(router.clone());
@@ -137,6 +169,7 @@ async fn accept_loop(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
+            drop(slot);
             drop(permit);
         });
     }
@@ -150,6 +183,72 @@ async fn accept_loop(
             "requests still running after the {:?} grace period were cut off",
             limits.shutdown_grace
         );
+    }
+}
+
+/// Open connections per client address, shared by all workers. IPv6 addresses count per /64:
+/// one host usually holds a whole /64 and could otherwise open its connections from as many
+/// addresses as it likes.
+pub struct PerAddress {
+    max: usize,
+    /// A std `Mutex`: held for one map update per connection opened or closed, never across an
+    /// `.await`.
+    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerAddress {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for one more connection from `ip`, or `None` at the cap.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let key = Self::key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            owner: self.clone(),
+            key,
+        })
+    }
+
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let mut segments = v6.segments();
+                    segments[4..].fill(0);
+                    IpAddr::V6(segments.into())
+                }
+            },
+        }
+    }
+}
+
+/// One open connection counted against its address; released on drop.
+pub struct AddressSlot {
+    owner: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.owner.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -251,5 +350,31 @@ impl AsyncWrite for IdleIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_address_slots_are_capped_and_released() {
+        let per = Arc::new(PerAddress::new(2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let (s1, s2) = (per.acquire(a).unwrap(), per.acquire(a).unwrap());
+        assert!(per.acquire(a).is_none());
+        assert!(per.acquire("192.0.2.2".parse().unwrap()).is_some());
+        drop(s1);
+        assert!(per.acquire(a).is_some());
+        drop(s2);
+        // IPv6 counts per /64; a v4-mapped address is its IPv4 address.
+        let per = Arc::new(PerAddress::new(1));
+        let _x = per.acquire("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(per
+            .acquire("2001:db8:1:2:ffff::9".parse().unwrap())
+            .is_none());
+        assert!(per.acquire("2001:db8:1:3::1".parse().unwrap()).is_some());
+        let _y = per.acquire(a).unwrap();
+        assert!(per.acquire("::ffff:192.0.2.1".parse().unwrap()).is_none());
     }
 }

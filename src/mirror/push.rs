@@ -271,17 +271,17 @@ async fn receive_file(
         receiver.finish().map_err(StoreError::Object)
     });
     let mut body_error = None;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
-                    state.metrics.bytes_received(data.len() as u64);
-                    if tx.send(data).await.is_err() {
-                        // The writer stopped (hash, size or disk error): its result says why.
-                        break;
-                    }
+    let mut pace = Pace::new(state);
+    loop {
+        match pace.next(&mut body).await {
+            Ok(Some(data)) => {
+                state.metrics.bytes_received(data.len() as u64);
+                if tx.send(data).await.is_err() {
+                    // The writer stopped (hash, size or disk error): its result says why.
+                    break;
                 }
             }
+            Ok(None) => break,
             Err(e) => {
                 body_error = Some(e);
                 break;
@@ -294,10 +294,68 @@ async fn receive_file(
         Received::Api(ApiError::internal())
     })?;
     if let Some(e) = body_error {
-        tracing::debug!("push body ended early: {e}");
-        return Err(Received::Api(incomplete()));
+        return Err(Received::Api(e));
     }
     written.map_err(Received::Store)
+}
+
+/// Reads a push body no slower than the mirror's minimum rate: once the grace period
+/// (`header_timeout`, counted from the start of the body) has passed, the bytes received must
+/// keep up with `min_body_rate` on average. A client that trickles a byte every few seconds to
+/// hold its connection is answered 408 and cut off, however long its `Content-Length`.
+struct Pace {
+    start: tokio::time::Instant,
+    grace: std::time::Duration,
+    min_rate: u64,
+    received: u64,
+}
+
+impl Pace {
+    fn new(state: &MirrorState) -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            grace: state.conn.header_timeout,
+            min_rate: state.min_body_rate.max(1),
+            received: 0,
+        }
+    }
+
+    /// The latest time the next byte may arrive: when the average falls under the minimum.
+    fn deadline(&self) -> tokio::time::Instant {
+        let earned =
+            std::time::Duration::from_secs_f64(self.received as f64 / self.min_rate as f64);
+        self.start + self.grace + earned
+    }
+
+    /// The next chunk of data, `None` at the end of the body.
+    async fn next(&mut self, body: &mut Body) -> Result<Option<Bytes>, ApiError> {
+        loop {
+            let frame = match tokio::time::timeout_at(self.deadline(), body.frame()).await {
+                Err(_) => {
+                    tracing::info!("push refused: body slower than {} bytes/s", self.min_rate);
+                    return Err(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "too slow",
+                        format!(
+                            "the request body arrived slower than this mirror's minimum of {} \
+                             bytes per second",
+                            self.min_rate
+                        ),
+                    ));
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    tracing::debug!("push body ended early: {e}");
+                    return Err(incomplete());
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                self.received += data.len() as u64;
+                return Ok(Some(data));
+            }
+        }
+    }
 }
 
 /// Why receiving a body failed: the transfer itself, or the store's checks of the bytes.
@@ -314,17 +372,25 @@ fn incomplete() -> ApiError {
     )
 }
 
-/// Reads a small body (index, minisig) whose length was already capped.
+/// Reads a small body (index, minisig) whose length was already capped, at the minimum rate.
 async fn receive_bytes(
     state: &Arc<MirrorState>,
     length: u64,
-    body: Body,
+    mut body: Body,
 ) -> Result<Vec<u8>, ApiError> {
-    let bytes = axum::body::to_bytes(body, length as usize)
-        .await
-        .map_err(|_| incomplete())?;
-    state.metrics.bytes_received(bytes.len() as u64);
-    Ok(bytes.to_vec())
+    let mut bytes = Vec::with_capacity(length as usize);
+    let mut pace = Pace::new(state);
+    while let Some(data) = pace.next(&mut body).await? {
+        state.metrics.bytes_received(data.len() as u64);
+        if bytes.len() + data.len() > length as usize {
+            return Err(incomplete());
+        }
+        bytes.extend_from_slice(&data);
+    }
+    if bytes.len() as u64 != length {
+        return Err(incomplete());
+    }
+    Ok(bytes)
 }
 
 /// Turns a store error into the client's answer, counting verification failures.

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::mirror_support::{key, raw_request, Process, WAIT};
+use crate::mirror_support::{key, raw_request, url_path, Process, Server, WAIT};
 
 /// `GET /metrics` of a mirror at `base` (`http://ADDR`).
 fn metrics_of(base: &str) -> String {
@@ -88,4 +88,120 @@ fn metrics_and_logs_do_not_leak_upstream_credentials_or_addresses() {
         text.contains("upstream=\"http://127.0.0.1:9/feed/\""),
         "{text}"
     );
+}
+
+/// Connects from a given loopback address (all of 127/8 reaches the mirror on Linux), so a
+/// test can play several clients.
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// How long `/healthz` takes to answer from 127.0.0.1, or `None` if not within `bound`.
+async fn healthz_within(addr: std::net::SocketAddr, bound: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let started = Instant::now();
+    let ask = async {
+        let mut s = connect_from("127.0.0.1", addr).await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).contains("\r\n\r\nok")
+    };
+    match tokio::time::timeout(bound, ask).await {
+        Ok(true) => Some(started.elapsed()),
+        _ => None,
+    }
+}
+
+/// The attack: PUTs that send one byte every half second hold their connection slots past the
+/// header and idle timeouts, so a mirror with as few slots as attackers stops answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_push_bodies_do_not_hold_the_mirror_off_the_air() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(1);
+    let server = Server::start_with(&dir.path().join("store"), &[&k], |c| {
+        c.mirror.max_connections = 4;
+        c.mirror.max_connections_per_address = Some(4);
+        c.mirror.header_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let path = url_path(&k, |l| {
+        l.bundle(&qasid::content_id::ContentId::of_bytes(b"x"))
+    });
+    let mut attackers = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect_from("127.0.0.2", server.addr).await;
+        let head = format!("PUT {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        attackers.push(tokio::spawn(async move {
+            // One byte every 500 ms, for up to WAIT: what the server answers, if anything.
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                if s.write_all(b"x").await.is_err() {
+                    break;
+                }
+                let mut buf = [0u8; 512];
+                match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return String::new(),
+                    Ok(Ok(n)) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    Err(_) => {}
+                }
+            }
+            "held".to_owned()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let took = healthz_within(server.addr, Duration::from_secs(8)).await;
+    assert!(took.is_some(), "/healthz did not answer within 8 s");
+    eprintln!("slow bodies: /healthz answered in {took:?}");
+    for a in attackers {
+        let answer = a.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    }
+    server.stop().await;
+}
+
+/// The attack: one address opens every connection slot (and keeps them with idle
+/// connections). It gets a quarter of them; the rest of the world still gets answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("store"), &[&key(1)], |c| {
+        c.mirror.max_connections = 8;
+        // Idle connections stay for the whole test unless the per-address cap refuses them.
+        c.mirror.header_timeout = WAIT;
+        c.mirror.idle_timeout = WAIT;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(connect_from("127.0.0.2", server.addr).await);
+    }
+    // Give the accept loop time to count them before the next ones arrive.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = 0;
+    for _ in 0..8 {
+        let mut s = connect_from("127.0.0.2", server.addr).await;
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 429") {
+                refused += 1;
+            }
+        }
+        held.push(s);
+    }
+    assert_eq!(
+        refused, 8,
+        "connections over a quarter of 8 from one address are refused"
+    );
+    let took = healthz_within(server.addr, Duration::from_secs(5)).await;
+    assert!(took.is_some(), "/healthz did not answer within 5 s");
+    drop(held);
+    server.stop().await;
 }
