@@ -13,6 +13,8 @@
 //! - [`bundle`]: writing deterministic bundles and verifying them (strict zip reading).
 //! - [`demo`]: the one-command story on loopback (`qasid demo`).
 //! - [`render`]: turning a verified article into terminal text.
+//! - [`shown`]: the one rule for untrusted text on a terminal or a page (no controls, no bidi
+//!   overrides or invisible characters).
 //! - [`index`]: the publisher's signed, hash-chained index (head and immutable pieces).
 //! - [`repo`]: the publisher's folder, which is also a complete static mirror.
 //! - [`pages`]: the reader web pages (plain HTML and CSS, sanitised article Markdown).
@@ -42,6 +44,7 @@ pub mod reader_page;
 pub mod render;
 pub mod repo;
 pub mod roots;
+pub mod shown;
 pub mod store;
 pub mod sync;
 

@@ -110,8 +110,9 @@ impl EntryName {
         self.0.split('/')
     }
 
-    /// The name as case-insensitive, normalisation-insensitive file systems see it (NFC, then
-    /// lowercased): two names with the same key would land on the same file there.
+    /// The name as case-insensitive, normalisation-insensitive file systems see it (NFD, full
+    /// Unicode case folding, NFC): two names with the same key would land on the same file
+    /// there.
     pub fn collision_key(&self) -> String {
         collision_key(&self.0)
     }
@@ -129,30 +130,20 @@ impl fmt::Debug for EntryName {
     }
 }
 
-/// Untrusted name bytes made safe to show in a terminal or log: invalid UTF-8 replaced, control
-/// and bidirectional control characters escaped (so a hostile name cannot move the cursor or
-/// reorder the text of an error message).
-pub(crate) fn printable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .map(|c| {
-            if c.is_control() || is_bidi_control(c) {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
+/// Untrusted bytes quoted in an error message (see [`crate::shown::escaped`]).
+pub(crate) use crate::shown::escaped as printable;
 
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Unicode's canonical caseless match (D145): NFD, full case folding (CaseFolding.txt C and
+/// F, so `ς`/`σ`, `ſ`/`s`, Kelvin `K`/`k` and `ß`/`ss` fold together, as case-insensitive
+/// APFS and NTFS volumes compare them or stricter), then NFC. Lowercasing missed those.
 fn collision_key(name: &str) -> String {
-    name.nfc()
-        .collect::<String>()
-        .to_lowercase()
+    let decomposed: String = name.nfd().collect();
+    icu_casemap::CaseMapper::new()
+        .fold_string(&decomposed)
         .nfc()
         .collect()
 }
@@ -702,6 +693,21 @@ mod tests {
         ] {
             assert!(EntryName::new(good, &l).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn collision_key_folds_final_sigma_long_s_kelvin_and_sharp_s() {
+        for (a, b) in [
+            ("\u{3c3}.txt", "\u{3c2}.txt"),
+            ("\u{17f}.txt", "s.txt"),
+            ("\u{212a}.txt", "k.txt"),
+            ("stra\u{df}e", "STRASSE"),
+            ("\u{1e9e}", "\u{df}"),
+            ("\u{130}", "i\u{307}"),
+        ] {
+            assert_eq!(name(a).collision_key(), name(b).collision_key(), "{a} {b}");
+        }
+        assert_ne!(name("a").collision_key(), name("b").collision_key());
     }
 
     #[test]

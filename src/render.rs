@@ -64,21 +64,9 @@ fn strip_front_matter(markdown: &str) -> &str {
     }
 }
 
-/// Drops characters that can control a terminal or reorder displayed text: C0/C1 controls
-/// (ESC starts every escape sequence), DEL, and Unicode bidi overrides/isolates (which can
-/// make a link look like another). Tabs become spaces. Ordinary RTL text is untouched: the
-/// terminal's own bidi handling displays it.
-fn clean(text: &str) -> String {
-    text.chars()
-        .filter_map(|c| match c {
-            '\t' => Some(' '),
-            '\n' => Some('\n'),
-            c if c.is_control() => None,
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => None,
-            c => Some(c),
-        })
-        .collect()
-}
+/// Untrusted article text for a terminal: no controls, bidi overrides or invisible characters
+/// (see [`crate::shown`]); newlines kept, tabs made spaces.
+use crate::shown::lines as clean;
 
 struct Renderer {
     width: usize,

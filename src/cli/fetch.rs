@@ -512,15 +512,9 @@ fn chain(e: &ReaderError) -> String {
     text
 }
 
-/// Text from an index or a mirror, safe to print: control characters and bidi overrides
-/// removed (a signed title is only as honest as its publisher).
-fn plain(text: &str) -> String {
-    text.chars()
-        .filter(|c| {
-            !c.is_control() && !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-        })
-        .collect()
-}
+/// Text from an index or a mirror, safe to print (a signed title is only as honest as its
+/// publisher).
+use qasid::shown::line as plain;
 
 /// The folder `qasid read NAME` keeps fetched bundles in.
 pub fn articles_dir(state: &Path) -> PathBuf {

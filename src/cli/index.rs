@@ -10,6 +10,7 @@ use qasid::index::{
 };
 use qasid::keys::PublicKey;
 use qasid::limits::IndexLimits;
+use qasid::shown;
 
 use super::{json, print_json, Failure};
 
@@ -154,7 +155,7 @@ fn print_text(index: &Index, all: bool) {
                     a.date(),
                     a.language(),
                     a.bundle().sha256,
-                    a.title()
+                    shown::line(a.title())
                 ),
                 Entry::Retract { name } => println!("  {i:>6} retract {name}"),
             }
@@ -168,7 +169,7 @@ fn print_text(index: &Index, all: bool) {
                 a.date(),
                 a.language(),
                 a.bundle().sha256,
-                a.title()
+                shown::line(a.title())
             );
         }
     }

@@ -88,7 +88,7 @@ impl ReadArgs {
             println!(
                 "extracted {} verified files of \"{}\" into {}",
                 m.files().len(),
-                m.title(),
+                qasid::shown::line(m.title()),
                 out.display()
             );
             return Ok(());

@@ -59,7 +59,11 @@ impl VerifyArgs {
                 "files": m.files().len(),
             }))
         } else {
-            println!("verified: {} (v{})", m.title(), m.version());
+            println!(
+                "verified: {} (v{})",
+                qasid::shown::line(m.title()),
+                m.version()
+            );
             println!("  name:      {}", m.name());
             println!("  publisher: {}", publisher.id());
             println!("  date:      {}", m.created());

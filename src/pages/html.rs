@@ -27,7 +27,7 @@ impl fmt::Display for Text<'_> {
                 '>' => f.write_str("&gt;")?,
                 '"' => f.write_str("&quot;")?,
                 '\'' => f.write_str("&#39;")?,
-                // Bidi controls and C0/C1 controls other than tab and newline: dropped.
+                // Hidden characters (crate::shown) other than tab and newline: dropped.
                 _ => {}
             }
             rest = &rest[i + c.len_utf8()..];
@@ -38,14 +38,13 @@ impl fmt::Display for Text<'_> {
 
 fn needs_escape(c: char) -> bool {
     matches!(c, '&' | '<' | '>' | '"' | '\'')
-        || is_bidi_control(c)
-        || (c.is_control() && c != '\n' && c != '\t')
+        || (crate::shown::is_hidden(c) && c != '\n' && c != '\t')
 }
 
-/// Unicode bidi embeddings, overrides and isolates: they reorder the text that follows them.
-/// The marks (LRM, RLM, ALM) are kept: Arabic-script text uses them legitimately.
-pub(super) fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+/// Invisible formatting characters (bidi overrides and isolates, zero-width space, ...) that
+/// [`crate::shown`] drops; controls are left to the caller.
+pub(super) fn is_invisible(c: char) -> bool {
+    !c.is_control() && crate::shown::is_hidden(c)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ammonia::{Builder, Url, UrlRelative};
 use pulldown_cmark::{Event, LinkType, Options, Parser, Tag, TagEnd};
 
-use super::html::is_bidi_control;
+use super::html::is_invisible;
 use super::urls;
 use crate::keys::PublicKey;
 
@@ -170,7 +170,7 @@ pub(super) struct Body {
 pub(super) fn render(markdown: &str, assets: Assets) -> Body {
     let source: String = body_of(markdown)
         .chars()
-        .filter(|&c| !is_bidi_control(c))
+        .filter(|&c| !is_invisible(c))
         .collect();
     let assets = Arc::new(assets);
     let mut unsafe_html = String::with_capacity(source.len() * 3 / 2);

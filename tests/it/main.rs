@@ -46,3 +46,4 @@ mod sync_lies;
 mod sync_mesh;
 mod sync_resume;
 mod sync_timeouts;
+mod unicode_attacks;
