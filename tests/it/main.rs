@@ -39,6 +39,7 @@ mod reader_transport;
 mod repo_http;
 mod repo_kill;
 mod repo_publish;
+mod repo_restore;
 mod static_nginx;
 mod sync_cli;
 mod sync_crash;
