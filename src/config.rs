@@ -187,10 +187,13 @@ impl Default for SyncConfig {
     }
 }
 
-/// `[reader]`: settings for `qasid` as a reader (parsed here, used by the reader).
+/// `[reader]`: settings for `qasid` as a reader (parsed here, used by the reader). Every
+/// `qasid fetch` flag that is not about one run has its key here, named as the flag's field
+/// (`--connect-timeout` is `connect_timeout`); a test in `cli/fetch.rs` keeps it so.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReaderConfig {
-    /// Mirror base URLs to race.
+    /// Mirror base URLs to race. A folder (a plain path in the file, relative to the file's
+    /// folder) is kept as its `file://` URL.
     pub mirrors: Vec<reqwest::Url>,
     /// `(mirror, proxy)` for the entries of `mirrors` written as `{ url = "...", proxy = "..." }`:
     /// such a mirror is reached through its own proxy instead of `proxy`.
@@ -208,6 +211,14 @@ pub struct ReaderConfig {
     /// the next mirror. Default 500 ms: a healthy mirror sends its first bytes within a round
     /// trip or two; a tarpit or a throttled link sends none.
     pub hedge_delay: Duration,
+    /// Longest wait for a connection (`--connect-timeout`); `None`: the reader's default.
+    pub connect_timeout: Option<Duration>,
+    /// Longest wait for the next byte (`--timeout`); `None`: the reader's default.
+    pub timeout: Option<Duration>,
+    /// The state folder (`--state`), relative to the file's folder; `None`: the XDG default.
+    pub state: Option<PathBuf>,
+    /// Where fetched bundles are saved (`--out`); `None`: the current folder.
+    pub out: Option<PathBuf>,
 }
 
 impl Default for ReaderConfig {
@@ -219,6 +230,10 @@ impl Default for ReaderConfig {
             proxy_only: false,
             race_window: Duration::from_millis(300),
             hedge_delay: Duration::from_millis(500),
+            connect_timeout: None,
+            timeout: None,
+            state: None,
+            out: None,
         }
     }
 }

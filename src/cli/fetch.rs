@@ -84,12 +84,24 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl SourceArgs {
-    /// The reader's options: flags first, then the config file, then the defaults.
-    pub fn options(&self, publisher_args: &[String]) -> Result<ReaderOptions, Failure> {
-        let config = match &self.config {
+    /// The config file, or the defaults without one.
+    pub fn config(&self) -> Result<Config, Failure> {
+        Ok(match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
-        };
+        })
+    }
+
+    /// The reader's options: flags first, then the config file, then the defaults.
+    pub fn options(&self, publisher_args: &[String]) -> Result<ReaderOptions, Failure> {
+        self.options_with(&self.config()?, publisher_args)
+    }
+
+    fn options_with(
+        &self,
+        config: &Config,
+        publisher_args: &[String],
+    ) -> Result<ReaderOptions, Failure> {
         let limits = IndexLimits::default();
         let mut mirrors = if self.mirrors.is_empty() {
             config
@@ -143,6 +155,7 @@ impl SourceArgs {
         let state_dir = self
             .state
             .clone()
+            .or_else(|| config.reader.state.clone())
             .or_else(default_state_dir)
             .ok_or_else(|| {
                 Failure::usage(anyhow::anyhow!(
@@ -154,8 +167,14 @@ impl SourceArgs {
         options.proxy_only = self.proxy_only || config.reader.proxy_only;
         options.race_window = self.race_window.unwrap_or(config.reader.race_window);
         options.hedge_delay = self.hedge_delay.unwrap_or(config.reader.hedge_delay);
-        options.connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        options.read_timeout = self.timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
+        options.connect_timeout = self
+            .connect_timeout
+            .or(config.reader.connect_timeout)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        options.read_timeout = self
+            .timeout
+            .or(config.reader.timeout)
+            .unwrap_or(DEFAULT_READ_TIMEOUT);
         Ok(options)
     }
 }
@@ -187,9 +206,9 @@ pub struct FetchArgs {
     /// several; replaces the config's [[publisher]] keys.
     #[arg(long = "publisher", value_name = "PUBKEY")]
     publishers: Vec<String>,
-    /// Where to save the bundle.
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    out: PathBuf,
+    /// Where to save the bundle [default: the current folder].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Also extract the verified files into OUT/NAME-vVERSION/ (which must not exist yet).
     #[arg(long, requires = "article")]
     extract: bool,
@@ -208,14 +227,18 @@ impl FetchArgs {
             .as_deref()
             .map(str::parse::<ArticleRequest>)
             .transpose()?;
-        let mut reader = Reader::open(self.source.options(&self.publishers)?)?;
+        let config = self.source.config()?;
+        let out = (self.out.clone())
+            .or_else(|| config.reader.out.clone())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut reader = Reader::open(self.source.options_with(&config, &self.publishers)?)?;
         let runtime = runtime()?;
         let updates = runtime.block_on(reader.update());
         let Some(request) = request else {
             return self.list(&reader, updates);
         };
         let bar = ProgressBar::new(!self.json);
-        let fetched = runtime.block_on(reader.fetch(&updates, &request, &self.out, bar.callback()));
+        let fetched = runtime.block_on(reader.fetch(&updates, &request, &out, bar.callback()));
         bar.finish();
         let extracted = match &fetched {
             Ok(saved) if self.extract => Some(extract(saved)),
@@ -519,4 +542,62 @@ use qasid::shown::line as plain;
 /// The folder `qasid read NAME` keeps fetched bundles in.
 pub fn articles_dir(state: &Path) -> PathBuf {
     state.join("articles")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flags about one run only, with no place in a config file: the config itself, the
+    /// article asked for, extraction and the output format.
+    const PER_RUN: &[&str] = &["config", "article", "extract", "json"];
+
+    /// Every other `qasid fetch` flag has a mirrors.toml key: `[reader] <field name>`, or the
+    /// `[[publisher]]` list for `--publisher`. A key the file lacks is an "unknown field" error;
+    /// a key it has but with a value of the wrong type is any other error.
+    #[test]
+    fn every_fetch_flag_has_a_config_key() {
+        let cmd = FetchArgs::augment_args(clap::Command::new("fetch"));
+        let mut checked = 0;
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if PER_RUN.contains(&id) || id == "help" || id == "version" {
+                continue;
+            }
+            let text = match id {
+                "publishers" => "[[publisher]]\nkey = 0\n".to_owned(),
+                _ => format!("[reader]\n{id} = 0\n"),
+            };
+            let err = Config::parse(&text, Path::new("mirrors.toml"))
+                .expect_err("0 is not a valid value for any reader key")
+                .to_string();
+            assert!(
+                !err.contains("unknown field"),
+                "--{}: mirrors.toml has no key for it ({err})",
+                arg.get_long().unwrap_or(id)
+            );
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} flags checked");
+    }
+
+    #[test]
+    fn a_folder_in_the_config_is_a_mirror_like_on_the_command_line() {
+        let text = "[reader]\nmirrors = [\"usb/repo\", \"/media/stick\"]\n";
+        let config = Config::parse(text, Path::new("/etc/qasid/mirrors.toml")).unwrap();
+        let limits = IndexLimits::default();
+        let locations: Vec<MirrorLocation> = config
+            .reader
+            .mirrors
+            .iter()
+            .map(|u| MirrorLocation::from_url(u, &limits).unwrap())
+            .collect();
+        assert_eq!(
+            locations,
+            [
+                MirrorLocation::Dir(PathBuf::from("/etc/qasid/usb/repo/")),
+                MirrorLocation::Dir(PathBuf::from("/media/stick/")),
+            ]
+        );
+    }
 }

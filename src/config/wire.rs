@@ -101,6 +101,10 @@ struct ReaderWire {
     proxy_only: Option<bool>,
     race_window: Option<Spanned<String>>,
     hedge_delay: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    state: Option<Spanned<String>>,
+    out: Option<Spanned<String>>,
 }
 
 /// A reader mirror: a URL, or `{ url = "...", proxy = "..." }` for one with its own proxy.
@@ -182,7 +186,7 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
                 defaults.sync.prune_grace,
             )?,
         },
-        reader: reader(file.reader, defaults.reader)?,
+        reader: reader(file.reader, defaults.reader, base)?,
         metrics: MetricsConfig {
             upstream_urls: file
                 .metrics
@@ -205,7 +209,7 @@ fn toml_message(e: &toml::de::Error) -> String {
     }
 }
 
-fn reader(r: ReaderWire, d: ReaderConfig) -> Result<ReaderConfig, WireError> {
+fn reader(r: ReaderWire, d: ReaderConfig, base: &Path) -> Result<ReaderConfig, WireError> {
     let mut mirrors = Vec::new();
     let mut mirror_proxies = Vec::new();
     for entry in &r.mirrors {
@@ -213,7 +217,7 @@ fn reader(r: ReaderWire, d: ReaderConfig) -> Result<ReaderConfig, WireError> {
             ReaderMirrorWire::Url(url) => (url, None),
             ReaderMirrorWire::WithProxy(t) => (&t.url, t.proxy.as_ref()),
         };
-        let url = parse_mirror_url(url).map_err(|e| at(entry, format!("reader mirror: {e}")))?;
+        let url = reader_mirror(url, base).map_err(|e| at(entry, format!("reader mirror: {e}")))?;
         if let Some(proxy) = proxy {
             let proxy = parse_proxy_url(proxy)
                 .map_err(|e| at(entry, format!("reader mirror proxy: {e}")))?;
@@ -228,7 +232,47 @@ fn reader(r: ReaderWire, d: ReaderConfig) -> Result<ReaderConfig, WireError> {
         proxy_only: r.proxy_only.unwrap_or(d.proxy_only),
         race_window: duration(r.race_window, "reader.race_window", d.race_window)?,
         hedge_delay: duration(r.hedge_delay, "reader.hedge_delay", d.hedge_delay)?,
+        connect_timeout: optional_duration(r.connect_timeout, "reader.connect_timeout")?,
+        timeout: optional_duration(r.timeout, "reader.timeout")?,
+        state: optional_path(r.state, "reader.state", base)?,
+        out: optional_path(r.out, "reader.out", base)?,
     })
+}
+
+/// A reader mirror as `--mirror` takes it: an http(s) or file URL, or a folder (anything
+/// without `://`), which becomes the `file://` URL of that folder resolved against `base`.
+fn reader_mirror(text: &str, base: &Path) -> Result<reqwest::Url, String> {
+    if text.contains("://") {
+        return parse_mirror_url(text);
+    }
+    if text.is_empty() {
+        return Err("empty".into());
+    }
+    let dir = std::path::absolute(base.join(text))
+        .map_err(|e| format!("{text:?}: cannot make the folder path absolute: {e}"))?;
+    reqwest::Url::from_directory_path(&dir)
+        .map_err(|()| format!("{text:?} is not a folder path that can be a file:// URL"))
+}
+
+fn optional_duration(
+    value: Option<Spanned<String>>,
+    what: &str,
+) -> Result<Option<Duration>, WireError> {
+    value
+        .map(|v| duration(Some(v), what, Duration::ZERO))
+        .transpose()
+}
+
+fn optional_path(
+    value: Option<Spanned<String>>,
+    what: &str,
+    base: &Path,
+) -> Result<Option<PathBuf>, WireError> {
+    match value {
+        None => Ok(None),
+        Some(s) if s.get_ref().is_empty() => Err(at(&s, format!("{what}: empty path"))),
+        Some(s) => Ok(Some(base.join(s.get_ref()))),
+    }
 }
 
 fn mirror(m: MirrorWire, d: MirrorConfig, base: &Path) -> Result<MirrorConfig, WireError> {

@@ -32,6 +32,7 @@ mod mirror_push;
 mod pages_chromium;
 mod push_client;
 mod reader_attacks;
+mod reader_cli;
 mod reader_page;
 mod reader_race;
 mod reader_state;
