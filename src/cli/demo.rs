@@ -50,14 +50,41 @@ impl DemoArgs {
                     n.text
                 );
             };
+            let kept = self.dir.is_some();
             let told = demo::run(DemoOptions { dir: self.dir }, &mut print).await;
             let told = told.map_err(|e| Failure::new(e.class(), e))?;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "\n{}", told.article_text);
+            let took = started.elapsed().as_secs_f64();
+            if self.exit {
+                // Only what still exists once the demo stops: no URLs of stopped servers, no
+                // temporary folder that is gone.
+                drop(out);
+                let dir = told.dir().to_owned();
+                told.shutdown().await;
+                let mut out = std::io::stdout().lock();
+                let _ = match kept {
+                    true => writeln!(
+                        out,
+                        "Story told in {took:.1} s. Working files kept in {}.",
+                        dir.display()
+                    ),
+                    false => writeln!(
+                        out,
+                        "Story told in {took:.1} s. Its temporary working files are removed \
+                         (keep them with --dir DIR)."
+                    ),
+                };
+                let _ = writeln!(
+                    out,
+                    "The mirrors are stopped; run `qasid demo` without --exit to browse their \
+                     reader pages."
+                );
+                return Ok(());
+            }
             let _ = writeln!(
                 out,
-                "Story told in {:.1} s. Working files: {}",
-                started.elapsed().as_secs_f64(),
+                "Story told in {took:.1} s. Working files: {}",
                 told.dir().display()
             );
             let _ = writeln!(out, "Reader pages (plain HTML, no JavaScript):");
@@ -65,12 +92,10 @@ impl DemoArgs {
                 let _ = writeln!(out, "  {:<9} {url}", actor.label());
             }
             let _ = writeln!(out, "  article   {}", told.article_page);
-            if !self.exit {
-                let _ = writeln!(out, "Serving until Ctrl-C.");
-                drop(out);
-                if let Err(e) = tokio::signal::ctrl_c().await {
-                    tracing::error!("cannot listen for Ctrl-C: {e}");
-                }
+            let _ = writeln!(out, "Serving until Ctrl-C.");
+            drop(out);
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!("cannot listen for Ctrl-C: {e}");
             }
             told.shutdown().await;
             Ok(())

@@ -43,10 +43,20 @@ fn demo_exit_tells_the_whole_story_and_its_claims_hold() {
         "nothing saved",
         "verified copy from",
         "A Volunteer Mirror Network Goes Live for Blocked Newsrooms",
-        "Reader pages",
+        &format!("Working files kept in {}.", dir.display()),
+        "The mirrors are stopped",
     ] {
         assert!(stdout.contains(claim), "missing {claim:?} in:\n{stdout}");
     }
+    // With --exit the servers are stopped before the closing lines: no URL of theirs is
+    // offered as a reader page.
+    assert!(!stdout.contains("Reader pages"), "{stdout}");
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("article   http")),
+        "{stdout}"
+    );
     assert!(
         !stdout.contains("CORRECTION: the mirror network has been shut down"),
         "the forged text must never be shown"
@@ -193,4 +203,28 @@ fn http_get(url: &str) -> (u16, String, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, head.to_owned(), body.to_owned())
+}
+
+/// `demo --exit` without `--dir` printed a working folder it had already removed.
+#[test]
+fn demo_exit_without_dir_names_no_folder_that_is_gone() {
+    let out = qasid().args(["demo", "--exit"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("temporary working files are removed"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Working files:"), "{stdout}");
+    // The narration names paths as they are made; the closing lines speak of the end.
+    let closing = &stdout[stdout.find("Story told").expect("a closing line")..];
+    for word in closing.split_whitespace() {
+        if word.contains("qasid-demo") || word.starts_with("/tmp/") {
+            let path = word.trim_end_matches(['.', ',', ')']);
+            assert!(
+                Path::new(path).exists(),
+                "{path} is printed but gone:\n{stdout}"
+            );
+        }
+    }
 }
