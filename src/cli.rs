@@ -21,6 +21,7 @@ mod json;
 mod keygen;
 mod man;
 mod mirror;
+mod note;
 mod publish;
 mod push;
 mod read;
@@ -66,6 +67,8 @@ enum Command {
     Index(index::IndexCommand),
     #[command(subcommand)]
     Root(root::RootCommand),
+    #[command(subcommand)]
+    Note(note::NoteCommand),
     Completions(completions::CompletionsArgs),
     Man(man::ManArgs),
 }
@@ -151,6 +154,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sync(args) => args.run(),
         Command::Index(cmd) => cmd.run(),
         Command::Root(cmd) => cmd.run(),
+        Command::Note(cmd) => cmd.run(),
         Command::Completions(args) => args.run(),
         Command::Man(args) => args.run(),
     }
@@ -255,6 +259,7 @@ classified_errors!(
     qasid::repo::RepoError,
     qasid::sync::SyncError,
     qasid::reader::ReaderError,
+    qasid::note::NoteError,
 );
 
 /// Loads a secret key file, asking for the passphrase only if it is encrypted, and warns when

@@ -28,6 +28,9 @@ pub struct Config {
     pub sync: SyncConfig,
     pub reader: ReaderConfig,
     pub metrics: MetricsConfig,
+    /// `[[note_source]]`: places polled by the reader for signed mirror notes (https:// URLs,
+    /// `dns:NAME`).
+    pub note_sources: Vec<crate::note::source::NoteSpec>,
 }
 
 /// `[metrics]`: what the mirror's `/metrics` shows.
@@ -219,6 +222,11 @@ pub struct ReaderConfig {
     pub state: Option<PathBuf>,
     /// Where fetched bundles are saved (`--out`); `None`: the current folder.
     pub out: Option<PathBuf>,
+    /// Signed mirror notes read by every run (URIs, files, https:// URLs, `dns:NAME`).
+    pub notes: Vec<crate::note::source::NoteSpec>,
+    /// Resolver for `dns:` notes. Default none: the system's resolver, or with a proxy none
+    /// (plain DNS cannot go through a proxy; a DNS-over-HTTPS URL must be given).
+    pub dns_server: Option<crate::note::dns::DnsServer>,
 }
 
 impl Default for ReaderConfig {
@@ -234,6 +242,8 @@ impl Default for ReaderConfig {
             timeout: None,
             state: None,
             out: None,
+            notes: Vec::new(),
+            dns_server: None,
         }
     }
 }
@@ -473,6 +483,27 @@ upstream_urls = true
         assert!(message.contains("control characters"), "{message}");
         let (_, _, message) = invalid("[mirror\0]\n");
         assert!(!message.contains('\n'), "{message:?}");
+    }
+
+    #[test]
+    fn notes_and_note_sources_parse() {
+        let c = parse(
+            "[reader]\nnotes = [\"qasid:1:AAAA\", \"note.txt\", \"dns:_qasid.example.org\"]\n\
+             dns_server = \"https://dns.example/dns-query\"\n\
+             [[note_source]]\nurl = \"https://m.example/qasid/v1/publishers/ab/note\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.reader.notes.len(), 3);
+        assert_eq!(
+            c.reader.notes[1],
+            crate::note::source::NoteSpec::File(PathBuf::from("/etc/qasid/note.txt"))
+        );
+        assert_eq!(c.note_sources.len(), 1);
+        let (line, _, message) = invalid("[[note_source]]\nurl = \"qasid:1:AAAA\"\n");
+        assert_eq!(line, 2);
+        assert!(message.contains("note_source"), "{message}");
+        let (_, _, message) = invalid("[reader]\ndns_server = \"resolver\"\n");
+        assert!(message.contains("dns_server"), "{message}");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub enum Domain {
     IndexHead,
     /// A publisher's root document (the threshold root of trust, `crate::roots`).
     Root,
+    /// A mirror note (docs/PROTOCOL.md, "Mirror notes").
+    Note,
 }
 
 impl Domain {
@@ -50,6 +52,7 @@ impl Domain {
             Domain::BundleManifest => b"qasid-bundle-manifest-v1\n",
             Domain::IndexHead => b"qasid-index-head-v1\n",
             Domain::Root => b"qasid-root-v1\n",
+            Domain::Note => b"qasid-note-v1\n",
         }
     }
 }
@@ -256,6 +259,12 @@ impl KeyId {
     /// The raw bytes, in the order they appear in minisign structures.
     pub fn as_bytes(&self) -> &[u8; 8] {
         &self.0
+    }
+
+    /// An id read from a signed structure (a mirror note names its signer this way). It only
+    /// says which trusted key to try; the signature decides.
+    pub fn from_bytes(bytes: [u8; 8]) -> Self {
+        Self(bytes)
     }
 }
 

@@ -23,6 +23,7 @@
 //! - [`store`]: the mirror's content-addressed store (the static layout on disk).
 //! - [`mirror`]: the mirror's HTTP server (layout, push, reader pages, metrics).
 //! - [`sync`]: the mirror's sync daemon (pull from upstream mirrors, verify, install, prune).
+//! - [`note`]: signed mirror notes (`qasid:1:…` URIs, QR codes, DNS TXT records).
 //! - [`reader`]: fetching verified indexes and bundles from racing mirrors (HTTP, Tor, folders).
 //!
 //! Trust flows one way: bytes from disk or network become [`bundle::VerifiedBundle`] only through
@@ -38,6 +39,7 @@ pub mod keys;
 pub mod limits;
 pub mod manifest;
 pub mod mirror;
+pub mod note;
 pub mod pages;
 pub mod reader;
 pub mod reader_page;

@@ -131,3 +131,29 @@ pub const MAX_ROOT_STEPS: u64 = 32;
 /// Most root equivocation evidence folders kept per publisher. 16: one proof convicts; more
 /// only fill the disk of whoever an attacker keeps feeding forged roots.
 pub const MAX_ROOT_EVIDENCE: usize = 16;
+
+/// Largest mirror note (body and signature), in bytes, checked before anything is decoded.
+/// 2 KiB: a note is meant for an SMS-sized message or one QR code (five ordinary mirrors take
+/// about 350 bytes); 2 KiB still fits a version-40 QR code, and nothing larger is a note.
+pub const MAX_NOTE_BYTES: usize = 2048;
+
+/// Most mirrors in one note. 16: a note is one channel's share of the mirrors (see
+/// `note create --subset`); the signed index carries the full list (64).
+pub const MAX_NOTE_MIRRORS: usize = 16;
+
+/// Largest text read from a file, an HTTP body or a mirror's `note` file that should hold one
+/// note URI: 8 KiB, a 2 KiB note in base64 (2.7 KiB) with room for whitespace, bounded all the
+/// same.
+pub const MAX_NOTE_TEXT_BYTES: u64 = 8 << 10;
+
+/// Most `qasid:` TXT records (or note sources) tried for one `dns:` name: 8. A zone may hold
+/// a few notes (old and new, or per channel); more is someone filling the answer.
+pub const MAX_NOTES_PER_SOURCE: usize = 8;
+
+/// Largest DNS message read (UDP, TCP or DNS over HTTPS): 64 KiB, the most a TCP DNS message
+/// can be.
+pub const MAX_DNS_MESSAGE_BYTES: usize = 65_535;
+
+/// Longest wait for a DNS answer (including a TCP retry after truncation): 5 s, the usual
+/// resolver timeout; a blocked resolver should not hold up the mirrors the reader already has.
+pub const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -26,6 +26,7 @@
 //! - `race`: the index race, and settling on one verified index per publisher.
 //! - `download`: the hedged, resumable bundle download.
 //! - `known`: the known-mirrors file.
+//! - `notes`: mirrors from signed mirror notes (`--note`, `dns:` names, note URLs).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -48,11 +49,15 @@ use crate::ErrorClass;
 mod download;
 mod known;
 mod mirrors;
+mod notes;
 mod race;
 mod transport;
 
 pub use known::MAX_KNOWN_MIRRORS;
 pub use mirrors::{Fate, MirrorLocation, MirrorReport, MirrorSpec, Origin, Report};
+pub use notes::{
+    gather_notes, read_note_file, AcceptedNote, GatheredNotes, NoteFailure, NoteOutcome,
+};
 
 use mirrors::Mirror;
 
@@ -96,6 +101,10 @@ pub struct ReaderOptions {
     pub read_timeout: Duration,
     pub index_limits: IndexLimits,
     pub bundle_limits: BundleLimits,
+    /// Mirror notes to read before the race ([`gather_notes`]); their mirrors join it.
+    pub notes: Vec<crate::note::source::NoteSpec>,
+    /// Resolver for `dns:` notes (default: the system's; with a proxy, DNS over HTTPS only).
+    pub dns_server: Option<crate::note::dns::DnsServer>,
 }
 
 impl ReaderOptions {
@@ -114,6 +123,8 @@ impl ReaderOptions {
             read_timeout: DEFAULT_READ_TIMEOUT,
             index_limits: IndexLimits::default(),
             bundle_limits: BundleLimits::default(),
+            notes: Vec::new(),
+            dns_server: None,
         }
     }
 }

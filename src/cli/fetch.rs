@@ -15,9 +15,12 @@ use qasid::config::{parse_proxy_url, Config};
 use qasid::index::{default_state_dir, ArticleVersion, Freshness};
 use qasid::keys::PublicKey;
 use qasid::limits::{BundleLimits, IndexLimits};
+use qasid::note::dns::DnsServer;
+use qasid::note::source::NoteSpec;
 use qasid::reader::{
-    ArticleRequest, Fate, MirrorLocation, MirrorSpec, Origin, ProgressFn, PublisherUpdate, Reader,
-    ReaderError, ReaderOptions, Report, SavedBundle, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    gather_notes, ArticleRequest, Fate, GatheredNotes, MirrorLocation, MirrorSpec, Origin,
+    ProgressFn, PublisherUpdate, Reader, ReaderError, ReaderOptions, Report, SavedBundle,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
 };
 use serde_json::json;
 
@@ -69,6 +72,16 @@ pub struct SourceArgs {
     /// Longest wait for the next byte from a mirror [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     timeout: Option<Duration>,
+    /// A signed mirror note: a qasid:1:… URI, a file holding one, an https:// URL of one, or
+    /// dns:NAME (its TXT records). Its mirrors join the race if a trusted publisher signed it,
+    /// it has not expired and it is not older than a note seen before. Repeat for several;
+    /// replaces the config's [reader] notes and [[note_source]] list.
+    #[arg(long = "note", value_name = "NOTE")]
+    notes: Vec<String>,
+    /// Resolver for dns: notes: IP[:PORT], or DNS over HTTPS as https://…/dns-query (sent
+    /// through the proxy) [default: the system's; with a proxy, DNS over HTTPS is required].
+    #[arg(long, value_name = "IP:PORT|URL")]
+    dns_server: Option<String>,
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -162,7 +175,26 @@ impl SourceArgs {
                     "no state folder: set --state, XDG_STATE_HOME or HOME"
                 ))
             })?;
+        let notes = if self.notes.is_empty() {
+            let mut notes = config.reader.notes.clone();
+            notes.extend(config.note_sources.iter().cloned());
+            notes
+        } else {
+            self.notes
+                .iter()
+                .map(|n| NoteSpec::parse(n))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let dns_server = match &self.dns_server {
+            Some(text) => Some(
+                DnsServer::parse(text)
+                    .map_err(|e| Failure::usage(anyhow::anyhow!("--dns-server: {e}")))?,
+            ),
+            None => config.reader.dns_server.clone(),
+        };
         let mut options = ReaderOptions::new(mirrors, publishers, state_dir);
+        options.notes = notes;
+        options.dns_server = dns_server;
         options.proxy = proxy;
         options.proxy_only = self.proxy_only || config.reader.proxy_only;
         options.race_window = self.race_window.unwrap_or(config.reader.race_window);
@@ -231,11 +263,14 @@ impl FetchArgs {
         let out = (self.out.clone())
             .or_else(|| config.reader.out.clone())
             .unwrap_or_else(|| PathBuf::from("."));
-        let mut reader = Reader::open(self.source.options_with(&config, &self.publishers)?)?;
         let runtime = runtime()?;
+        let (mut reader, notes) = open_reader(
+            self.source.options_with(&config, &self.publishers)?,
+            &runtime,
+        )?;
         let updates = runtime.block_on(reader.update());
         let Some(request) = request else {
-            return self.list(&reader, updates);
+            return self.list(&reader, updates, &notes);
         };
         let bar = ProgressBar::new(!self.json);
         let fetched = runtime.block_on(reader.fetch(&updates, &request, &out, bar.callback()));
@@ -253,6 +288,7 @@ impl FetchArgs {
         let report = reader.report();
         print_report(&report, false);
         let mut doc = document(&updates, &report);
+        doc["notes"] = notes_json(&notes);
         if let Ok(saved) = &fetched {
             doc["article"] = saved_json(saved, extracted.as_ref().and_then(|e| e.as_ref().ok()));
         }
@@ -279,15 +315,81 @@ impl FetchArgs {
         }
     }
 
-    fn list(&self, reader: &Reader, updates: Vec<PublisherUpdate>) -> Result<(), Failure> {
+    fn list(
+        &self,
+        reader: &Reader,
+        updates: Vec<PublisherUpdate>,
+        notes: &GatheredNotes,
+    ) -> Result<(), Failure> {
         let report = reader.report();
         if !self.json {
             print_listing(&updates);
         }
         print_report(&report, false);
-        let doc = document(&updates, &report);
+        let mut doc = document(&updates, &report);
+        doc["notes"] = notes_json(notes);
         self.finish_json(finish(updates), doc)
     }
+}
+
+/// Reads the mirror notes (printing what each source gave), adds their mirrors and opens the
+/// reader. With no mirror at all, a failed note is the error to report.
+pub fn open_reader(
+    mut options: ReaderOptions,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Reader, GatheredNotes), Failure> {
+    let notes = runtime.block_on(gather_notes(&options))?;
+    for outcome in &notes.outcomes {
+        match &outcome.result {
+            Ok(accepted) => {
+                for a in accepted {
+                    eprintln!(
+                        "qasid: note from {}: publisher {} sequence {}, {} mirrors",
+                        plain(&outcome.source),
+                        a.publisher,
+                        a.sequence,
+                        a.mirrors.len()
+                    );
+                }
+            }
+            Err(f) => eprintln!(
+                "qasid: note from {}: not used: {}",
+                plain(&outcome.source),
+                plain(&f.message)
+            ),
+        }
+    }
+    options.mirrors.extend(notes.mirrors.iter().cloned());
+    match Reader::open(options) {
+        Ok(reader) => Ok((reader, notes)),
+        Err(ReaderError::NoMirrors) if notes.worst_failure().is_some() => {
+            let f = notes.worst_failure().expect("checked");
+            Err(Failure::new(
+                f.class,
+                anyhow::anyhow!("no mirrors, and no usable note: {}", plain(&f.message)),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn notes_json(notes: &GatheredNotes) -> serde_json::Value {
+    notes
+        .outcomes
+        .iter()
+        .map(|o| match &o.result {
+            Ok(accepted) => json!({
+                "source": o.source,
+                "result": "ok",
+                "notes": accepted.iter().map(|a| json!({
+                    "publisher": a.publisher.to_string(),
+                    "sequence": a.sequence,
+                    "mirrors": a.mirrors.iter().map(|m| json!({"url": m.url.as_str(), "hint": m.hint})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            }),
+            Err(f) => json!({"source": o.source, "result": "error", "error": f.message}),
+        })
+        .collect()
 }
 
 /// Runs the reader on a small single-threaded runtime (file and zip work goes to its
@@ -386,6 +488,9 @@ pub fn print_report(report: &Report, problems_only: bool) {
             let mut line = format!("  {:<10}  {}", m.fate.as_str(), plain(&m.mirror));
             if m.origin == Origin::Known {
                 line.push_str(" (learned from an index)");
+            }
+            if m.origin == Origin::Note {
+                line.push_str(" (from a note)");
             }
             if let Some(ms) = m.answered_ms {
                 line.push_str(&format!(" · index in {ms} ms"));

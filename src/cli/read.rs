@@ -8,7 +8,7 @@ use clap::Args;
 use qasid::bundle;
 use qasid::keys::PublicKey;
 use qasid::limits::BundleLimits;
-use qasid::reader::{ArticleRequest, Reader};
+use qasid::reader::ArticleRequest;
 use qasid::render::{self, ArticleHeader, RenderOptions};
 
 use super::fetch::{self, SourceArgs};
@@ -68,8 +68,8 @@ impl ReadArgs {
         };
         let options = self.source.options(&self.publishers)?;
         let articles = fetch::articles_dir(&options.state_dir);
-        let mut reader = Reader::open(options)?;
         let runtime = fetch::runtime()?;
+        let (mut reader, _) = fetch::open_reader(options, &runtime)?;
         let updates = runtime.block_on(reader.update());
         let bar = fetch::ProgressBar::new(true);
         let fetched = runtime.block_on(reader.fetch(&updates, &request, &articles, bar.callback()));

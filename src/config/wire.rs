@@ -14,6 +14,8 @@ use super::{
     Config, MetricsConfig, MirrorConfig, PublisherConfig, ReaderConfig, SyncConfig, UpstreamConfig,
 };
 use crate::keys::PublicKey;
+use crate::note::dns::DnsServer;
+use crate::note::source::NoteSpec;
 
 /// A problem at a byte offset of the file.
 pub(super) struct WireError {
@@ -36,12 +38,21 @@ struct FileWire {
     reader: ReaderWire,
     #[serde(default)]
     metrics: MetricsWire,
+    #[serde(default)]
+    note_source: Vec<NoteSourceWire>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetricsWire {
     upstream_urls: Option<bool>,
+}
+
+/// `[[note_source]]`: a place polled for mirror notes (an https:// URL or `dns:NAME`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteSourceWire {
+    url: Spanned<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -105,6 +116,9 @@ struct ReaderWire {
     timeout: Option<Spanned<String>>,
     state: Option<Spanned<String>>,
     out: Option<Spanned<String>>,
+    #[serde(default)]
+    notes: Vec<Spanned<String>>,
+    dns_server: Option<Spanned<String>>,
 }
 
 /// A reader mirror: a URL, or `{ url = "...", proxy = "..." }` for one with its own proxy.
@@ -193,7 +207,28 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
                 .upstream_urls
                 .unwrap_or(defaults.metrics.upstream_urls),
         },
+        note_sources: file
+            .note_source
+            .iter()
+            .map(|n| match note_spec(&n.url, base)? {
+                NoteSpec::Uri(_) | NoteSpec::File(_) => Err(at(
+                    &n.url,
+                    "note_source.url: an https:// URL or dns:NAME (notes themselves go in \
+                     [reader] notes)"
+                        .into(),
+                )),
+                spec => Ok(spec),
+            })
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// A note or note source; a relative file path is resolved against the config's folder.
+fn note_spec(text: &Spanned<String>, base: &Path) -> Result<NoteSpec, WireError> {
+    match NoteSpec::parse(text.get_ref()).map_err(|e| at(text, e.to_string()))? {
+        NoteSpec::File(path) => Ok(NoteSpec::File(base.join(path))),
+        other => Ok(other),
+    }
 }
 
 /// toml's description of a syntax error, on one line. toml has none for some errors (a control
@@ -236,6 +271,18 @@ fn reader(r: ReaderWire, d: ReaderConfig, base: &Path) -> Result<ReaderConfig, W
         timeout: optional_duration(r.timeout, "reader.timeout")?,
         state: optional_path(r.state, "reader.state", base)?,
         out: optional_path(r.out, "reader.out", base)?,
+        notes: r
+            .notes
+            .iter()
+            .map(|n| note_spec(n, base))
+            .collect::<Result<_, _>>()?,
+        dns_server: r
+            .dns_server
+            .as_ref()
+            .map(|s| {
+                DnsServer::parse(s.get_ref()).map_err(|e| at(s, format!("reader.dns_server: {e}")))
+            })
+            .transpose()?,
     })
 }
 

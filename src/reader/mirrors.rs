@@ -82,6 +82,8 @@ pub enum Origin {
     Config,
     /// Learned from a publisher's signed index in an earlier run.
     Known,
+    /// From a signed mirror note (`--note`, `[reader] notes`, `[[note_source]]`).
+    Note,
 }
 
 /// A mirror to use, and how to reach it.

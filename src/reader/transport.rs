@@ -203,7 +203,7 @@ pub(super) async fn send(
 
 /// GETs `url` whole, at most `limit` bytes, within the [`deadline`] for the announced length
 /// (or the limit, without one).
-async fn get_capped(
+pub(super) async fn get_capped(
     client: &reqwest::Client,
     url: &str,
     limit: u64,

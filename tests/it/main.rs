@@ -29,6 +29,8 @@ mod mirror_browser;
 mod mirror_http;
 mod mirror_ops;
 mod mirror_push;
+mod notes;
+mod notes_vectors;
 mod pages_chromium;
 mod push_client;
 mod reader_attacks;
