@@ -346,7 +346,7 @@ pub fn open_reader(
                     eprintln!(
                         "qasid: note from {}: publisher {} sequence {}, {} mirrors",
                         plain(&outcome.source),
-                        a.publisher,
+                        a.publisher.id(),
                         a.sequence,
                         a.mirrors.len()
                     );
@@ -380,14 +380,18 @@ fn notes_json(notes: &GatheredNotes) -> serde_json::Value {
         .map(|o| match &o.result {
             Ok(accepted) => json!({
                 "source": o.source,
-                "result": "ok",
+                "ok": true,
                 "notes": accepted.iter().map(|a| json!({
-                    "publisher": a.publisher.to_string(),
+                    "publisher": super::json::publisher(&a.publisher),
                     "sequence": a.sequence,
                     "mirrors": a.mirrors.iter().map(|m| json!({"url": m.url.as_str(), "hint": m.hint})).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             }),
-            Err(f) => json!({"source": o.source, "result": "error", "error": f.message}),
+            Err(f) => json!({
+                "source": o.source,
+                "ok": false,
+                "error": super::json::error(f.class, &f.message),
+            }),
         })
         .collect()
 }

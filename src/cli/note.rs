@@ -224,12 +224,15 @@ impl ShowArgs {
             .and_then(|s| s.verify(&trusted))
             .map_err(Failure::from)?;
         let fresh = verified.check_fresh(SystemTime::now());
-        if self.json {
-            print_json(&note_json(&verified, fresh.as_ref().err()))?;
-        } else {
+        if !self.json {
             print_note(&verified);
         }
-        fresh.map_err(Failure::from)
+        let fields = note_json(&verified);
+        match fresh {
+            Ok(()) if self.json => print_json(&fields),
+            Ok(()) => Ok(()),
+            Err(e) => Err(Failure::from(e).with_json(fields)),
+        }
     }
 }
 
@@ -247,18 +250,13 @@ fn print_note(v: &VerifiedNote) {
     }
 }
 
-fn note_json(v: &VerifiedNote, error: Option<&NoteError>) -> serde_json::Value {
+fn note_json(v: &VerifiedNote) -> serde_json::Value {
     let n = v.note();
     json!({
-        "schema": "qasid-note-show/1",
-        "publisher": v.publisher().id().to_string(),
-        "key": v.publisher().to_base64(),
+        "publisher": super::json::publisher(v.publisher()),
         "sequence": n.sequence,
         "expires": humantime::format_rfc3339_seconds(v.expires()).to_string(),
-        "expired": error.is_some(),
         "mirrors": n.mirrors.iter().map(|m| json!({"url": m.url.as_str(), "hint": m.hint})).collect::<Vec<_>>(),
         "uri": v.signed().to_uri(),
-        "result": if error.is_some() { "error" } else { "ok" },
-        "error": error.map(|e| e.to_string()),
     })
 }

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use super::transport;
 use super::{known, MirrorLocation, MirrorSpec, Origin, ReaderError, ReaderOptions};
 use crate::index::MirrorUrl;
-use crate::keys::KeyId;
+use crate::keys::PublicKey;
 use crate::limits::{MAX_NOTES_PER_SOURCE, MAX_NOTE_TEXT_BYTES};
 use crate::note::dns::{self, DnsServer};
 use crate::note::seen::{self, Stored};
@@ -26,7 +26,7 @@ use crate::ErrorClass;
 /// A note accepted from a source.
 #[derive(Debug, Clone)]
 pub struct AcceptedNote {
-    pub publisher: KeyId,
+    pub publisher: PublicKey,
     pub sequence: u64,
     pub mirrors: Vec<NoteMirror>,
     /// Whether it replaced the held note (or an equal or same one was held).
@@ -222,13 +222,13 @@ fn accept(
     verified.sort_by_key(|v| std::cmp::Reverse(v.note().sequence));
     let mut accepted: Vec<AcceptedNote> = Vec::new();
     for v in verified {
-        if accepted.iter().any(|a| a.publisher == v.note().publisher) {
+        if accepted.iter().any(|a| &a.publisher == v.publisher()) {
             continue;
         }
         let path = seen::reader_path(&options.state_dir, v.publisher());
         match seen::store(&options.state_dir, &path, &v) {
             Ok(stored) => accepted.push(AcceptedNote {
-                publisher: v.note().publisher,
+                publisher: v.publisher().clone(),
                 sequence: v.note().sequence,
                 mirrors: v.note().mirrors.clone(),
                 stored,

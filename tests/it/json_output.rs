@@ -17,6 +17,7 @@ const COVERED: &[&str] = &[
     "index-show",
     "reader-page",
     "keygen",
+    "note-show",
     "publish",
     "push",
     "sync",
@@ -381,6 +382,36 @@ fn every_command_prints_the_documented_shape_on_success_and_failure() {
         "absent, not null"
     );
     drop(mirror);
+
+    let create = run(
+        dir,
+        &[
+            "note",
+            "create",
+            "--key",
+            "keys/publisher.key",
+            "--mirror",
+            "https://m.example/",
+        ],
+    );
+    assert!(
+        create.status.success(),
+        "{}",
+        String::from_utf8_lossy(&create.stderr)
+    );
+    let uri = String::from_utf8(create.stdout).unwrap().trim().to_owned();
+    let doc = c.expect(
+        &run(dir, &["note", "show", &uri, "--publisher", &key, "--json"]),
+        "note-show",
+        0,
+    );
+    assert_eq!(doc["publisher"]["key_id"], key_id.as_str());
+    let other = "RWRLc1rBdOQGNsBQxWN6RPqGKf/zzMziMAyzYqY9mdlfxUFFJm9DMkRa";
+    c.expect(
+        &run(dir, &["note", "show", &uri, "--publisher", other, "--json"]),
+        "note-show",
+        3,
+    );
 
     validate(&c.docs);
     let covered: BTreeSet<String> = COVERED.iter().map(|s| s.to_string()).collect();

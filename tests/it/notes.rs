@@ -290,7 +290,7 @@ fn a_reader_whose_mirrors_are_all_tarpits_reaches_the_article_through_a_note() {
         .expect("the note's mirror is in the report");
     assert_eq!(m["origin"], "note");
     assert_eq!(m["fate"], "ok");
-    assert_eq!(doc["notes"][0]["result"], "ok");
+    assert_eq!(doc["notes"][0]["ok"], true);
     // Remembered like a mirror learned from an index.
     let known = std::fs::read_to_string(dir.path().join("state/known-mirrors.txt")).unwrap();
     assert!(known.contains(&good.url), "{known}");
@@ -314,9 +314,9 @@ fn an_older_note_is_refused_after_a_newer_one() {
     // The mirror learned earlier still works; the replayed note is reported, not used.
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let doc = json_of(&out);
-    assert_eq!(doc["notes"][0]["result"], "error");
+    assert_eq!(doc["notes"][0]["ok"], false);
     assert!(
-        doc["notes"][0]["error"]
+        doc["notes"][0]["error"]["message"]
             .as_str()
             .unwrap()
             .contains("rollback"),
