@@ -39,9 +39,9 @@ pub use log::{
     EncodedPiece, Entry, ObjectRef, PieceRef,
 };
 pub use source::{
-    fetch_bundle_http, http_client, receive_bundle, redirect_policy, root_from_dir, root_from_http,
-    update_from_dir, update_from_http, walk_roots_dir, walk_roots_http, BundleFetchError,
-    FetchedBundle, RedirectRefused, Transfer,
+    fetch_bundle_http, html_page, http_client, receive_bundle, redirect_policy,
+    reqwest_error_chain, root_from_dir, root_from_http, update_from_dir, update_from_http,
+    walk_roots_dir, walk_roots_http, BundleFetchError, FetchedBundle, RedirectRefused, Transfer,
 };
 pub use tracker::{
     default_state_dir, Conflict, LazyTracker, Offer, Outcome, PendingIndex, Tracker, Update,
@@ -118,6 +118,10 @@ pub enum IndexError {
     /// A network request failed or the server answered with an error status.
     #[error("{url}: {reason}")]
     Network { url: String, reason: String },
+    /// What came back is not a qasid document at all (a web page where an index was
+    /// expected): a wrong URL or a captive portal, not a mirror lying.
+    #[error("not a qasid mirror ({0})")]
+    NotAMirror(&'static str),
 }
 
 impl IndexError {
@@ -125,6 +129,7 @@ impl IndexError {
         match self {
             IndexError::Io { .. }
             | IndexError::Network { .. }
+            | IndexError::NotAMirror(_)
             | IndexError::StateCorrupt { .. } => ErrorClass::Runtime,
             IndexError::Piece { source, .. } | IndexError::Head(source) => source.class(),
             _ => ErrorClass::Verification,

@@ -477,6 +477,9 @@ impl SignedHead {
                 limit: limits.max_head_bytes,
             });
         }
+        if let Some(e) = crate::index::html_page(envelope) {
+            return Err(e);
+        }
         let bad = |what: &'static str, reason: String| IndexError::Malformed { what, reason };
         let wire: EnvelopeWire =
             serde_json::from_slice(envelope).map_err(|e| bad("index envelope", json_error(&e)))?;

@@ -275,6 +275,37 @@ fn stays_on_mirror(from: &reqwest::Url, to: &reqwest::Url) -> bool {
     }
 }
 
+/// What a failed request says, with every cause ("error sending request: client error
+/// (Connect): tcp connect error: Connection refused (os error 111)"), without the URL (the
+/// caller names the mirror, credentials masked). reqwest's own text is only the outermost
+/// layer ("error sending request"), which tells the user nothing: DNS failure, refusal, TLS
+/// and timeout are all in the causes. Shared by every HTTP client qasid runs (reader, index
+/// show, sync, push).
+pub fn reqwest_error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        // hyper and the OS error often repeat the same words one layer down.
+        if !part.is_empty() && !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// The refusal of an answer that is a web page, not a qasid document: a wrong URL or a
+/// captive portal, not a mirror lying (`index.json` is JSON and starts with `{`).
+pub fn html_page(bytes: &[u8]) -> Option<IndexError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    (*first == b'<').then_some(IndexError::NotAMirror(
+        "an HTML page: wrong URL or a captive portal?",
+    ))
+}
+
 /// A failed GET: the transport, or the received bytes.
 enum GetError {
     Network(String),
@@ -309,7 +340,7 @@ async fn get_into(
         .get(url)
         .send()
         .await
-        .map_err(|e| GetError::Network(e.without_url().to_string()))?;
+        .map_err(|e| GetError::Network(reqwest_error_chain(e)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(GetError::Network(format!("HTTP {status}")));
@@ -320,7 +351,7 @@ async fn get_into(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| GetError::Network(e.without_url().to_string()))?
+        .map_err(|e| GetError::Network(reqwest_error_chain(e)))?
     {
         sink(&chunk).map_err(GetError::Fetch)?;
     }
@@ -329,15 +360,21 @@ async fn get_into(
 
 async fn get_bytes(client: &reqwest::Client, url: &str, limit: u64) -> Result<Vec<u8>, GetError> {
     let mut bytes = Vec::new();
-    get_into(client, url, limit, |chunk| {
+    let got = get_into(client, url, limit, |chunk| {
         if (bytes.len() + chunk.len()) as u64 > limit {
             return Err(FetchError::TooLarge { limit });
         }
         bytes.extend_from_slice(chunk);
         Ok(())
     })
-    .await?;
-    Ok(bytes)
+    .await;
+    match (got, html_page(&bytes)) {
+        // A big web page is a wrong URL or a captive portal, not a lie.
+        (Err(GetError::Fetch(FetchError::TooLarge { .. })), Some(page)) => {
+            Err(GetError::Network(page.to_string()))
+        }
+        (got, _) => got.map(|()| bytes),
+    }
 }
 
 /// Why a bundle listed in an index was not accepted.

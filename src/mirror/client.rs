@@ -531,6 +531,6 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
 fn network(url: &reqwest::Url, e: reqwest::Error) -> PushError {
     PushError::Network {
         url: display_url(url),
-        reason: e.without_url().to_string(),
+        reason: crate::index::reqwest_error_chain(e),
     }
 }

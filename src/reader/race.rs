@@ -314,6 +314,9 @@ pub(super) async fn settle(
                 let (fate, detail) = e.fate();
                 notes.note(answer.mirror, fate, Some(&format!("index: {detail}")));
             }
+            Err(Rejected::Index(e @ IndexError::NotAMirror(_))) => {
+                notes.note(answer.mirror, Fate::Failed, Some(&format!("index: {e}")));
+            }
             Err(Rejected::Index(e)) => {
                 notes.note(answer.mirror, Fate::Lying, Some(&format!("index: {e}")));
             }

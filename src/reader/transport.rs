@@ -225,6 +225,10 @@ pub(super) async fn get_capped(
             .map_err(TransportError::from_reqwest)?;
         let Some(chunk) = chunk else { break };
         if (bytes.len() + chunk.len()) as u64 > limit {
+            // A big web page is a wrong URL or a captive portal, not a lie.
+            if let Some(e) = crate::index::html_page(&bytes) {
+                return Err(TransportError::Failed(e.to_string()));
+            }
             return Err(too_large());
         }
         bytes.extend_from_slice(&chunk);

@@ -178,6 +178,7 @@ impl SyncError {
                 IndexError::BadSignature(_) => "bad_signature",
                 IndexError::WrongPublisher { .. } => "wrong_publisher",
                 IndexError::Equivocation { .. } => "equivocation",
+                IndexError::NotAMirror(_) => "not_a_mirror",
                 IndexError::Piece {
                     source: FetchError::HashMismatch { .. },
                     ..

@@ -425,14 +425,7 @@ impl Upstream {
         } else {
             NetworkKind::Broken
         };
-        let e = e.without_url();
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(inner) = source {
-            reason.push_str(": ");
-            reason.push_str(&inner.to_string());
-            source = inner.source();
-        }
+        let reason = crate::index::reqwest_error_chain(e);
         SyncError::Network {
             url: self.url.clone(),
             path: path.to_owned(),

@@ -363,3 +363,173 @@ fn with_proxy_only_no_connection_leaves_except_through_the_proxy() {
         "a refused run contacts nothing"
     );
 }
+
+/// A web server that answers every request with `status` and a body of `body_bytes` bytes of
+/// HTML (without a length, so only the client decides when to stop); counts what it sent.
+struct WebPage {
+    url: String,
+    addr: std::net::SocketAddr,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WebPage {
+    fn start(status: &'static str, body_bytes: u64) -> Self {
+        use std::io::{BufRead as _, Write as _};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sent2, stop2) = (sent.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let sent = sent2.clone();
+                std::thread::spawn(move || {
+                    conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n"
+                    );
+                    if conn.write_all(head.as_bytes()).is_err() {
+                        return;
+                    }
+                    let page =
+                        b"<!DOCTYPE html><html><body>Please log in to the Wi-Fi</body></html>\n";
+                    let mut chunk = page.to_vec();
+                    chunk.resize(64 << 10, b' ');
+                    let mut left = body_bytes;
+                    while left > 0 {
+                        let n = left.min(chunk.len() as u64) as usize;
+                        if conn.write_all(&chunk[..n]).is_err() {
+                            return;
+                        }
+                        sent.fetch_add(n as u64, Ordering::SeqCst);
+                        left -= n as u64;
+                    }
+                });
+            }
+        });
+        Self {
+            url: format!("http://{addr}/"),
+            addr,
+            sent,
+            stop,
+        }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for WebPage {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+fn detail(doc: &serde_json::Value, mirror: &str) -> String {
+    doc["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mirror"] == mirror)
+        .unwrap()["detail"]
+        .to_string()
+}
+
+#[test]
+fn a_captive_portal_page_is_not_a_qasid_mirror_and_not_called_a_liar() {
+    let dir = TempDir::new().unwrap();
+    // A small page, and a 1 GiB one: both are a wrong URL, read no further than the index cap.
+    for size in [2_000, 1 << 30] {
+        let portal = WebPage::start("200 OK", size);
+        let start = Instant::now();
+        let out = fetch(
+            &dir.path().join("state"),
+            &["--mirror", &portal.url, "--json"],
+        );
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        let doc = json_of(&out);
+        assert_eq!(fate(&doc, &portal.url), "failed", "{size}");
+        let said = detail(&doc, &portal.url);
+        assert!(said.contains("not a qasid mirror (an HTML page"), "{said}");
+        assert!(
+            portal.sent() < 16 << 20,
+            "{} bytes were sent",
+            portal.sent()
+        );
+    }
+
+    // sync says it once, not twice.
+    let portal = WebPage::start("200 OK", 2_000);
+    let out = qasid()
+        .args(["sync", "--once", "--store"])
+        .arg(dir.path().join("store"))
+        .args(["--publisher", &key().public().to_base64()])
+        .args(["--upstream", &portal.url])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("not a qasid mirror").count(), 1, "{stdout}");
+}
+
+#[test]
+fn a_huge_error_body_is_never_read_and_the_status_is_reported() {
+    let dir = TempDir::new().unwrap();
+    let hostile = WebPage::start("500 Internal Server Error", 1 << 30);
+    let start = Instant::now();
+    let out = fetch(
+        &dir.path().join("state"),
+        &["--mirror", &hostile.url, "--json"],
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let said = detail(&json_of(&out), &hostile.url);
+    assert!(said.contains("500"), "{said}");
+    assert!(
+        hostile.sent() < 16 << 20,
+        "{} bytes were sent",
+        hostile.sent()
+    );
+
+    let out = qasid()
+        .args(["index", "show", "--repo", &hostile.url])
+        .args(["--publisher", &key().public().to_base64(), "--state"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("500"), "{}", stderr(&out));
+    assert!(
+        hostile.sent() < 32 << 20,
+        "{} bytes were sent",
+        hostile.sent()
+    );
+}
+
+#[test]
+fn index_show_says_why_a_request_failed_not_just_error_sending_request() {
+    let dir = TempDir::new().unwrap();
+    let out = qasid()
+        .args(["index", "show", "--repo", &closed_port_url()])
+        .args(["--publisher", &key().public().to_base64(), "--state"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+}

@@ -1925,8 +1925,8 @@ impl World {
             index.clone(),
             Reply::ok("text/html; charset=utf-8", block_page.clone()),
             false,
-            verification(malformed),
-            reader(Fate::Lying, ErrorClass::Verification, malformed),
+            runtime("not a qasid mirror"),
+            reader(Fate::Failed, ErrorClass::Runtime, "not a qasid mirror"),
         ));
         let short = format!("of the {size} bytes the index gives");
         cases.push(self.http_case(
