@@ -602,7 +602,7 @@ impl ShowArgs {
         let current = roots.last();
         if self.json {
             let doc = serde_json::json!({
-                "publisher": id.as_ref().map(PublicKey::hex),
+                "publisher": id.as_ref().map(super::json::publisher),
                 "version": current.map_or(0, Root::version),
                 "roots": roots.iter().map(|r| serde_json::json!({
                     "version": r.version(),
@@ -621,8 +621,16 @@ impl ShowArgs {
                 "signing_keys": current.map(|r| r.body().signing_keys.iter().filter(|d| d.expires > now).map(|d| serde_json::json!({
                     "minisign": d.key.to_file_text(),
                     "roles": d.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>()),
+                })).collect::<Vec<_>>()).unwrap_or_default(),
             });
+            // docs/JSON.md: no nulls; an unknown publisher (a lone root file past version 1)
+            // is left out.
+            let mut doc = doc;
+            if id.is_none() {
+                if let Some(map) = doc.as_object_mut() {
+                    map.remove("publisher");
+                }
+            }
             return print_json(&doc);
         }
         match &id {

@@ -18,6 +18,7 @@ const COVERED: &[&str] = &[
     "reader-page",
     "keygen",
     "note-show",
+    "root-show",
     "publish",
     "push",
     "sync",
@@ -411,6 +412,20 @@ fn every_command_prints_the_documented_shape_on_success_and_failure() {
         &run(dir, &["note", "show", &uri, "--publisher", other, "--json"]),
         "note-show",
         3,
+    );
+
+    // A one-key publisher (no roots yet) is shown; a missing root file is an error.
+    let doc = c.expect(
+        &run(dir, &["root", "show", "--repo", "repo", "--json"]),
+        "root-show",
+        0,
+    );
+    assert_eq!(doc["publisher"]["key"], key.as_str());
+    assert_eq!(doc["version"], 0);
+    c.expect(
+        &run(dir, &["root", "show", "no-such-root.json", "--json"]),
+        "root-show",
+        ANY_FAILURE,
     );
 
     validate(&c.docs);
