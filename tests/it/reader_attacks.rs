@@ -243,7 +243,15 @@ fn learned_mirror_setup(config_extra: &str, with_direct: bool) -> ProxySetup {
         std::time::SystemTime::now(),
         WEEK,
     );
-    let via = TestMirror::start(&root, Behaviour::default());
+    // The configured mirror stalls on bundles, so a download needs the learned mirror: which
+    // of two healthy mirrors wins a race is not what these tests are about.
+    let via = TestMirror::start(
+        &root,
+        Behaviour {
+            stall_bundles: true,
+            ..Behaviour::default()
+        },
+    );
     let direct_mirror = TestMirror::start(&root, Behaviour::default());
     let proxy = Socks5::start();
     let config = dir.path().join("reader.toml");
