@@ -65,6 +65,16 @@ fn origin(url: &MirrorUrl) -> String {
     text[..end].to_owned()
 }
 
+/// Writes the page atomically (temp file beside `path`, flushed, renamed), readable by others
+/// under the umask like every published file: a reader never sees half a page.
+pub fn write(page: &Page, path: &std::path::Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    crate::index::atomic::write(dir, path, page.html.as_bytes())
+}
+
 /// Builds the page. Pure: the same configuration always gives the same bytes.
 pub fn build(config: &PageConfig) -> Page {
     let script = format!(

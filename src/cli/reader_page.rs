@@ -1,6 +1,5 @@
 //! `qasid reader-page`: write the self-contained verifying reader page for sharing.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -89,7 +88,9 @@ impl ReaderPageArgs {
             publishers,
             mirrors,
         });
-        write_atomically(&self.out, page.html.as_bytes()).map_err(Failure::runtime)?;
+        qasid::reader_page::write(&page, &self.out)
+            .with_context(|| format!("writing {}", self.out.display()))
+            .map_err(Failure::runtime)?;
         if self.json {
             print_json(&serde_json::json!({
                 "path": self.out.display().to_string(),
@@ -102,28 +103,4 @@ impl ReaderPageArgs {
             Ok(())
         }
     }
-}
-
-/// Temp file beside the target, flushed, then renamed: a reader never sees half a page.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".qasid-reader-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    // The page is meant to be shared: readable by everyone, like any published file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
