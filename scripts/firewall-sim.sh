@@ -417,7 +417,7 @@ reader_fetch() {
         timeout 40 ip netns exec "$NS_IN" "$QASID" fetch "$name" --mirror "$(url m1)" --mirror "$(url m2)" \
             --publisher "$PUB" --state "$READER_STATE" --out "$WORK/reader-out/$tag" --json \
             "${READER_FLAGS[@]}" >"$R_JSON" 2>"$WORK/logs/reader-$tag-$R_TRIES.log" || rc=$?
-        if [ "$rc" -eq 0 ] && [ "$(jq -r .result "$R_JSON")" = ok ]; then break; fi
+        if [ "$rc" -eq 0 ] && [ "$(jq -r .ok "$R_JSON")" = true ]; then break; fi
         [ "$(date +%s)" -lt "$deadline" ] || break
         sleep 0.5
     done
@@ -441,7 +441,7 @@ check_inside() {
     expect_seq=$("$QASID" index show --repo "$REPO" --publisher "$PUB" --state "$CHECK_STATE-repo" --json | jq .sequence)
     "$QASID" index show --repo "$copy" --publisher "$PUB" --state "$CHECK_STATE" --json >"$WORK/inside-index-$tag.json"
     got_seq=$(jq .sequence "$WORK/inside-index-$tag.json")
-    listed=$(jq -r '.current[] | .bundle.sha256' "$WORK/inside-index-$tag.json")
+    listed=$(jq -r '.current[] | .sha256' "$WORK/inside-index-$tag.json")
     total=$(jq '.current | length' "$WORK/inside-index-$tag.json")
     for sha in $listed; do
         [ "$(sha256sum <"$copy/qasid/v1/publishers/$HEX/bundles/$sha.zip" | cut -d' ' -f1)" = "$sha" ] &&
