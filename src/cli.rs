@@ -262,6 +262,35 @@ classified_errors!(
     qasid::note::NoteError,
 );
 
+/// Reads a `--publisher` value (a key, a key file or a first root file) and returns the
+/// publisher id. With a state folder, a first root is kept there, so that later runs start
+/// from it.
+pub fn publisher_arg(
+    arg: &str,
+    state: Option<&std::path::Path>,
+) -> Result<qasid::keys::PublicKey, Failure> {
+    let anchor = qasid::roots::Anchor::from_arg(arg).map_err(|e| Failure::new(e.class(), e))?;
+    if let (Some(state), Some(_)) = (state, anchor.first()) {
+        let storage = qasid::roots::state_storage(state, anchor.id());
+        qasid::roots::Chain::anchored(&anchor, Some(storage))
+            .map_err(|e| Failure::new(e.class(), e))?;
+    }
+    Ok(anchor.id().clone())
+}
+
+/// The chain to check something offline against (`verify`, `read FILE`): what the state folder
+/// holds for the publisher (from earlier fetches), starting from `arg`.
+pub fn offline_chain(
+    arg: &str,
+    state: Option<&std::path::Path>,
+) -> Result<qasid::roots::Chain, Failure> {
+    let anchor = qasid::roots::Anchor::from_arg(arg).map_err(|e| Failure::new(e.class(), e))?;
+    let storage = state
+        .filter(|s| s.join("index").join(anchor.id().hex()).is_dir())
+        .map(|s| qasid::roots::state_storage(s, anchor.id()));
+    qasid::roots::Chain::anchored(&anchor, storage).map_err(|e| Failure::new(e.class(), e))
+}
+
 /// Loads a secret key file, asking for the passphrase only if it is encrypted, and warns when
 /// the file is readable by other users.
 pub fn load_secret_key(path: &std::path::Path) -> Result<qasid::keys::SecretKey, Failure> {

@@ -44,6 +44,7 @@ use crate::index::{
 };
 use crate::keys::{KeyId, PublicKey};
 use crate::limits::{BundleLimits, IndexLimits};
+use crate::roots::{self, Authority, Chain, RootError};
 use crate::ErrorClass;
 
 mod download;
@@ -283,6 +284,10 @@ pub enum ReaderError {
     #[error("{0:?} is not an article NAME or NAME@VERSION (a-z, 0-9 and -; version ≥ 1)")]
     BadArticle(String),
     /// The stored state (held indexes) could not be opened or updated.
+    /// The publisher's roots: a held root that no longer verifies, or root equivocation
+    /// (evidence saved).
+    #[error("publisher roots: {0}")]
+    Root(#[source] RootError),
     #[error("index state")]
     State(#[source] IndexError),
     /// A local file could not be read or written.
@@ -375,6 +380,7 @@ impl ReaderError {
                 unchecked_class, ..
             } => unchecked_class.unwrap_or(ErrorClass::Usage),
             ReaderError::State(e) | ReaderError::Index(e) => e.class(),
+            ReaderError::Root(e) => e.class(),
             ReaderError::Io { .. }
             | ReaderError::Unreachable { .. }
             | ReaderError::BundleUnreachable { .. } => ErrorClass::Runtime,
@@ -398,6 +404,8 @@ pub struct Reader {
     trackers: Vec<Tracker>,
     /// The proxy for anything without a proxy of its own (see [`Reader::proxy_for`]).
     strictest: Option<reqwest::Url>,
+    /// Per publisher, its verified chain of roots (stored in the state folder).
+    chains: Vec<Chain>,
     /// Per publisher, after [`Reader::update`]: mirrors in the order to ask for bundles.
     ranked: Vec<Vec<usize>>,
     warnings: Vec<Warning>,
@@ -418,9 +426,15 @@ impl Reader {
         }
         let state = &options.state_dir;
         std::fs::create_dir_all(state).map_err(ReaderError::io(state))?;
-        let trackers = publishers
+        let chains = publishers
             .iter()
-            .map(|key| Tracker::open(state, key, options.index_limits.clone()))
+            .map(|key| Chain::open(key, Some(roots::state_storage(state, key))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ReaderError::Root)?;
+        let now = SystemTime::now();
+        let trackers = chains
+            .iter()
+            .map(|chain| Tracker::open(state, &chain.authority(now), options.index_limits.clone()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ReaderError::State)?;
         let mut warnings = Vec::new();
@@ -490,6 +504,7 @@ impl Reader {
             },
             mirrors,
             trackers,
+            chains,
             warnings,
         })
     }
@@ -508,9 +523,26 @@ impl Reader {
     pub async fn update(&mut self) -> Vec<PublisherUpdate> {
         let sources: Vec<transport::Source> =
             self.mirrors.iter().map(|m| m.source.clone()).collect();
+        // Publishers known to have roots: follow them first (they say who signs the heads).
+        // A one-key publisher is asked for roots only if no mirror gave an index it signed
+        // (it may have adopted a root since), so it costs nothing while nothing changed.
+        let mut root_failures: Vec<Option<RootError>> = Vec::new();
+        for j in 0..self.chains.len() {
+            let failure = if self.chains[j].version() > 0 {
+                self.follow_roots(j, &sources).await
+            } else {
+                None
+            };
+            root_failures.push(failure);
+        }
+        let authorities: Vec<Authority> = self
+            .chains
+            .iter()
+            .map(|c| c.authority(SystemTime::now()))
+            .collect();
         let races = race::race(
             &sources,
-            &self.options.publishers,
+            &authorities,
             &self.options.index_limits,
             self.options.race_window,
             SILENT_MIRROR_GRACE,
@@ -520,16 +552,51 @@ impl Reader {
         let mut updates = Vec::new();
         let mut learned: Vec<MirrorUrl> = Vec::new();
         for (j, answers) in races.into_iter().enumerate() {
-            let tracker = &mut self.trackers[j];
-            let publisher = tracker.publisher().clone();
-            let result = race::settle(
-                tracker,
+            let publisher = self.trackers[j].publisher().clone();
+            if let Some(e) = root_failures[j].take() {
+                updates.push(PublisherUpdate {
+                    publisher,
+                    result: Err(ReaderError::Root(e)),
+                });
+                continue;
+            }
+            let mut result = race::settle(
+                &mut self.trackers[j],
                 answers,
                 &mut self.mirrors,
                 self.options.hedge_delay,
                 now,
             )
             .await;
+            // Only when a mirror served an index the key alone does not verify: the
+            // publisher may have adopted a root (unreachable mirrors are not asked again).
+            let unverified = matches!(result, Err(ReaderError::NoAuthenticIndex { .. }));
+            if unverified && self.chains[j].version() == 0 {
+                if let Some(e) = self.follow_roots(j, &sources).await {
+                    result = Err(ReaderError::Root(e));
+                } else if self.chains[j].version() > 0 {
+                    let authority = self.chains[j].authority(SystemTime::now());
+                    let again = race::race(
+                        &sources,
+                        std::slice::from_ref(&authority),
+                        &self.options.index_limits,
+                        self.options.race_window,
+                        SILENT_MIRROR_GRACE,
+                    )
+                    .await;
+                    if let Some(answers) = again.into_iter().next() {
+                        result = race::settle(
+                            &mut self.trackers[j],
+                            answers,
+                            &mut self.mirrors,
+                            self.options.hedge_delay,
+                            now,
+                        )
+                        .await;
+                    }
+                }
+            }
+            let tracker = &mut self.trackers[j];
             let result = result.map(|settled| {
                 let index = tracker
                     .held()
@@ -582,6 +649,25 @@ impl Reader {
         updates
     }
 
+    /// Walks publisher `j`'s roots over `sources`; when the chain moved, reopens its index
+    /// state under the new signing keys. Returns root equivocation, if found.
+    async fn follow_roots(&mut self, j: usize, sources: &[transport::Source]) -> Option<RootError> {
+        let before = self.chains[j].version();
+        let failure = walk_roots(&mut self.chains[j], sources).await;
+        if self.chains[j].version() != before {
+            let authority = self.chains[j].authority(SystemTime::now());
+            match Tracker::open(
+                &self.options.state_dir,
+                &authority,
+                self.options.index_limits.clone(),
+            ) {
+                Ok(tracker) => self.trackers[j] = tracker,
+                Err(e) => tracing::error!("reopening the index state: {e}"),
+            }
+        }
+        failure
+    }
+
     /// Finds `request` in the updated indexes, downloads its bundle by hash (hedged across the
     /// mirrors that answered, fastest first), verifies it and saves it as
     /// `<out_dir>/<name>-v<version>.zip`. A verified copy already there is kept as is.
@@ -597,7 +683,10 @@ impl Reader {
         std::fs::create_dir_all(out_dir).map_err(ReaderError::io(out_dir))?;
         let dest = out_dir.join(format!("{}-v{}.zip", article.name(), article.version()));
         let label = format!("{} v{}", article.name(), article.version());
-        if let Some(bundle) = self.already_saved(&dest, &article, &publisher).await? {
+        // The bundle is listed by the authentic index: its signature must be the publisher's,
+        // by any key its roots delegated (revoking a key does not erase the archive).
+        let authority = self.chains[j].every_signer();
+        if let Some(bundle) = self.already_saved(&dest, &article, &authority).await? {
             for m in self.mirrors.iter_mut().filter(|m| m.index_usable()) {
                 m.note_bundle(Fate::NotNeeded, Some("a verified copy was already saved"));
             }
@@ -613,7 +702,7 @@ impl Reader {
         let partial_dir = self.options.state_dir.join("partial");
         std::fs::create_dir_all(&partial_dir).map_err(ReaderError::io(&partial_dir))?;
         let job = Arc::new(download::Job::new(
-            publisher.clone(),
+            authority,
             article.clone(),
             partial_dir,
             out_dir.to_owned(),
@@ -656,7 +745,7 @@ impl Reader {
         &self,
         dest: &Path,
         article: &ArticleVersion,
-        publisher: &PublicKey,
+        publisher: &Authority,
     ) -> Result<Option<VerifiedBundle>, ReaderError> {
         let file = match crate::index::open_regular(dest) {
             Ok(f) => f,
@@ -739,6 +828,47 @@ fn strictest_proxy(
         ));
     }
     Ok(strictest)
+}
+
+/// Walks `chain` forward with the roots the mirrors serve, each mirror in turn (a mirror
+/// serving a root that does not verify is passed over). Root equivocation is returned: the
+/// publisher's root keys signed two histories, and nothing of it should be shown.
+async fn walk_roots(chain: &mut Chain, sources: &[transport::Source]) -> Option<RootError> {
+    let id = chain.id().clone();
+    let layout = crate::index::layout::PublisherLayout::new(&id);
+    for source in sources {
+        let mut steps = 0;
+        while steps < crate::limits::MAX_ROOT_STEPS {
+            let next = chain.version() + 1;
+            let Ok(bytes) = source
+                .read(&layout.root(next), crate::limits::MAX_ROOT_BYTES)
+                .await
+            else {
+                break;
+            };
+            match chain.offer(&bytes) {
+                Ok(_) => steps += 1,
+                Err(e) => {
+                    if e.breaks_chain() && next > 1 {
+                        if let Ok(held) = source
+                            .read(&layout.root(next - 1), crate::limits::MAX_ROOT_BYTES)
+                            .await
+                        {
+                            if let Err(e @ RootError::Equivocation { .. }) = chain.offer(&held) {
+                                return Some(e);
+                            }
+                        }
+                    }
+                    tracing::warn!(
+                        "publisher {}: a mirror's root {next} was refused: {e}",
+                        id.id()
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The article `request` names among the updated indexes: (publisher position, entry).

@@ -294,7 +294,11 @@ impl Repo {
                 }
                 let chain = Chain::open(&id, Some(roots_storage(root, &id)))?;
                 let authority = chain.authority(SystemTime::now());
-                if authority.signers(Role::Index).contains(key) {
+                let delegated_once = chain
+                    .roots()
+                    .iter()
+                    .any(|r| r.body().signing_keys.iter().any(|d| &d.key == key));
+                if authority.signers(Role::Index).contains(key) || delegated_once {
                     found = Some(id);
                 }
             }
@@ -322,7 +326,7 @@ impl Repo {
         }
         // The publisher's own index loads whichever key of its roots signed it, so that after a
         // rotation the new key can sign over an index the dropped key signed.
-        let signers = self.chain()?.every_index_signer();
+        let signers = self.chain()?.every_signer();
         let mut tracker = Tracker::ephemeral(&signers, self.index_limits.clone());
         update_from_dir(&mut tracker, &self.root, SystemTime::now()).map_err(|source| {
             RepoError::CurrentIndex {

@@ -414,11 +414,8 @@ impl Anchor {
             if bytes.first() == Some(&b'{') {
                 return Self::from_root_bytes(&bytes);
             }
-            let text = String::from_utf8(bytes)
-                .map_err(|_| RootError::Key(KeyError::MalformedPublicKey("not UTF-8")))?;
-            return Ok(Self::key(PublicKey::from_file_text(&text)?));
         }
-        Ok(Self::key(PublicKey::from_base64(arg)?))
+        Ok(Self::key(PublicKey::from_arg(arg)?))
     }
 
     /// A first root's bytes: parsed, version 1, signed by a threshold of its own keys.
@@ -450,6 +447,17 @@ impl Anchor {
 impl fmt::Display for Anchor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.id.hex())
+    }
+}
+
+/// Where a reader (or `index show`, `verify`) keeps a publisher's roots: beside its index
+/// state, `<state>/index/<id hex>/roots/`, evidence in `<state>/evidence/`.
+pub fn state_storage(state: &std::path::Path, id: &PublicKey) -> ChainStorage {
+    let dir = state.join("index").join(id.hex());
+    ChainStorage {
+        dir: dir.join("roots"),
+        tmp: dir,
+        evidence: state.join("evidence"),
     }
 }
 

@@ -37,6 +37,7 @@ use crate::index::{
 };
 use crate::keys::PublicKey;
 use crate::limits::{BundleLimits, IndexLimits};
+use crate::roots::{Authority, Chain, ChainStorage, Offered, RootError};
 use crate::ErrorClass;
 
 mod object;
@@ -174,6 +175,9 @@ pub enum StoreError {
         holds: Listing,
         listed: Listing,
     },
+    /// A root document was refused (not the next version, not validly signed, equivocation).
+    #[error("{0}")]
+    Root(#[source] RootError),
     /// The index lists pieces or bundles that are not in the store yet.
     #[error("missing objects: the index lists {} object(s) the store does not have", .0.len())]
     MissingObjects(Vec<MissingObject>),
@@ -188,6 +192,7 @@ impl StoreError {
             StoreError::Object(e) => e.class(),
             StoreError::Bundle { source, .. } => source.class(),
             StoreError::Index(e) => e.class(),
+            StoreError::Root(e) => e.class(),
             StoreError::Minisig { .. }
             | StoreError::OlderIndex { .. }
             | StoreError::ListedAsOther { .. }
@@ -306,6 +311,7 @@ impl Store {
         let relative = match kind {
             ObjectKind::Index => format!("{base}/index.json"),
             ObjectKind::PublisherPub => format!("{base}/publisher.pub"),
+            ObjectKind::Root(version) => format!("{base}/roots/{version}.json"),
             ObjectKind::Piece(id) => format!("{base}/pieces/{id}.json"),
             ObjectKind::Bundle(id) => format!("{base}/bundles/{id}.zip"),
             ObjectKind::Minisig(id) => format!("{base}/bundles/{id}.zip.minisig"),
@@ -487,8 +493,12 @@ impl Store {
         if dest.is_file() {
             return Ok((Installed::AlreadyPresent, None));
         }
-        let verified = bundle::verify_file(object.path(), publisher, limits)
-            .map_err(|source| StoreError::Bundle { id, source })?;
+        let verified = bundle::verify_file(
+            object.path(),
+            &self.bundle_authority(publisher, listed)?,
+            limits,
+        )
+        .map_err(|source| StoreError::Bundle { id, source })?;
         self.check_listing(&pid, id, Listing::of(verified.manifest()), listed)?;
         self.ensure_publisher(publisher)?;
         match install_no_clobber(object, &dest)? {
@@ -527,10 +537,12 @@ impl Store {
             return Ok((Installed::AlreadyPresent, None));
         }
         index::check_bytes(bytes, object).map_err(StoreError::Object)?;
-        let verified = bundle::verify_reader(bytes, publisher, limits)
-            .map_err(|source| StoreError::Bundle { id, source })?;
+        let verified =
+            bundle::verify_reader(bytes, &self.bundle_authority(publisher, listed)?, limits)
+                .map_err(|source| StoreError::Bundle { id, source })?;
         self.check_listing(&pid, id, Listing::of(verified.manifest()), listed)?;
-        let signature = minisig.map(|text| check_minisig(publisher, id, bytes, text));
+        let signature =
+            minisig.map(|text| check_minisig(&self.authority(publisher)?, id, bytes, text));
         self.ensure_publisher(publisher)?;
         let placed = index::atomic::create_new_synced(&self.tmp, &dest, bytes)
             .map_err(StoreError::io(&dest))?;
@@ -626,7 +638,12 @@ impl Store {
             return Err(StoreError::BundleMissing(bundle));
         }
         let file = fs::File::open(&zip).map_err(StoreError::io(&zip))?;
-        check_minisig(publisher, bundle, io::BufReader::new(file), bytes)?;
+        check_minisig(
+            &self.authority(publisher)?,
+            bundle,
+            io::BufReader::new(file),
+            bytes,
+        )?;
         let existed = dest.is_file();
         index::atomic::write(&self.tmp, &dest, bytes).map_err(StoreError::io(&dest))?;
         if !existed {
@@ -775,6 +792,71 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Where the store keeps a publisher's roots: in the served layout (only roots that chain
+    /// are ever written there), temp files in `.tmp`, evidence beside the index evidence.
+    fn chain_storage(&self, publisher: &PublicKey) -> ChainStorage {
+        let pid = PublisherId::of(publisher);
+        let dir = self.path(&pid, &ObjectKind::Index).with_file_name("roots");
+        ChainStorage {
+            dir,
+            tmp: self.tmp_dir().to_owned(),
+            evidence: self.state.join("evidence"),
+        }
+    }
+
+    /// The publisher's chain of roots the store holds, re-verified.
+    pub fn chain(&self, publisher: &PublicKey) -> Result<Chain, StoreError> {
+        Chain::open(publisher, Some(self.chain_storage(publisher))).map_err(StoreError::Root)
+    }
+
+    /// Whom to trust for `publisher` now: the keys its current root delegates, or the key
+    /// itself for a publisher without roots.
+    pub fn authority(&self, publisher: &PublicKey) -> Result<Authority, StoreError> {
+        Ok(self.chain(publisher)?.authority(SystemTime::now()))
+    }
+
+    /// Whom a bundle must be signed by: any key the publisher's roots ever delegated when an
+    /// index lists it (`listed`: the index vouches for its hash), the current keys otherwise.
+    fn bundle_authority(
+        &self,
+        publisher: &PublicKey,
+        listed: Option<&Listing>,
+    ) -> Result<Authority, StoreError> {
+        match listed {
+            Some(_) => Ok(self.chain(publisher)?.every_signer()),
+            None => self.authority(publisher),
+        }
+    }
+
+    /// Installs root `version` of `publisher` (pushed, or fetched by a sync): it must be the
+    /// next version and chain onto the held root, or be a held one (nothing to do). A different
+    /// valid root of a held version is equivocation (evidence saved). Once a root is
+    /// installed, the publisher's index state is reopened under the new signing keys.
+    pub fn install_root(
+        &self,
+        publisher: &PublicKey,
+        version: u64,
+        bytes: &[u8],
+    ) -> Result<Installed, StoreError> {
+        let offered = crate::roots::Root::parse(bytes).map_err(StoreError::Root)?;
+        if offered.version() != version {
+            return Err(StoreError::Root(RootError::Malformed(format!(
+                "the file at roots/{version}.json holds root version {}",
+                offered.version()
+            ))));
+        }
+        self.ensure_publisher(publisher)?;
+        let mut map = self.lock_publishers();
+        let mut chain = self.chain(publisher)?;
+        match chain.offer(bytes).map_err(StoreError::Root)? {
+            Offered::Accepted(_) => {
+                map.remove(&PublisherId::of(publisher));
+                Ok(Installed::New)
+            }
+            Offered::Unchanged => Ok(Installed::AlreadyPresent),
+        }
+    }
+
     /// The publisher's state, loading it on first use: the tracker's history from `.state`,
     /// then the installed `index.json` (verified), which the tracker catches up with if it is
     /// newer (the store may have been filled by `qasid publish` or a plain copy).
@@ -787,7 +869,8 @@ impl Store {
         match map.entry(PublisherId::of(publisher)) {
             Slot::Occupied(slot) => Ok(slot.into_mut()),
             Slot::Vacant(slot) => {
-                let mut tracker = Tracker::open(&self.state, publisher, self.index_limits.clone())
+                let authority = self.authority(publisher)?;
+                let mut tracker = Tracker::open(&self.state, &authority, self.index_limits.clone())
                     .map_err(StoreError::Index)?;
                 let envelope = self.read_installed_envelope(publisher)?;
                 let held = tracker.held().filter(|h| {
@@ -800,9 +883,18 @@ impl Store {
                     // that index and its entries, so there is no need to do it twice.
                     (Some(held), _) => Some(held.clone()),
                     (None, Some(envelope)) => {
-                        let mut fresh = Tracker::ephemeral(publisher, self.index_limits.clone());
-                        self.feed(&mut fresh, &envelope)?;
-                        fresh.into_held()
+                        let mut fresh = Tracker::ephemeral(&authority, self.index_limits.clone());
+                        match self.feed(&mut fresh, &envelope) {
+                            Ok(()) => fresh.into_held(),
+                            // Signed by a key the publisher's root has since dropped: the next
+                            // index replaces it, whatever its sequence.
+                            Err(StoreError::Index(IndexError::BadSignature(_)))
+                                if authority.version() > 0 =>
+                            {
+                                None
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                     (None, None) => None,
                 };
@@ -912,8 +1004,12 @@ impl Store {
             .expect("feed accepted or kept an index");
         if held.signed().envelope() != envelope {
             // The tracker already holds something newer than what was offered.
-            let offered = index::SignedHead::verify(envelope, publisher, &self.index_limits)
-                .map_err(map_index_error)?;
+            let offered = index::SignedHead::verify(
+                envelope,
+                &self.authority(publisher)?,
+                &self.index_limits,
+            )
+            .map_err(map_index_error)?;
             return Err(StoreError::OlderIndex {
                 held: held.head().sequence(),
                 offered: offered.head().sequence(),
@@ -961,6 +1057,7 @@ impl Store {
         limits: &BundleLimits,
     ) -> Result<(), StoreError> {
         let pid = PublisherId::of(publisher);
+        let authority = self.chain(publisher)?.every_signer();
         for (object, listed) in newly_listed {
             let id = object.sha256;
             let remembered = self
@@ -973,7 +1070,7 @@ impl Store {
                 Some(holds) => holds,
                 None => {
                     let path = self.path(&pid, &ObjectKind::Bundle(id));
-                    let verified = bundle::verify_file(&path, publisher, limits)
+                    let verified = bundle::verify_file(&path, &authority, limits)
                         .map_err(|source| StoreError::Bundle { id, source })?;
                     Listing::of(verified.manifest())
                 }
@@ -1035,9 +1132,14 @@ impl Store {
         let Some(envelope) = self.read_installed_envelope(publisher)? else {
             return Ok(None);
         };
-        index::SignedHead::verify(&envelope, publisher, &self.index_limits)
-            .map(Some)
-            .map_err(StoreError::Index)
+        let authority = self.authority(publisher)?;
+        match index::SignedHead::verify(&envelope, &authority, &self.index_limits) {
+            Ok(head) => Ok(Some(head)),
+            // Signed by a key the publisher's root has since dropped: served until replaced,
+            // but it counts for nothing.
+            Err(IndexError::BadSignature(_)) if authority.version() > 0 => Ok(None),
+            Err(e) => Err(StoreError::Index(e)),
+        }
     }
 
     /// The bytes of the installed `index.json` (unverified), read within the head size cap.
@@ -1135,7 +1237,7 @@ fn install_no_clobber(object: VerifiedObject, dest: &Path) -> Result<Installed, 
 
 /// Checks a `.minisig` (size cap, UTF-8, signature over `data` by `publisher`); returns it.
 fn check_minisig<'a>(
-    publisher: &PublicKey,
+    publisher: &(impl crate::keys::Trusted + ?Sized),
     bundle: ContentId,
     data: impl io::Read,
     bytes: &'a [u8],

@@ -178,9 +178,11 @@ impl Syncer {
             let state = SyncState::load(&dir, opened_store.tmp_dir());
             let mut trackers = Vec::new();
             for key in keys {
-                let tracker =
-                    LazyTracker::open(&dir, &key, limits.clone()).map_err(SyncError::tracker)?;
-                trackers.push(PublisherSync::new(key, tracker));
+                // The store's verified roots say which keys sign this publisher's heads.
+                let authority = opened_store.authority(&key).map_err(SyncError::store)?;
+                let tracker = LazyTracker::open(&dir, &authority, limits.clone())
+                    .map_err(SyncError::tracker)?;
+                trackers.push(PublisherSync::new(key, dir.clone(), tracker));
             }
             Ok((lock, state, trackers))
         })

@@ -160,10 +160,7 @@ impl SourceArgs {
         let publishers = if publisher_args.is_empty() {
             config.publisher_keys()
         } else {
-            publisher_args
-                .iter()
-                .map(|p| PublicKey::from_arg(p))
-                .collect::<Result<Vec<_>, _>>()?
+            Vec::new()
         };
         let state_dir = self
             .state
@@ -191,6 +188,15 @@ impl SourceArgs {
                     .map_err(|e| Failure::usage(anyhow::anyhow!("--dns-server: {e}")))?,
             ),
             None => config.reader.dns_server.clone(),
+        };
+        let publishers = if publisher_args.is_empty() {
+            publishers
+        } else {
+            std::fs::create_dir_all(&state_dir).map_err(Failure::runtime)?;
+            publisher_args
+                .iter()
+                .map(|p| super::publisher_arg(p, Some(&state_dir)))
+                .collect::<Result<Vec<_>, _>>()?
         };
         let mut options = ReaderOptions::new(mirrors, publishers, state_dir);
         options.notes = notes;

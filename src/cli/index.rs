@@ -8,7 +8,6 @@ use qasid::index::{
     default_state_dir, http_client, update_from_dir, update_from_http, Entry, Freshness, Index,
     MirrorUrl, Outcome, Tracker, Transfer,
 };
-use qasid::keys::PublicKey;
 use qasid::limits::IndexLimits;
 use qasid::shown;
 
@@ -62,7 +61,8 @@ pub struct ShowArgs {
 
 impl ShowArgs {
     pub fn run(self) -> Result<(), Failure> {
-        let publisher = PublicKey::from_arg(&self.publisher)?;
+        let anchor = qasid::roots::Anchor::from_arg(&self.publisher)
+            .map_err(|e| Failure::new(e.class(), e))?;
         let state = match self.state.clone().or_else(default_state_dir) {
             Some(dir) => dir,
             None => {
@@ -72,17 +72,38 @@ impl ShowArgs {
             }
         };
         let limits = IndexLimits::default();
-        let mut tracker = Tracker::open(&state, &publisher, limits.clone())?;
+        std::fs::create_dir_all(&state).map_err(Failure::runtime)?;
+        // The publisher's roots first (remembered in the state folder): they say which keys
+        // sign its index now.
+        let storage = qasid::roots::state_storage(&state, anchor.id());
+        let mut chain = qasid::roots::Chain::anchored(&anchor, Some(storage))
+            .map_err(|e| Failure::new(e.class(), e))?;
         let now = SystemTime::now();
-        let (outcome, transfer) = if is_url(&self.repo) {
-            let base = MirrorUrl::parse(&self.repo, &limits).map_err(Failure::usage)?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(Failure::runtime)?;
-            runtime.block_on(update_from_http(&mut tracker, &http_client(), &base, now))?
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Failure::runtime)?;
+        let base = if is_url(&self.repo) {
+            Some(MirrorUrl::parse(&self.repo, &limits).map_err(Failure::usage)?)
         } else {
-            update_from_dir(&mut tracker, std::path::Path::new(&self.repo), now)?
+            None
+        };
+        let walked = match &base {
+            Some(base) => runtime.block_on(qasid::index::walk_roots_http(
+                &mut chain,
+                &http_client(),
+                base,
+            )),
+            None => qasid::index::walk_roots_dir(&mut chain, std::path::Path::new(&self.repo)),
+        };
+        walked.map_err(|e| Failure::new(e.class(), e))?;
+        let authority = chain.authority(now);
+        let mut tracker = Tracker::open(&state, &authority, limits.clone())?;
+        let (outcome, transfer) = match &base {
+            Some(base) => {
+                runtime.block_on(update_from_http(&mut tracker, &http_client(), base, now))?
+            }
+            None => update_from_dir(&mut tracker, std::path::Path::new(&self.repo), now)?,
         };
         let index = tracker
             .held()

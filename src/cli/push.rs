@@ -53,7 +53,7 @@ impl PushArgs {
             return self
                 .publishers
                 .iter()
-                .map(|p| PublicKey::from_arg(p).map_err(Failure::from))
+                .map(|p| super::publisher_arg(p, None))
                 .collect();
         }
         let dir = self.repo.join(PREFIX).join("publishers");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use qasid::bundle;
-use qasid::keys::PublicKey;
+use qasid::keys::Trusted as _;
 use qasid::limits::BundleLimits;
 use qasid::reader::ArticleRequest;
 use qasid::render::{self, ArticleHeader, RenderOptions};
@@ -57,7 +57,11 @@ impl ReadArgs {
         };
         let Some(request) = request else {
             let publisher = match self.publishers.as_slice() {
-                [one] => PublicKey::from_arg(one)?,
+                [one] => {
+                    let state = qasid::index::default_state_dir();
+                    super::offline_chain(one, state.as_deref())?
+                        .authority(std::time::SystemTime::now())
+                }
                 _ => {
                     return Err(Failure::usage(anyhow::anyhow!(
                         "reading a bundle file needs exactly one --publisher PUBKEY"
@@ -68,6 +72,7 @@ impl ReadArgs {
         };
         let options = self.source.options(&self.publishers)?;
         let articles = fetch::articles_dir(&options.state_dir);
+        let state_dir = options.state_dir.clone();
         let runtime = fetch::runtime()?;
         let (mut reader, _) = fetch::open_reader(options, &runtime)?;
         let updates = runtime.block_on(reader.update());
@@ -76,11 +81,12 @@ impl ReadArgs {
         bar.finish();
         fetch::print_report(&reader.report(), fetched.is_ok());
         let saved = fetched?;
-        self.show(&saved.path, &saved.publisher)
+        let chain = super::offline_chain(&saved.publisher.to_base64(), Some(&state_dir))?;
+        self.show(&saved.path, &chain.authority(std::time::SystemTime::now()))
     }
 
     /// Verifies the bundle at `file` and renders it (or extracts it with --out).
-    fn show(&self, file: &Path, publisher: &PublicKey) -> Result<(), Failure> {
+    fn show(&self, file: &Path, publisher: &qasid::roots::Authority) -> Result<(), Failure> {
         let limits = BundleLimits::default();
         if let Some(out) = &self.out {
             let verified = bundle::extract_verified(file, publisher, &limits, out)?;
@@ -110,7 +116,7 @@ impl ReadArgs {
                 writeln!(
                     stdout,
                     "\n-- verified: signed by publisher {} · content {}",
-                    publisher.id(),
+                    publisher.publisher().id(),
                     verified.manifest_id()
                 )
             })

@@ -357,7 +357,7 @@ pub(super) fn publishers_from_flags(flags: &[String]) -> Result<Vec<PublisherCon
         .map(|p| {
             Ok(PublisherConfig {
                 name: None,
-                key: PublicKey::from_arg(p)?,
+                key: super::publisher_arg(p, None)?,
             })
         })
         .collect()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use qasid::bundle::{self, BundleError};
 use qasid::content_id::HashingReader;
-use qasid::keys::PublicKey;
+use qasid::index::default_state_dir;
 use qasid::limits::BundleLimits;
 
 use super::{json, print_json, Failure};
@@ -33,7 +33,11 @@ pub struct VerifyArgs {
 
 impl VerifyArgs {
     pub fn run(self) -> Result<(), Failure> {
-        let publisher = PublicKey::from_arg(&self.publisher)?;
+        // The roots earlier fetches stored for this publisher say which keys sign its bundles.
+        let state = default_state_dir();
+        let chain = super::offline_chain(&self.publisher, state.as_deref())?;
+        let authority = chain.authority(std::time::SystemTime::now());
+        let publisher = chain.id().clone();
         let file = std::fs::File::open(&self.file).map_err(|source| BundleError::Io {
             path: self.file.clone(),
             source,
@@ -41,7 +45,7 @@ impl VerifyArgs {
         // One pass: the verifier reads the whole file (trailing bytes are an error), so the
         // hash of what it read is the hash of the file.
         let mut hashing = HashingReader::new(file);
-        let verified = bundle::verify_reader(&mut hashing, &publisher, &BundleLimits::default())?;
+        let verified = bundle::verify_reader(&mut hashing, &authority, &BundleLimits::default())?;
         let (bundle_sha256, size) = hashing.finish();
         let m = verified.manifest();
         if self.json {

@@ -419,10 +419,11 @@ fn publisher(p: PublisherWire, base: &Path) -> Result<PublisherConfig, WireError
         Err(base64_error) => {
             let path: PathBuf = base.join(text);
             if path.is_file() {
-                let file = std::fs::read_to_string(&path)
-                    .map_err(|e| at(&p.key, format!("publisher key file {text}: {e}")))?;
-                PublicKey::from_file_text(&file)
+                // A key file, or a first root file (root.json): the publisher id it derives.
+                crate::roots::Anchor::from_arg(&path.to_string_lossy())
                     .map_err(|e| at(&p.key, format!("publisher key file {text}: {e}")))?
+                    .id()
+                    .clone()
             } else {
                 return Err(at(
                     &p.key,

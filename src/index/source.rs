@@ -426,7 +426,7 @@ pub fn receive_bundle(
     reader: impl std::io::Read,
     dir: &Path,
     article: &ArticleVersion,
-    publisher: &PublicKey,
+    publisher: &(impl crate::keys::Trusted + ?Sized),
     limits: &BundleLimits,
 ) -> Result<FetchedBundle, BundleFetchError> {
     let sha256 = article.bundle().sha256;
@@ -440,13 +440,13 @@ pub async fn fetch_bundle_http(
     client: &reqwest::Client,
     base: &MirrorUrl,
     article: &ArticleVersion,
-    publisher: &PublicKey,
+    publisher: &(impl crate::keys::Trusted + ?Sized),
     dir: &Path,
     limits: &BundleLimits,
 ) -> Result<FetchedBundle, BundleFetchError> {
     let sha256 = article.bundle().sha256;
     let fetch = |source| BundleFetchError::Fetch { sha256, source };
-    let url = base.join(&PublisherLayout::new(publisher).bundle(&sha256));
+    let url = base.join(&PublisherLayout::new(publisher.publisher()).bundle(&sha256));
     let mut receiver = FileReceiver::new(dir, article.bundle()).map_err(fetch)?;
     get_into(client, &url, article.bundle().size, |chunk| {
         receiver.accept(chunk)
@@ -466,7 +466,7 @@ pub async fn fetch_bundle_http(
 fn check_bundle(
     object: VerifiedObject,
     article: &ArticleVersion,
-    publisher: &PublicKey,
+    publisher: &(impl crate::keys::Trusted + ?Sized),
     limits: &BundleLimits,
 ) -> Result<FetchedBundle, BundleFetchError> {
     let bundle = bundle::verify_file(object.path(), publisher, limits)?;

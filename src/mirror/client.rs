@@ -54,6 +54,9 @@ impl Item {
 #[derive(Debug, Clone)]
 pub struct PushPlan {
     publisher: PublicKey,
+    /// The publisher's roots, version 1 first: pushed first, one at a time, so the mirror
+    /// knows the current signing keys before anything they signed arrives.
+    roots: Vec<Item>,
     /// Bundles, each followed by its `.minisig` if the repo has one.
     bundles: Vec<Item>,
     pieces: Vec<Item>,
@@ -67,7 +70,7 @@ impl PushPlan {
 
     /// Number of objects in the plan (index included).
     pub fn objects(&self) -> usize {
-        self.bundles.len() + self.pieces.len() + 1
+        self.roots.len() + self.bundles.len() + self.pieces.len() + 1
     }
 }
 
@@ -77,6 +80,9 @@ pub enum PushError {
     /// The repo's own index does not verify: nothing is pushed.
     #[error("the repo's index does not verify: {0}")]
     Repo(#[source] IndexError),
+    /// The repo's roots do not verify: nothing is pushed.
+    #[error("the repo's roots do not verify: {0}")]
+    Roots(#[source] crate::roots::RootError),
     /// The repo has no index for this publisher.
     #[error("{0}: no index for this publisher (run `qasid publish` first)")]
     NothingPublished(String),
@@ -111,6 +117,7 @@ pub enum PushError {
 impl PushError {
     pub fn class(&self) -> ErrorClass {
         match self {
+            PushError::Roots(e) => e.class(),
             PushError::Repo(e) => match e.class() {
                 ErrorClass::Runtime => ErrorClass::Runtime,
                 _ => ErrorClass::Verification,
@@ -160,7 +167,12 @@ pub fn plan(repo: &Path, publisher: &PublicKey) -> Result<PushPlan, PushError> {
     if !on_disk(repo, &layout.index()).is_file() {
         return Err(PushError::NothingPublished(repo.display().to_string()));
     }
-    let mut tracker = Tracker::ephemeral(publisher, IndexLimits::default());
+    let chain =
+        crate::roots::Chain::open(publisher, Some(crate::repo::roots_storage(repo, publisher)))
+            .map_err(PushError::Roots)?;
+    // The repo's own index, whichever of its keys signed it: the mirror decides what it takes.
+    let signers = chain.every_signer();
+    let mut tracker = Tracker::ephemeral(&signers, IndexLimits::default());
     index::update_from_dir(&mut tracker, repo, SystemTime::now()).map_err(PushError::Repo)?;
     let held = tracker
         .into_held()
@@ -208,8 +220,21 @@ pub fn plan(repo: &Path, publisher: &PublicKey) -> Result<PushPlan, PushError> {
         envelope.len() as u64,
         ContentId::of_bytes(envelope),
     );
+    let roots = chain
+        .roots()
+        .iter()
+        .map(|root| {
+            let bytes = root.to_bytes();
+            item(
+                layout.root(root.version()),
+                bytes.len() as u64,
+                ContentId::of_bytes(&bytes),
+            )
+        })
+        .collect();
     Ok(PushPlan {
         publisher: publisher.clone(),
+        roots,
         bundles,
         pieces,
         index,
@@ -239,8 +264,9 @@ pub async fn push(
     let mut summary = PushSummary::default();
     // Ask about everything at once (bounded), then send in order.
     let all: Vec<&Item> = plan
-        .bundles
+        .roots
         .iter()
+        .chain(&plan.bundles)
         .chain(&plan.pieces)
         .chain([&plan.index])
         .collect();
@@ -272,6 +298,15 @@ pub async fn push(
         .collect();
     summary.skipped = all.len() - missing.len();
     progress.add_total(missing.iter().map(|i| i.size).sum());
+    let (roots, missing): (Vec<&Item>, Vec<&Item>) = missing
+        .into_iter()
+        .partition(|i| plan.roots.iter().any(|r| r.relative == i.relative));
+    // Roots one at a time, in version order: each must chain onto the one before.
+    for item in roots {
+        put(client, url_of(item)?, item, progress.clone()).await?;
+        summary.sent += 1;
+        summary.bytes += item.size;
+    }
     let (index, objects): (Vec<&Item>, Vec<&Item>) = missing
         .into_iter()
         .partition(|i| i.relative == plan.index.relative);

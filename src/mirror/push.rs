@@ -27,6 +27,7 @@ use crate::index::{
 };
 use crate::keys::PublicKey;
 use crate::limits::IndexLimits;
+use crate::roots::RootError;
 use crate::store::{Installed, MissingObject, ObjectKind, StoreError, MAX_MINISIG_BYTES};
 use crate::ErrorClass;
 
@@ -141,6 +142,7 @@ async fn put_trusted(
         ObjectKind::Piece(_) => state.max_push_bytes.min(index_limits.max_piece_bytes),
         ObjectKind::Minisig(_) => MAX_MINISIG_BYTES,
         ObjectKind::Index => index_limits.max_head_bytes,
+        ObjectKind::Root(_) => crate::limits::MAX_ROOT_BYTES,
     };
     let length = content_length(headers, cap)?;
     let store = state.store.clone();
@@ -186,6 +188,13 @@ async fn put_trusted(
             let bytes = receive_bytes(state, length, body).await?;
             let object = object_of(&bytes);
             blocking(move || store.install_index(&key, &bytes, &bundle_limits))
+                .await
+                .map(|installed| (installed, object))
+        }
+        ObjectKind::Root(version) => {
+            let bytes = receive_bytes(state, length, body).await?;
+            let object = object_of(&bytes);
+            blocking(move || store.install_root(&key, version, &bytes))
                 .await
                 .map(|installed| (installed, object))
         }
@@ -438,6 +447,19 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
                 ),
             );
         }
+        StoreError::Root(RootError::Equivocation { .. }) => {
+            tracing::error!("push refused: {e}");
+            state.metrics.verification_failure("root_equivocation");
+            return ApiError::new(StatusCode::CONFLICT, "conflicting root", format!("{e}"));
+        }
+        StoreError::Root(RootError::WrongVersion { .. }) => {
+            (StatusCode::CONFLICT, "root out of order", "")
+        }
+        StoreError::Root(inner) if inner.class() == ErrorClass::Verification => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "root verification failed",
+            "root",
+        ),
         StoreError::Index(inner) if inner.class() == ErrorClass::Verification => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "index verification failed",
@@ -461,7 +483,7 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
             api.missing = vec![layout.bundle(id)];
             return api;
         }
-        StoreError::Bundle { .. } | StoreError::Index(_) => {
+        StoreError::Bundle { .. } | StoreError::Index(_) | StoreError::Root(_) => {
             tracing::error!("push failed: {e}");
             return ApiError::internal();
         }
@@ -491,5 +513,6 @@ fn missing_path(layout: &PublisherLayout, m: &MissingObject) -> String {
         ObjectKind::Minisig(id) => layout.minisig(&id),
         ObjectKind::Index => layout.index(),
         ObjectKind::PublisherPub => layout.publisher_pub(),
+        ObjectKind::Root(version) => layout.root(version),
     }
 }

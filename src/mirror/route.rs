@@ -34,6 +34,8 @@ pub fn parse(path: &str) -> Option<ObjectPath> {
         file => {
             if let Some(name) = file.strip_prefix("pieces/") {
                 ObjectKind::Piece(hash_with_suffix(name, ".json")?)
+            } else if let Some(name) = file.strip_prefix("roots/") {
+                ObjectKind::Root(root_version(name)?)
             } else if let Some(name) = file.strip_prefix("bundles/") {
                 if let Some(hash) = name.strip_suffix(".minisig") {
                     ObjectKind::Minisig(hash_with_suffix(hash, ".zip")?)
@@ -46,6 +48,19 @@ pub fn parse(path: &str) -> Option<ObjectPath> {
         }
     };
     Some(ObjectPath { publisher, kind })
+}
+
+/// `<N>.json` with N a decimal root version: 1 to the most a verifier holds, no leading zero,
+/// so each root has one path.
+fn root_version(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse()
+        .ok()
+        .filter(|n| (1..=crate::limits::MAX_ROOT_VERSIONS).contains(n))
 }
 
 fn hash_with_suffix(name: &str, suffix: &str) -> Option<ContentId> {

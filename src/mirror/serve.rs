@@ -160,6 +160,7 @@ pub(super) async fn object(
         ObjectKind::Piece(_) => ("application/json", IMMUTABLE),
         ObjectKind::Bundle(_) => ("application/zip", IMMUTABLE),
         ObjectKind::Minisig(_) => ("text/plain; charset=utf-8", IMMUTABLE),
+        ObjectKind::Root(_) => ("application/json", IMMUTABLE),
     };
     let named_etag = path.kind.content_id().map(|id| etag_of(&id));
     // Objects named by their hash may answer 304 or HEAD without reading a byte; the others

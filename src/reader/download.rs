@@ -38,8 +38,9 @@ use crate::index::layout::{on_disk, PublisherLayout};
 use crate::index::{
     open_regular, receive_bundle, ArticleVersion, BundleFetchError, FetchError, FetchedBundle,
 };
-use crate::keys::PublicKey;
+use crate::keys::Trusted as _;
 use crate::limits::BundleLimits;
+use crate::roots::Authority;
 
 /// How many times one mirror is asked for one bundle in a run. 3: a connection cut part-way
 /// (a censor's reset, a flaky link) is retried with `Range` from where it stopped, but a
@@ -49,7 +50,8 @@ const MAX_TRIES_PER_MIRROR: u32 = 3;
 /// What to download and where it may go.
 #[derive(Debug)]
 pub(super) struct Job {
-    publisher: PublicKey,
+    /// The publisher id and the keys its current root delegates.
+    publisher: Authority,
     article: ArticleVersion,
     /// Partial downloads and temp spools (state folder).
     partial_dir: PathBuf,
@@ -62,7 +64,7 @@ pub(super) struct Job {
 
 impl Job {
     pub(super) fn new(
-        publisher: PublicKey,
+        publisher: Authority,
         article: ArticleVersion,
         partial_dir: PathBuf,
         out_dir: PathBuf,
@@ -472,7 +474,8 @@ async fn attempt(job: Arc<Job>, source: Source, tx: mpsc::UnboundedSender<u64>) 
                 patience,
             } => {
                 let url = base.join(
-                    &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
+                    &PublisherLayout::new(job.publisher.publisher())
+                        .bundle(&job.article.bundle().sha256),
                 );
                 let allowed = transport::deadline(patience, job.size().saturating_sub(spool.len));
                 let fill = from_http(&mut spool, &client, &url, job.size(), &tx);
@@ -620,7 +623,7 @@ async fn from_dir(
     let size = job.size();
     let path = on_disk(
         root,
-        &PublisherLayout::new(&job.publisher).bundle(&job.article.bundle().sha256),
+        &PublisherLayout::new(job.publisher.publisher()).bundle(&job.article.bundle().sha256),
     );
     let mirror = |e: std::io::Error| Fill::Mirror(transport::missing(e));
     let file = tokio::task::spawn_blocking(move || open_regular(&path))

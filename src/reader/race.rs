@@ -25,8 +25,9 @@ use crate::index::{
     receive_bytes, Freshness, IndexError, Offer, Outcome, PendingIndex, PieceRef, SignedHead,
     Tracker,
 };
-use crate::keys::PublicKey;
+use crate::keys::Trusted as _;
 use crate::limits::IndexLimits;
+use crate::roots::Authority;
 use crate::ErrorClass;
 
 /// One mirror's answer for one publisher.
@@ -69,7 +70,7 @@ struct Open {
 /// race lasts until every request ended by itself (bounded by the client's timeouts).
 pub(super) async fn race(
     sources: &[Source],
-    publishers: &[PublicKey],
+    publishers: &[Authority],
     limits: &IndexLimits,
     window: Duration,
     grace: Duration,
@@ -82,7 +83,7 @@ pub(super) async fn race(
     let mut open: Vec<Open> = publishers.iter().map(|_| Open::default()).collect();
     let mut tasks = HashMap::new();
     for (j, key) in publishers.iter().enumerate() {
-        let relative = PublisherLayout::new(key).index();
+        let relative = PublisherLayout::new(key.publisher()).index();
         for (m, source) in sources.iter().enumerate() {
             let (source, key, limits, relative) = (
                 source.clone(),

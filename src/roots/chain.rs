@@ -120,29 +120,34 @@ impl Chain {
         }
     }
 
-    /// Every key any held root ever delegated for index heads (and the id itself when it is a
-    /// real one-key id). Only for a publisher re-reading its own repo: the index it signed with
-    /// a key it has since dropped must still load so that a new key can sign over it.
-    pub fn every_index_signer(&self) -> Authority {
-        let mut keys: Vec<PublicKey> = Vec::new();
+    /// Every key any held root ever delegated, for every role it had (and the id itself when
+    /// it is a real one-key id), expiry ignored. For a bundle listed by an authentic head (the
+    /// head vouches for its sha256; its own signature only has to be the publisher's, from any
+    /// time: revoking a key must not erase the archive), and for a publisher re-reading its own
+    /// repo (the index a dropped key signed must load so that a new key can sign over it).
+    pub fn every_signer(&self) -> Authority {
+        let mut signers: [Vec<PublicKey>; 3] = Default::default();
         let one_key_id = self
             .roots
             .first()
             .is_none_or(|r| r.body.root_keys == [self.id.clone()]);
-        if one_key_id {
-            keys.push(self.id.clone());
-        }
-        for root in &self.roots {
-            for d in &root.body.signing_keys {
-                if d.roles.contains(&Role::Index) && !keys.contains(&d.key) {
-                    keys.push(d.key.clone());
+        for (i, role) in Role::ALL.iter().enumerate() {
+            let keys = &mut signers[i];
+            if one_key_id {
+                keys.push(self.id.clone());
+            }
+            for root in &self.roots {
+                for d in &root.body.signing_keys {
+                    if d.roles.contains(role) && !keys.contains(&d.key) {
+                        keys.push(d.key.clone());
+                    }
                 }
             }
         }
         Authority {
             id: self.id.clone(),
             version: self.version(),
-            signers: [Vec::new(), keys, Vec::new()],
+            signers,
         }
     }
 
@@ -170,6 +175,7 @@ impl Chain {
             self.check_next(&root)?;
             if let Some(storage) = &self.storage {
                 fs::create_dir_all(&storage.dir).map_err(RootError::io(&storage.dir))?;
+                fs::create_dir_all(&storage.tmp).map_err(RootError::io(&storage.tmp))?;
                 let path = storage.dir.join(format!("{version}.json"));
                 atomic::write(&storage.tmp, &path, bytes).map_err(RootError::io(&path))?;
             }

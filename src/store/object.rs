@@ -65,6 +65,8 @@ pub enum ObjectKind {
     Bundle(ContentId),
     /// `bundles/<sha256>.zip.minisig`: the detached signature of that bundle.
     Minisig(ContentId),
+    /// `roots/<N>.json`: root version N of the publisher's root of trust (immutable).
+    Root(u64),
 }
 
 impl ObjectKind {
@@ -72,7 +74,10 @@ impl ObjectKind {
     pub fn content_id(&self) -> Option<ContentId> {
         match self {
             ObjectKind::Piece(id) | ObjectKind::Bundle(id) => Some(*id),
-            ObjectKind::Index | ObjectKind::PublisherPub | ObjectKind::Minisig(_) => None,
+            ObjectKind::Index
+            | ObjectKind::PublisherPub
+            | ObjectKind::Minisig(_)
+            | ObjectKind::Root(_) => None,
         }
     }
 
@@ -89,6 +94,7 @@ impl ObjectKind {
             ObjectKind::Piece(_) => "piece",
             ObjectKind::Bundle(_) => "bundle",
             ObjectKind::Minisig(_) => "minisig",
+            ObjectKind::Root(_) => "root",
         }
     }
 }

@@ -112,6 +112,14 @@ pub enum SyncError {
         #[source]
         source: Box<StoreError>,
     },
+    /// A root of the publisher's chain the upstream served was refused (forged, rollback,
+    /// equivocation: the store keeps evidence of the last).
+    #[error("{url}: root refused: {source}")]
+    Root {
+        url: String,
+        #[source]
+        source: Box<StoreError>,
+    },
     /// The upstream's index lists an object that neither it nor any other upstream serves.
     #[error("{url}: its index lists {what} {sha256}, which no upstream serves")]
     MissingObject {
@@ -161,6 +169,7 @@ impl SyncError {
             SyncError::Index { source, .. } => source.class(),
             SyncError::Object { source, .. } => source.class(),
             SyncError::Bundle { source, .. } => source.class(),
+            SyncError::Root { source, .. } => source.class(),
             SyncError::OlderIndex { .. }
             | SyncError::ExpiredIndex { .. }
             | SyncError::Minisig { .. }
@@ -201,6 +210,12 @@ impl SyncError {
             },
             SyncError::Bundle { .. } => "bundle",
             SyncError::Minisig { .. } => "minisig",
+            SyncError::Root { source, .. } => match &**source {
+                StoreError::Root(crate::roots::RootError::Equivocation { .. }) => {
+                    "root_equivocation"
+                }
+                _ => "root",
+            },
             SyncError::Listing { .. } => "listed_as_other",
             SyncError::MissingObject { .. } => "missing_object",
             SyncError::Store(_) | SyncError::Tracker(_) | SyncError::State { .. } => "store",
@@ -222,6 +237,7 @@ impl SyncError {
             | SyncError::Bundle { url, .. }
             | SyncError::Minisig { url, .. }
             | SyncError::Listing { url, .. }
+            | SyncError::Root { url, .. }
             | SyncError::MissingObject { url, .. }
             | SyncError::BadUpstream { url, .. } => Some(url),
             _ => None,

@@ -39,6 +39,8 @@ use crate::sync::{blocking, cancellable, RoundCtx};
 /// read only when a round needs them, so an unchanged round costs a signature check).
 pub(crate) struct PublisherSync {
     pub key: PublicKey,
+    /// The sync's state folder, to reopen the tracker when a new root changes the signing keys.
+    pub state_dir: std::path::PathBuf,
     pub id: PublisherId,
     pub layout: PublisherLayout,
     /// A tokio `Mutex`: held for the publisher's whole round, across downloads; rounds never
@@ -47,8 +49,9 @@ pub(crate) struct PublisherSync {
 }
 
 impl PublisherSync {
-    pub fn new(key: PublicKey, tracker: LazyTracker) -> Self {
+    pub fn new(key: PublicKey, state_dir: std::path::PathBuf, tracker: LazyTracker) -> Self {
         Self {
+            state_dir,
             id: PublisherId::of(&key),
             layout: PublisherLayout::new(&key),
             key,
@@ -99,6 +102,35 @@ pub(crate) async fn sync_publisher(
         errors: Vec::new(),
     };
     let mut guard = p.tracker.clone().lock_owned().await;
+    // Roots first: a rotation changes which keys sign the heads about to be fetched. Asked for
+    // when the store knows the publisher has roots (a push or the first root brings root 1),
+    // so a one-key publisher costs no extra request per round.
+    let (store, key) = (ctx.store.clone(), p.key.clone());
+    let wants_roots =
+        blocking(move || Ok(store.chain(&key).map_err(SyncError::store)?.version() > 0))
+            .await
+            .unwrap_or(false);
+    if wants_roots && walk_roots(&ctx, &p, &upstreams, &mut report).await {
+        let (store, key, dir, limits) = (
+            ctx.store.clone(),
+            p.key.clone(),
+            p.state_dir.clone(),
+            ctx.index_limits.clone(),
+        );
+        let reopened = on_tracker(guard, move |t| {
+            let authority = store.authority(&key).map_err(SyncError::store)?;
+            *t = LazyTracker::open(&dir, &authority, limits).map_err(SyncError::tracker)?;
+            Ok(())
+        })
+        .await;
+        let Ok((g, result)) = reopened else {
+            return report;
+        };
+        guard = g;
+        if let Err(e) = result {
+            local_failure(&mut report, e);
+        }
+    }
     let mut heads = JoinSet::new();
     let held_seq = guard.held_head().map(sequence);
     for upstream in &upstreams {
@@ -225,6 +257,99 @@ fn sequence(head: &SignedHead) -> u64 {
 }
 
 /// Logs a local failure (store, sync state) and keeps it for the report.
+/// Fetches and installs the publisher's roots after the store's newest, from each upstream in
+/// turn (at most [`crate::limits::MAX_ROOT_STEPS`] each). Says whether any root was installed.
+async fn walk_roots(
+    ctx: &Arc<RoundCtx>,
+    p: &Arc<PublisherSync>,
+    upstreams: &[Arc<Upstream>],
+    report: &mut PublisherReport,
+) -> bool {
+    let mut installed_any = false;
+    for upstream in upstreams {
+        for _ in 0..crate::limits::MAX_ROOT_STEPS {
+            let (store, key) = (ctx.store.clone(), p.key.clone());
+            let next = match blocking(move || store.chain(&key).map_err(SyncError::store)).await {
+                Ok(chain) => chain.version() + 1,
+                Err(e) => {
+                    local_failure(report, e);
+                    return installed_any;
+                }
+            };
+            let url = upstream.url().to_owned();
+            let too_large = || SyncError::Root {
+                url: url.clone(),
+                source: Box::new(StoreError::Root(crate::roots::RootError::TooLarge {
+                    limit: crate::limits::MAX_ROOT_BYTES,
+                })),
+            };
+            let fetched = cancellable(
+                &ctx.cancel,
+                upstream.capped_bytes(
+                    &p.layout.root(next),
+                    crate::limits::MAX_ROOT_BYTES,
+                    too_large,
+                ),
+            )
+            .await;
+            let bytes = match fetched {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => break,
+                Err(e) => {
+                    ctx.round.fail(e);
+                    break;
+                }
+            };
+            let (store, key) = (ctx.store.clone(), p.key.clone());
+            let result = blocking(move || Ok(store.install_root(&key, next, &bytes))).await;
+            match result {
+                Ok(Ok(_)) => installed_any = true,
+                Ok(Err(e)) => {
+                    let breaks = matches!(&e, StoreError::Root(r) if r.breaks_chain());
+                    if breaks && next > 1 {
+                        // Asking for the held version again tells a forgery from equivocation.
+                        if let Ok(Some(held)) = upstream
+                            .capped_bytes(
+                                &p.layout.root(next - 1),
+                                crate::limits::MAX_ROOT_BYTES,
+                                too_large,
+                            )
+                            .await
+                        {
+                            let (store, key) = (ctx.store.clone(), p.key.clone());
+                            if let Ok(Err(e)) =
+                                blocking(move || Ok(store.install_root(&key, next - 1, &held)))
+                                    .await
+                            {
+                                local_failure(
+                                    report,
+                                    SyncError::Root {
+                                        url: url.clone(),
+                                        source: Box::new(e),
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    local_failure(
+                        report,
+                        SyncError::Root {
+                            url,
+                            source: Box::new(e),
+                        },
+                    );
+                    break;
+                }
+                Err(e) => {
+                    local_failure(report, e);
+                    break;
+                }
+            }
+        }
+    }
+    installed_any
+}
+
 fn local_failure(report: &mut PublisherReport, e: SyncError) {
     if !matches!(e, SyncError::Cancelled) {
         tracing::error!(publisher = %report.publisher, "sync: {}", error_chain(&e));

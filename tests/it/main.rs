@@ -43,6 +43,7 @@ mod repo_http;
 mod repo_kill;
 mod repo_publish;
 mod repo_restore;
+mod roots;
 mod static_nginx;
 mod sync_cli;
 mod sync_crash;
