@@ -17,9 +17,10 @@ use crate::keys::PublicKey;
 const TEMPLATE: &str = include_str!("../web/reader/reader.html");
 const STYLE: &str = include_str!("../web/reader/style.css");
 /// In dependency order: helpers first, the page's entry point last.
-const SCRIPTS: [&str; 7] = [
+const SCRIPTS: [&str; 8] = [
     include_str!("../web/reader/bytes.js"),
     include_str!("../web/reader/verify.js"),
+    include_str!("../web/reader/note.js"),
     include_str!("../web/reader/zip.js"),
     include_str!("../web/reader/fetch.js"),
     include_str!("../web/reader/state.js"),
@@ -94,8 +95,11 @@ pub fn build(config: &PageConfig) -> Page {
             connect.push(o);
         }
     }
-    // Mirrors learned from signed indexes are https (plain http ones must be pinned).
+    // Mirrors learned at run time (from signed indexes and signed mirror notes) can be any
+    // http(s) origin: onion mirrors are plain http. The script is allowed only by its hash, and
+    // it asks only pinned mirrors and mirrors from signed data, so this opens no other channel.
     connect.push("https:".into());
+    connect.push("http:".into());
     let csp = format!(
         "default-src 'none'; script-src {}; style-src {}; img-src blob:; connect-src {}; base-uri 'none'; form-action 'none'",
         csp_hash(&script),
@@ -140,7 +144,7 @@ mod tests {
         );
         assert!(a
             .html
-            .contains("connect-src 'self' http://127.0.0.1:8080 https:"));
+            .contains("connect-src 'self' http://127.0.0.1:8080 https: http:;"));
     }
 
     #[test]

@@ -609,8 +609,22 @@ fn the_page_code_reaches_the_shared_vectors_conclusions() {
         "kind": "bundle", "file": "bundle-v1/bundle.zip", "expect": "ok",
         "bytes": b64(&bundle_dir.join("bundle.zip")), "publisher": pubkey(&bundle_dir),
     }));
-    assert!(cases.len() > 20, "the vectors are there");
-    let scripts: String = ["bytes.js", "verify.js", "zip.js"]
+    let note_dir = vectors.join("note-v1");
+    let notes: Value =
+        serde_json::from_str(&fs::read_to_string(note_dir.join("expect.json")).unwrap()).unwrap();
+    for (file, outcome) in notes["notes"].as_object().unwrap() {
+        let expect = match outcome["valid"].as_bool().unwrap() {
+            true => "ok".to_owned(),
+            false => outcome["error"].as_str().unwrap().to_owned(),
+        };
+        cases.push(json!({
+            "kind": "note", "file": format!("note-v1/{file}"), "expect": expect,
+            "text": fs::read_to_string(note_dir.join(file)).unwrap(),
+            "publisher": notes["publisher"], "now": notes["now"], "outcome": outcome,
+        }));
+    }
+    assert!(cases.len() > 40, "the vectors are there");
+    let scripts: String = ["bytes.js", "verify.js", "note.js", "zip.js"]
         .iter()
         .map(|f| fs::read_to_string(root.join("web/reader").join(f)).unwrap())
         .collect::<Vec<_>>()
@@ -623,13 +637,19 @@ fn the_page_code_reaches_the_shared_vectors_conclusions() {
           let got;
           try {
             const publisher = await importPublisher(c.publisher);
-            const bytes = b64bytes(c.bytes);
+            const bytes = c.bytes === undefined ? null : b64bytes(c.bytes);
             if (c.kind === "index") {
               const h = await verifyIndex(bytes, publisher);
               got = h.sequence === c.sequence && h.id === c.id && h.previous === c.previous && h.log.entries === c.entries ? "ok" : "wrong result";
             } else if (c.kind === "piece") {
               const p = parsePiece(bytes, publisher);
               got = c.expect !== "ok" || (p.first === c.first && p.entries.length === c.count && (await sha256Hex(bytes)) === c.sha256) ? "ok" : "wrong result";
+            } else if (c.kind === "note") {
+              const n = await verifyNote(c.text, [publisher], c.now * 1000);
+              const o = c.outcome;
+              const same = n.keyId === o.publisher && n.sequence === BigInt(o.sequence) && n.expires === BigInt(o.expires)
+                && JSON.stringify(n.mirrors.map((m) => [m.url, m.hint])) === JSON.stringify(o.mirrors.map((m) => [m.url, m.hint]));
+              got = same ? "ok" : "wrong result";
             } else if (c.kind === "bundle") {
               await readBundle(bytes, publisher);
               got = "ok";
@@ -666,4 +686,80 @@ fn the_page_code_reaches_the_shared_vectors_conclusions() {
         wrong.is_empty(),
         "the page disagrees with the vectors: {wrong:#?}"
     );
+}
+
+fn note_uri(signer: &SecretKey, sequence: u64, urls: &[&str]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    qasid::note::Note {
+        publisher: signer.public().id(),
+        sequence,
+        expires: now + 3600,
+        mirrors: urls
+            .iter()
+            .map(|u| qasid::note::NoteMirror::parse(u).unwrap())
+            .collect(),
+    }
+    .sign(signer)
+    .unwrap()
+    .to_uri()
+}
+
+/// The page's only pinned mirror is a tarpit (blocked); the link a reader got in a chat app
+/// carries a signed mirror note naming a fresh mirror: the page verifies the note with the
+/// pinned key, asks the note's mirror and shows the verified article. A note signed by another
+/// key and an older note are refused and their mirrors never asked.
+#[test]
+fn a_note_in_the_link_leads_past_a_blocked_mirror_and_a_forged_or_older_note_is_refused() {
+    let r = repos();
+    let tarpit = Tarpit::start();
+    let fresh = CorsDir::start(&r.repo);
+    let decoy = CorsDir::start(&r.repo);
+    let url = page(r.dir.path(), "noted", &[tarpit.url.as_str()]);
+    let good = note_uri(&key(), 20, &[&fresh.url]);
+    let older = note_uri(&key(), 10, &[&decoy.url]);
+    let forged = note_uri(&SecretKey::from_seed(&[0x72; 32]), 30, &[&decoy.url]);
+    // The forged note names another key id; re-signing a copy that claims ours needs our key,
+    // so the forger's only choice is a note our key does not verify.
+    let report = drive(json!({
+        "timeoutMs": 60000,
+        "steps": [
+            {"goto": format!("{url}#{forged}&read=alpha")},
+            {"snapshot": "forged"},
+            {"goto": format!("{url}#{good}&read=alpha")},
+            {"snapshot": "good"},
+            // A new tab (a fresh document, not a fragment change) with the older note.
+            {"goto": format!("{url}?new-tab#read=alpha&{older}")},
+            {"snapshot": "older"},
+        ]
+    }));
+    let forged_snap = snapshot(&report, "forged");
+    let problems = texts(&forged_snap["problems"]).join("\n");
+    assert!(
+        problems.contains("mirror note") && problems.contains("does not trust"),
+        "{forged_snap}"
+    );
+    assert_ne!(forged_snap["statusClass"], "good", "{forged_snap}");
+    let good_snap = snapshot(&report, "good");
+    assert_eq!(good_snap["statusClass"], "good", "{good_snap}");
+    assert_eq!(good_snap["title"], "Alpha report");
+    let badge = good_snap["badge"].as_str().unwrap();
+    assert!(
+        badge.contains(&format!("served by {}", fresh.url)),
+        "{badge}"
+    );
+    // The page remembers the note's sequence: the older note is refused as a rollback, and the
+    // mirror it names is never asked (the article still opens through what was learned).
+    let older_snap = snapshot(&report, "older");
+    let problems = texts(&older_snap["problems"]).join("\n");
+    assert!(problems.contains("rollback"), "{older_snap}");
+    for req in texts(&report["requests"]) {
+        assert!(
+            !req.starts_with(&decoy.url),
+            "the page asked {req}, named only by a refused note"
+        );
+    }
+    only_requests_to(&report, &[&tarpit.url, &fresh.url, &decoy.url]);
 }

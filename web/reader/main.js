@@ -23,6 +23,7 @@ const app = {
   objectUrls: [],
   ready: null,
   opened: null,
+  note: null,
 };
 
 function setStatus(text, kind) {
@@ -49,8 +50,8 @@ function dateText(ms) {
   return new Date(ms).toISOString().replace("T", " ").replace(".000Z", " UTC");
 }
 
-function mirrorSources() {
-  const urls = [...config.mirrors];
+function mirrorSources(extra = []) {
+  const urls = [...config.mirrors, ...extra];
   if (location.protocol === "http:" || location.protocol === "https:") urls.push(new URL("/", location.href).href);
   urls.push(...loadLearned());
   const unique = [...new Set(urls.map(normalMirrorUrl).filter(Boolean))];
@@ -225,9 +226,55 @@ async function openArticle(name) {
   }
 }
 
+/** The parts of the fragment: `read=NAME` and a mirror note `qasid:1:…`, joined by `&`. */
+function fragment() {
+  const parts = { read: null, note: null };
+  for (const part of location.hash.replace(/^#/, "").split("&")) {
+    if (part.startsWith("read=")) parts.read = decodeURIComponent(part.slice(5));
+    else if (part.startsWith("qasid:")) parts.note = part;
+  }
+  return parts;
+}
+
 function openFromHash() {
-  const m = /^#read=(.+)$/.exec(location.hash);
-  if (m) busy(openArticle(decodeURIComponent(m[1])));
+  const { read } = fragment();
+  if (read) busy(openArticle(read));
+}
+
+/** A new link in the same tab: a new note is checked and its mirrors asked, then the article. */
+async function onHashChange() {
+  const { note } = fragment();
+  if (note && note !== app.note) {
+    app.note = note;
+    $("problems").replaceChildren();
+    $("problems").hidden = true;
+    const urls = await mirrorsFromNote(note);
+    if (urls.length) app.ready = load(mirrorSources(urls), "network");
+  }
+  openFromHash();
+}
+
+/**
+ * A mirror note in the link (PROTOCOL.md section 12): verified with the pinned publishers'
+ * keys before any of its mirrors is asked. Returns the mirror URLs to add (none on refusal).
+ */
+async function mirrorsFromNote(text) {
+  try {
+    const note = await verifyNote(text, app.publishers, Date.now());
+    const held = loadNoteSequence(note.publisher);
+    if (note.sequence < held) {
+      throw new QasidError("note", `mirror note: sequence ${note.sequence} is older than the note (sequence ${held}) this browser already accepted (rollback)`, "rollback");
+    }
+    if (note.sequence > held) saveNoteSequence(note.publisher, note.sequence);
+    const urls = note.mirrors.map((m) => m.url);
+    saveLearned([...loadLearned(), ...urls]);
+    $("note").textContent = `Mirror note from publisher ${note.keyId} (sequence ${note.sequence}, verified): ${urls.join(", ")}`;
+    $("note").hidden = false;
+    return urls;
+  } catch (e) {
+    problem(`The mirror note in this link was refused: ${describe(e)}`);
+    return [];
+  }
 }
 
 async function openFolder(fileList) {
@@ -284,8 +331,11 @@ async function start() {
   $("pinned").textContent = app.publishers.map((p) => p.keyId).join(", ");
   $("open-folder").addEventListener("change", (e) => busy(openFolder(e.target.files)));
   $("open-bundle").addEventListener("change", (e) => e.target.files[0] && busy(openBundleFile(e.target.files[0])));
-  window.addEventListener("hashchange", openFromHash);
-  app.ready = load(mirrorSources(), "network");
+  window.addEventListener("hashchange", () => busy(onHashChange()));
+  const { note } = fragment();
+  app.note = note;
+  const fromNote = note ? await mirrorsFromNote(note) : [];
+  app.ready = load(mirrorSources(fromNote), "network");
   openFromHash();
   await app.ready;
 }

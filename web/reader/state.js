@@ -71,3 +71,21 @@ function saveLearned(urls) {
     // As above: learning is a convenience.
   }
 }
+
+/** The newest mirror note sequence this browser accepted for a publisher (a BigInt, or 0n). */
+function loadNoteSequence(publisher) {
+  try {
+    const raw = localStorage.getItem(STATE_PREFIX + "note:" + publisher.hex);
+    return raw && /^\d{1,20}$/.test(raw) ? BigInt(raw) : 0n;
+  } catch {
+    return 0n;
+  }
+}
+
+function saveNoteSequence(publisher, sequence) {
+  try {
+    localStorage.setItem(STATE_PREFIX + "note:" + publisher.hex, sequence.toString());
+  } catch {
+    // As above.
+  }
+}
