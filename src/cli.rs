@@ -27,6 +27,7 @@ mod push;
 mod read;
 mod reader_page;
 mod root;
+mod status;
 mod sync;
 mod verify;
 
@@ -63,6 +64,7 @@ enum Command {
     Push(push::PushArgs),
     Mirror(mirror::MirrorArgs),
     Sync(sync::SyncArgs),
+    Status(status::StatusArgs),
     #[command(subcommand)]
     Index(index::IndexCommand),
     #[command(subcommand)]
@@ -152,6 +154,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Push(args) => args.run(),
         Command::Mirror(args) => args.run(),
         Command::Sync(args) => args.run(),
+        Command::Status(args) => args.run(),
         Command::Index(cmd) => cmd.run(),
         Command::Root(cmd) => cmd.run(),
         Command::Note(cmd) => cmd.run(),
@@ -164,7 +167,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 #[derive(Debug)]
 pub struct Failure {
     class: ErrorClass,
-    error: anyhow::Error,
+    pub error: anyhow::Error,
     /// What the command can still say in its `--json` document despite failing (the fetch
     /// report of every mirror, a push's per-mirror results).
     json: Option<serde_json::Value>,
@@ -260,6 +263,8 @@ classified_errors!(
     qasid::sync::SyncError,
     qasid::reader::ReaderError,
     qasid::note::NoteError,
+    qasid::daemon::DaemonError,
+    qasid::status::StatusError,
 );
 
 /// Reads a `--publisher` value (a key, a key file or a first root file) and returns the

@@ -108,6 +108,10 @@ pub struct MirrorConfig {
     pub idle_timeout: Duration,
     /// On SIGINT/SIGTERM, how long requests in flight may take to finish. Default 30 s.
     pub shutdown_grace: Duration,
+    /// Log one line per request (method, path, status, bytes, time) at info level. Default
+    /// off: what a reader reads is theirs, and a log of it is something that can be seized.
+    /// Even when on, no reader address (or any other client detail) is ever written.
+    pub access_log: bool,
 }
 
 impl MirrorConfig {
@@ -132,6 +136,7 @@ impl Default for MirrorConfig {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            access_log: false,
         }
     }
 }

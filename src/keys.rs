@@ -250,7 +250,13 @@ pub struct KeyId([u8; 8]);
 
 impl KeyId {
     fn derive(key: &VerifyingKey) -> Self {
-        let digest = Sha256::digest(key.as_bytes());
+        Self::of_raw_key(key.as_bytes())
+    }
+
+    /// The id qasid derives for a raw 32-byte ed25519 key (whether or not it is a valid
+    /// point): names a publisher folder the way its key is named.
+    pub fn of_raw_key(key: &[u8; 32]) -> Self {
+        let digest = Sha256::digest(key);
         let mut id = [0u8; 8];
         id.copy_from_slice(&digest[..8]);
         Self(id)

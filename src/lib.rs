@@ -24,6 +24,8 @@
 //! - [`mirror`]: the mirror's HTTP server (layout, push, reader pages, metrics).
 //! - [`sync`]: the mirror's sync daemon (pull from upstream mirrors, verify, install, prune).
 //! - [`note`]: signed mirror notes (`qasid:1:…` URIs, QR codes, DNS TXT records).
+//! - [`daemon`]: `qasid mirror` composed: server, background sync, signals and reloads.
+//! - [`status`]: what a store holds and how its sync is doing, for operators.
 //! - [`reader`]: fetching verified indexes and bundles from racing mirrors (HTTP, Tor, folders).
 //!
 //! Trust flows one way: bytes from disk or network become [`bundle::VerifiedBundle`] only through
@@ -33,6 +35,7 @@ pub mod article;
 pub mod bundle;
 pub mod config;
 pub mod content_id;
+pub mod daemon;
 pub mod demo;
 pub mod index;
 pub mod keys;
@@ -47,6 +50,7 @@ pub mod render;
 pub mod repo;
 pub mod roots;
 pub mod shown;
+pub mod status;
 pub mod store;
 pub mod sync;
 

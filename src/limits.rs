@@ -157,3 +157,10 @@ pub const MAX_DNS_MESSAGE_BYTES: usize = 65_535;
 /// Longest wait for a DNS answer (including a TCP retry after truncation): 5 s, the usual
 /// resolver timeout; a blocked resolver should not hold up the mirrors the reader already has.
 pub const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Refusals kept in a store's recent-refusals record (`qasid status`). 100: enough to see a
+/// pattern (one publisher, one upstream, one reason) at a glance; the log has the rest.
+pub const MAX_RECENT_REFUSALS: usize = 100;
+
+/// Shortest time between two writes of the recent-refusals record. One second: a flood of
+/// refused requests costs at most one small atomic file write a second.
+pub const REFUSAL_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);

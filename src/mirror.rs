@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower_http::compression::CompressionLayer;
 
 use crate::config::Config;
@@ -37,6 +38,7 @@ use crate::store::{PublisherId, Store};
 
 pub mod client;
 mod conn;
+mod log;
 mod metrics;
 mod push;
 mod reading;
@@ -75,21 +77,64 @@ impl MirrorError {
     }
 }
 
-/// Everything request handlers share.
-pub struct MirrorState {
-    pub store: Arc<Store>,
-    pub metrics: Arc<Metrics>,
+/// The part of the configuration a reload may change: whom to trust and how much to accept.
+struct Trust {
     /// Trusted publishers in configuration order (the home page's order).
     publishers: Vec<TrustedPublisher>,
     by_id: HashMap<PublisherId, usize>,
     max_push_bytes: u64,
     /// Slowest push body accepted (bytes/s on average, after `conn.header_timeout`).
     min_body_rate: u64,
+}
+
+impl Trust {
+    fn new(config: &Config) -> Self {
+        let mut publishers = Vec::new();
+        let mut by_id = HashMap::new();
+        for p in &config.publishers {
+            let id = PublisherId::of(&p.key);
+            if by_id.contains_key(&id) {
+                continue;
+            }
+            by_id.insert(id, publishers.len());
+            publishers.push(TrustedPublisher {
+                key: p.key.clone(),
+                name: p.name.clone(),
+            });
+        }
+        Self {
+            publishers,
+            by_id,
+            max_push_bytes: config.mirror.max_push_bytes,
+            min_body_rate: config.mirror.min_body_rate,
+        }
+    }
+}
+
+fn conn_limits(config: &Config) -> ConnLimits {
+    ConnLimits {
+        max_connections: config.mirror.max_connections,
+        header_timeout: config.mirror.header_timeout,
+        idle_timeout: config.mirror.idle_timeout,
+        max_per_address: config.mirror.per_address_cap(),
+        shutdown_grace: config.mirror.shutdown_grace,
+    }
+}
+
+/// Everything request handlers share.
+pub struct MirrorState {
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    /// Swapped whole on reload; a request holds the `Arc` it started with, so it sees one
+    /// consistent configuration. A std `RwLock`: it is held only to clone the `Arc`.
+    trust: RwLock<Arc<Trust>>,
     bundle_limits: BundleLimits,
     index_limits: IndexLimits,
     site: SiteInfo,
     reading: reading::Reading,
-    conn: ConnLimits,
+    /// The connection limits; the accept loops follow changes (see [`MirrorState::reload`]).
+    conn: watch::Sender<ConnLimits>,
+    log: log::RequestLog,
 }
 
 impl MirrorState {
@@ -105,48 +150,46 @@ impl MirrorState {
                 path: read_dir.display().to_string(),
                 source,
             })?;
-        let mut publishers = Vec::new();
-        let mut by_id = HashMap::new();
-        for p in &config.publishers {
-            let id = PublisherId::of(&p.key);
-            if by_id.contains_key(&id) {
-                continue;
-            }
-            by_id.insert(id, publishers.len());
-            publishers.push(TrustedPublisher {
-                key: p.key.clone(),
-                name: p.name.clone(),
-            });
-        }
         Ok(Self {
             store,
             metrics,
-            publishers,
-            by_id,
-            max_push_bytes: config.mirror.max_push_bytes,
-            min_body_rate: config.mirror.min_body_rate,
+            trust: RwLock::new(Arc::new(Trust::new(config))),
             bundle_limits: BundleLimits::default(),
             index_limits: IndexLimits::default(),
             site: reading::site_info("qasid mirror"),
             reading,
-            conn: ConnLimits {
-                max_connections: config.mirror.max_connections,
-                max_per_address: config.mirror.per_address_cap(),
-                header_timeout: config.mirror.header_timeout,
-                idle_timeout: config.mirror.idle_timeout,
-                shutdown_grace: config.mirror.shutdown_grace,
-            },
+            conn: watch::Sender::new(conn_limits(config)),
+            log: log::RequestLog::new(&config.mirror),
         })
     }
 
+    /// Applies a new configuration's publishers, push cap, connection limits and logging to
+    /// the running server. Requests in flight finish under the settings they started with;
+    /// open connections stay open (a lower connection limit takes effect as they close).
+    /// The listen address, store and retention are fixed for the process's life.
+    pub fn reload(&self, config: &Config) {
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Trust::new(config));
+        self.conn.send_replace(conn_limits(config));
+        self.log.reload(&config.mirror);
+    }
+
+    fn trust(&self) -> Arc<Trust> {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The trusted key for a publisher folder, if this mirror carries it.
-    pub fn trusted(&self, id: &PublisherId) -> Option<&PublicKey> {
-        self.by_id.get(id).map(|&i| &self.publishers[i].key)
+    pub fn trusted(&self, id: &PublisherId) -> Option<PublicKey> {
+        let trust = self.trust();
+        trust
+            .by_id
+            .get(id)
+            .map(|&i| trust.publishers[i].key.clone())
     }
 
     fn trusted_name(&self, key: &PublicKey) -> Option<String> {
-        let i = *self.by_id.get(&PublisherId::of(key))?;
-        self.publishers[i].name.clone()
+        let trust = self.trust();
+        let i = *trust.by_id.get(&PublisherId::of(key))?;
+        trust.publishers[i].name.clone()
     }
 
     fn store_index_limits(&self) -> &IndexLimits {
@@ -161,7 +204,7 @@ pub async fn run(
     state: Arc<MirrorState>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), MirrorError> {
-    let limits = state.conn;
+    let limits = state.conn.subscribe();
     conn::serve(listener, router(state), limits, shutdown)
         .await
         .map_err(MirrorError::Serve)
@@ -199,7 +242,20 @@ async fn common_headers(
     next: Next,
 ) -> Response {
     let class = classify(request.method(), request.uri().path());
+    let access = state.log.access_enabled().then(|| {
+        (
+            request.method().clone(),
+            request.uri().path().to_owned(),
+            std::time::Instant::now(),
+        )
+    });
     let mut response = next.run(request).await;
+    if let Some((method, path, started)) = access {
+        let bytes = axum::body::HttpBody::size_hint(response.body()).exact();
+        state
+            .log
+            .access(&method, &path, response.status(), bytes, started.elapsed());
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -346,7 +402,12 @@ fn cors_preflight() -> Response {
 /// reads from this mirror's origin and learns the others from the signed indexes.
 async fn reader_page(State(state): State<Arc<MirrorState>>) -> Response {
     let page = crate::reader_page::build(&crate::reader_page::PageConfig {
-        publishers: state.publishers.iter().map(|p| p.key.clone()).collect(),
+        publishers: state
+            .trust()
+            .publishers
+            .iter()
+            .map(|p| p.key.clone())
+            .collect(),
         mirrors: Vec::new(),
     });
     (

@@ -40,9 +40,13 @@ use crate::limits::{BundleLimits, IndexLimits};
 use crate::roots::{Authority, Chain, ChainStorage, Offered, RootError};
 use crate::ErrorClass;
 
+mod lock;
 mod object;
+pub mod refusals;
 
+pub use lock::{StoreLock, LOCK_FILE};
 pub use object::{ObjectKind, ParsePublisherIdError, PublisherId};
+pub use refusals::Refusal;
 
 /// Temp files untouched for this long when a store is opened were left by a crashed writer.
 /// Ten minutes: a live writer (push, sync, publish) touches its temp file at least every idle
@@ -181,12 +185,20 @@ pub enum StoreError {
     /// The index lists pieces or bundles that are not in the store yet.
     #[error("missing objects: the index lists {} object(s) the store does not have", .0.len())]
     MissingObjects(Vec<MissingObject>),
+    /// Another process (a `qasid mirror` or `qasid sync`) holds the store's lock.
+    #[error(
+        "store {} is in use: another qasid process (mirror or sync) is already running on it; \
+         stop that one first, or use another store",
+        store.display()
+    )]
+    InUse { store: PathBuf },
 }
 
 impl StoreError {
     pub fn class(&self) -> ErrorClass {
         match self {
             StoreError::Io { .. }
+            | StoreError::InUse { .. }
             | StoreError::MissingObjects(_)
             | StoreError::BundleMissing(_) => ErrorClass::Runtime,
             StoreError::Object(e) => e.class(),
@@ -241,6 +253,7 @@ pub struct Store {
     /// replaces an immutable object with other bytes; anything that ever removes one from
     /// disk must evict it here too.
     cache: Mutex<ObjectCache>,
+    refusals: refusals::Refusals,
 }
 
 /// A bounded first-in-first-out cache of object bytes.
@@ -274,6 +287,7 @@ impl Store {
         for dir in [&tmp, &state, &publishers] {
             fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         }
+        let refusals = refusals::Refusals::new(&state, &tmp);
         let store = Store {
             root: root.to_owned(),
             tmp,
@@ -286,6 +300,7 @@ impl Store {
             unsynced_folders: Mutex::default(),
             installed_listings: Mutex::default(),
             cache: Mutex::new(ObjectCache::default()),
+            refusals,
         };
         store.clean_tmp(STALE_TMP_AGE)?;
         store.clean_staged(STALE_STAGED_AGE)?;
@@ -294,6 +309,22 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Takes the store's exclusive lock (one mirror or sync per store), held until the
+    /// returned guard is dropped or the process ends.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        StoreLock::acquire(&self.root, &self.state)
+    }
+
+    /// Adds to the recent-refusals record (see [`refusals`]). Blocking.
+    pub fn record_refusal(&self, refusal: Refusal) {
+        self.refusals.record(refusal);
+    }
+
+    /// Writes refusals not yet written. Blocking.
+    pub fn flush_refusals(&self) {
+        self.refusals.flush();
     }
 
     /// Where temp files for this store go (same file system as the objects).

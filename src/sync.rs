@@ -50,7 +50,11 @@ mod upstream;
 pub use backoff::Backoff;
 pub use download::{partial_path, RESUMABLE_FROM};
 pub use error::{NetworkKind, SyncError};
-pub use report::{error_chain, PublisherReport, RoundReport, UpstreamReport, WireBytes};
+pub use report::{
+    error_chain, Progress, ProgressSnapshot, PublisherReport, RoundReport, UpstreamReport,
+    WireBytes,
+};
+pub use state::{upstream_health, UpstreamHealth};
 pub use upstream::Timeouts;
 
 use publisher::PublisherSync;
@@ -128,6 +132,7 @@ struct Inner {
     downloads: Arc<Semaphore>,
     index_limits: IndexLimits,
     bundle_limits: BundleLimits,
+    progress: Arc<Progress>,
     _lock: SyncLock,
 }
 
@@ -202,6 +207,7 @@ impl Syncer {
                 state: Arc::new(Mutex::new(state)),
                 index_limits,
                 bundle_limits: BundleLimits::default(),
+                progress: Arc::default(),
                 _lock: lock,
             }),
         })
@@ -211,13 +217,18 @@ impl Syncer {
         &self.inner.options
     }
 
+    /// Live totals of the round in progress (reset when a round starts).
+    pub fn progress(&self) -> Arc<Progress> {
+        self.inner.progress.clone()
+    }
+
     /// One round: every publisher from every upstream that is not backing off. Never fails as a
     /// whole; the report says what went wrong where. Stops early (with a partial report) when
     /// `cancel` fires.
     pub async fn run_once(&self, cancel: &CancellationToken) -> RoundReport {
         let inner = &self.inner;
         let started = Instant::now();
-        let round = Arc::new(Round::new(inner.metrics.clone()));
+        let round = Arc::new(Round::new(inner.metrics.clone(), inner.progress.clone()));
         let ctx = Arc::new(RoundCtx {
             store: inner.store.clone(),
             round: round.clone(),
@@ -277,6 +288,16 @@ impl Syncer {
         if !cancel.is_cancelled() {
             self.record_health(&used, &round);
         }
+        let refused = round.take_refused();
+        let store = inner.store.clone();
+        let _ = blocking(move || {
+            for r in refused {
+                store.record_refusal(r);
+            }
+            store.flush_refusals();
+            Ok(())
+        })
+        .await;
         let saved = inner.state.lock().unwrap_or_else(|p| p.into_inner()).save();
         if let Err(e) = saved {
             tracing::error!("sync: {e}");
@@ -354,9 +375,12 @@ impl Syncer {
     /// Backs off upstreams that failed this round and clears those that did not.
     fn record_health(&self, used: &HashMap<String, Arc<Upstream>>, round: &Round) {
         let now = Instant::now();
+        let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
         for (url, u) in used {
-            let ok = !round.failed(url);
-            match u.record(ok, &self.inner.options.backoff, now) {
+            let error = round.first_error(url);
+            let backoff = u.record(error.is_none(), &self.inner.options.backoff, now);
+            state.record_upstream(url, error, backoff, SystemTime::now());
+            match backoff {
                 None => {
                     self.inner
                         .metrics
@@ -372,6 +396,12 @@ impl Syncer {
             }
         }
     }
+}
+
+/// Checks that every configured upstream can be used (URL scheme, proxy), as starting a sync
+/// with them would: for `qasid mirror --check` and configuration reloads.
+pub fn check_upstreams(upstreams: &[UpstreamConfig], sync: &SyncConfig) -> Result<(), SyncError> {
+    dedup_upstreams(upstreams, SyncOptions::from_config(sync).timeouts).map(drop)
 }
 
 /// Builds the configured upstreams, once per URL.

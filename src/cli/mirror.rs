@@ -7,12 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 use qasid::config::{self, Config, Keep};
+use qasid::daemon;
 use qasid::limits::IndexLimits;
-use qasid::mirror::{self, Metrics, MirrorState};
 use qasid::store::Store;
-
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::Failure;
 
@@ -22,12 +19,27 @@ use super::Failure;
 /// Settings come from --config (see mirrors.toml for every key and its default); each flag
 /// overrides its key. List flags (--publisher, --upstream) replace the file's list when given.
 /// Logs "listening on http://ADDR" on stderr and runs until SIGINT or SIGTERM, then lets
-/// requests in flight finish.
+/// requests in flight finish. SIGHUP reloads the configuration (file and flags) without
+/// dropping a connection: publishers, upstreams, limits and the access log change; a config
+/// that does not validate is refused (the log says why) and the running one is kept. The
+/// listen address, store and keep need a restart. One mirror or sync per store: a second one
+/// exits with an error.
+///
+/// Refused pushes are always logged (what, which publisher, why). The access log
+/// (--access-log) is off by default and never holds a reader's address.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  qasid mirror --config mirrors.toml\n  qasid mirror --listen 0.0.0.0:8080 --store /srv/qasid --publisher keys/publisher.pub"
+    after_help = "Examples:\n  qasid mirror --config mirrors.toml\n  qasid mirror --check --config mirrors.toml\n  qasid mirror --listen 0.0.0.0:8080 --store /srv/qasid --publisher keys/publisher.pub\n  kill -HUP $(pidof qasid)    # reload mirrors.toml"
 )]
 pub struct MirrorArgs {
+    /// Check the configuration (file and flags) and exit: 0 and a one-line summary if it is
+    /// valid, 2 and the error if not. Starts nothing and writes nothing.
+    #[arg(long)]
+    check: bool,
+    /// Log one line per request: method, path, status, bytes, time (mirror.access_log).
+    /// Never a reader's address.
+    #[arg(long)]
+    access_log: bool,
     /// The configuration file (mirrors.toml). Without it, defaults and flags only.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -128,6 +140,9 @@ impl MirrorArgs {
         if let Some(v) = self.shutdown_grace {
             m.shutdown_grace = v;
         }
+        if self.access_log {
+            m.access_log = true;
+        }
         if !self.publishers.is_empty() {
             c.publishers = super::sync::publishers_from_flags(&self.publishers)?;
         }
@@ -148,20 +163,26 @@ impl MirrorArgs {
     }
 
     pub fn run(self) -> Result<(), Failure> {
+        if self.check {
+            return self.check();
+        }
         let config = self.config()?;
+        qasid::sync::check_upstreams(&config.upstreams, &config.sync)?;
         if config.publishers.is_empty() {
             tracing::warn!("no trusted publishers: every push is refused and nothing is served");
         }
-        let store = Store::open(
+        let store = Arc::new(Store::open(
             &config.mirror.store,
             config.mirror.keep,
             IndexLimits::default(),
-        )?;
+        )?);
+        let lock = store.lock()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(Failure::runtime)?;
         runtime.block_on(async move {
+            let signals = daemon::Signals::install().map_err(Failure::runtime)?;
             let listener = tokio::net::TcpListener::bind(config.mirror.listen)
                 .await
                 .map_err(|e| {
@@ -171,61 +192,35 @@ impl MirrorArgs {
                     ))
                 })?;
             let addr = listener.local_addr().map_err(Failure::runtime)?;
-            let metrics = Metrics::with_upstream_urls(config.metrics.upstream_urls);
-            let state = MirrorState::new(&config, Arc::new(store), Arc::new(metrics))?;
             eprintln!("listening on http://{addr}");
-            tracing::info!(
-                store = %config.mirror.store.display(),
-                publishers = config.publishers.len(),
-                "mirror started"
-            );
-            let state = Arc::new(state);
-            let (background, stop_sync) = (TaskTracker::new(), CancellationToken::new());
-            let store = &state.store;
-            super::sync::start_in_mirror(
-                &config,
-                store,
-                &state.metrics,
-                &background,
-                stop_sync.clone(),
-            )
-            .await?;
-            let served = mirror::run(listener, state, shutdown_signal()).await;
-            stop_sync.cancel();
-            background.close();
-            background.wait().await;
-            served?;
-            tracing::info!("mirror stopped");
+            let reload = || {
+                let new = self.config().map_err(|f| super::one_line(&f.error))?;
+                Ok(new)
+            };
+            daemon::run(listener, store, lock, config, reload, signals).await?;
             Ok(())
         })
     }
-}
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub(super) async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for SIGINT: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    /// `--check`: validate and summarise, or fail with exit code 2.
+    fn check(&self) -> Result<(), Failure> {
+        let config = self.config().map_err(|f| Failure::usage(f.error))?;
+        qasid::sync::check_upstreams(&config.upstreams, &config.sync).map_err(Failure::usage)?;
+        let source = match &self.config {
+            Some(path) => path.display().to_string(),
+            None => "flags".to_owned(),
+        };
+        println!(
+            "{source}: ok: {} publisher(s), {} upstream(s), listen {}, store {}, keep {}",
+            config.publishers.len(),
+            config.upstreams.len(),
+            config.mirror.listen,
+            config.mirror.store.display(),
+            match config.mirror.keep {
+                Keep::All => "all",
+                Keep::Current => "current",
             }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+        );
+        Ok(())
     }
-    eprintln!("shutting down");
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use qasid::config::{self, Config, Keep, PublisherConfig, SyncConfig, UpstreamConfig};
+use qasid::daemon::Signals;
 use qasid::keys::PublicKey;
 use qasid::limits::IndexLimits;
 use qasid::mirror::Metrics;
@@ -160,16 +161,27 @@ impl SyncArgs {
             config.mirror.keep,
             IndexLimits::default(),
         )?);
+        let _lock = store.lock()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(Failure::runtime)?;
         runtime.block_on(async move {
-            let syncer = new_syncer(&config, store, Arc::new(Metrics::new())).await?;
+            let signals = Signals::install().map_err(Failure::runtime)?;
+            let syncer = Syncer::new(
+                store,
+                &config.publisher_keys(),
+                &config.upstreams,
+                SyncOptions::from_config(&config.sync),
+                Arc::new(Metrics::new()),
+            )
+            .await?;
             let cancel = CancellationToken::new();
             if self.once {
-                let report = syncer.run_once(&cancel).await;
-                if !self.json {
+                let report = with_progress(&syncer, syncer.run_once(&cancel)).await;
+                if self.json {
+                    eprintln!("{}", summary_line(&report));
+                } else {
                     print_summary(&report);
                 }
                 let doc = round_json(&report, &config.publisher_keys());
@@ -185,7 +197,8 @@ impl SyncArgs {
             let tasks = TaskTracker::new();
             tasks.spawn(syncer.run(cancel.clone()));
             tasks.close();
-            super::mirror::shutdown_signal().await;
+            signals.shutdown().await;
+            eprintln!("shutting down");
             cancel.cancel();
             tasks.wait().await;
             Ok(())
@@ -193,55 +206,71 @@ impl SyncArgs {
     }
 }
 
-/// Starts the background sync of `qasid mirror` on `tasks`, stopped by `cancel`, when there
-/// is something to sync from.
-pub async fn start_in_mirror(
-    config: &Config,
-    store: &Arc<Store>,
-    metrics: &Arc<Metrics>,
-    tasks: &TaskTracker,
-    cancel: CancellationToken,
-) -> Result<(), Failure> {
-    if config.upstreams.is_empty() && !config.sync.use_index_mirrors {
-        return Ok(());
+/// Runs `round`, showing live totals on stderr when it is a terminal.
+async fn with_progress(
+    syncer: &Syncer,
+    round: impl std::future::Future<Output = RoundReport>,
+) -> RoundReport {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return round.await;
     }
-    if config.publishers.is_empty() {
-        tracing::warn!("sync not started: no trusted publishers");
-        return Ok(());
-    }
-    let syncer = new_syncer(config, store.clone(), metrics.clone()).await?;
-    tracing::info!(
-        upstreams = config.upstreams.len(),
-        interval = %humantime::format_duration(config.sync.interval),
-        "sync started"
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} syncing {elapsed}: {msg}")
+            .expect("a valid template"),
     );
-    tasks.spawn(syncer.run(cancel));
-    Ok(())
+    let progress = syncer.progress();
+    let show = |bar: &indicatif::ProgressBar| {
+        let p = progress.snapshot();
+        bar.set_message(format!(
+            "{} request(s), {} received, {} bundle(s), {} error(s)",
+            p.requests,
+            human_bytes(p.bytes),
+            p.bundles,
+            p.errors
+        ));
+    };
+    tokio::pin!(round);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let report = loop {
+        tokio::select! {
+            report = &mut round => break report,
+            _ = tick.tick() => {
+                show(&bar);
+                bar.tick();
+            }
+        }
+    };
+    bar.finish_and_clear();
+    report
 }
 
-async fn new_syncer(
-    config: &Config,
-    store: Arc<Store>,
-    metrics: Arc<Metrics>,
-) -> Result<Syncer, Failure> {
-    let syncer = Syncer::new(
-        store,
-        &config.publisher_keys(),
-        &config.upstreams,
-        SyncOptions::from_config(&config.sync),
-        metrics,
+/// One line: what the round fetched, how many bundles, bytes and errors.
+fn summary_line(report: &RoundReport) -> String {
+    let bundles: u64 = report.upstreams.iter().map(|u| u.bundles).sum();
+    let errors: usize = report
+        .upstreams
+        .iter()
+        .map(|u| u.errors.len())
+        .chain(report.publishers.iter().map(|p| p.errors.len()))
+        .sum();
+    let indexes = report
+        .publishers
+        .iter()
+        .filter(|p| p.installed.is_some())
+        .count();
+    format!(
+        "sync: {} publisher(s) ({indexes} with an index), {} upstream(s): {bundles} new bundle(s), {} received, {errors} error(s) in {:.2}s",
+        report.publishers.len(),
+        report.upstreams.len(),
+        human_bytes(report.bytes().total()),
+        report.elapsed.as_secs_f64()
     )
-    .await?;
-    Ok(syncer)
 }
 
 fn print_summary(report: &RoundReport) {
-    println!(
-        "sync round: {:.2}s, {} upstream(s), {} received",
-        report.elapsed.as_secs_f64(),
-        report.upstreams.len(),
-        human_bytes(report.bytes().total())
-    );
+    println!("{}", summary_line(report));
     for u in &report.upstreams {
         let state = if u.backing_off {
             "backing off".to_owned()
@@ -341,7 +370,7 @@ fn failure_line(report: &RoundReport) -> String {
     )
 }
 
-fn human_bytes(n: u64) -> String {
+pub(super) fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1 << 20) as f64),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),

@@ -68,6 +68,7 @@ struct MirrorWire {
     header_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
     shutdown_grace: Option<Spanned<String>>,
+    access_log: Option<bool>,
 }
 
 /// A byte size: an integer, or a string such as `"64 MiB"`.
@@ -401,6 +402,7 @@ fn mirror(m: MirrorWire, d: MirrorConfig, base: &Path) -> Result<MirrorConfig, W
         header_timeout: duration(m.header_timeout, "mirror.header_timeout", d.header_timeout)?,
         idle_timeout: duration(m.idle_timeout, "mirror.idle_timeout", d.idle_timeout)?,
         shutdown_grace: duration(m.shutdown_grace, "mirror.shutdown_grace", d.shutdown_grace)?,
+        access_log: m.access_log.unwrap_or(d.access_log),
     })
 }
 

@@ -1,13 +1,14 @@
 //! Connections: the accept loop, the connection limit, per-connection timeouts and graceful
 //! shutdown.
 //!
-//! Owns everything below HTTP request handling: a `Semaphore` bounds open connections (the
-//! accept loop waits for a free slot, so excess clients queue in the kernel), [`PerAddress`]
-//! bounds those of one client address (more are answered 429 and closed at once), hyper's header
-//! read timeout cuts off clients that trickle headers, [`IdleIo`] drops a connection that moves
-//! no byte in either direction for the idle timeout (stalled uploads, readers that stopped
-//! reading, idle keep-alives), and on shutdown the listener closes, requests in flight finish
-//! and the rest is cut after the grace period. It never looks inside a request.
+//! Owns everything below HTTP request handling: a `Semaphore` bounds open connections (at the
+//! limit each worker holds one accepted connection until a slot is free, and further clients
+//! queue in the kernel), [`PerAddress`] bounds those of one client address (more are answered
+//! 429 and closed at once), hyper's header read timeout cuts off clients that trickle headers,
+//! [`IdleIo`] drops a connection that moves no byte in either direction for the idle timeout
+//! (stalled uploads, readers that stopped reading, idle keep-alives), and on shutdown the
+//! listener closes, requests in flight finish and the rest is cut after the grace period. It
+//! never looks inside a request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,7 +26,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,11 @@ pub struct ConnLimits {
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains.
 ///
+/// `limits` may change while serving (a configuration reload): each new connection gets the
+/// current timeouts, and the connection limit grows at once or shrinks as connections close;
+/// open connections are never dropped for it; a lowered per-address cap applies to new
+/// connections only.
+///
 /// Connections are served by one single-threaded runtime per core, each accepting from the same
 /// socket (the model of nginx's workers): a connection's requests never hop between threads,
 /// which on small responses saves more than work stealing gains. The caller's runtime only
@@ -49,12 +55,14 @@ pub struct ConnLimits {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: ConnLimits,
+    mut limits: watch::Receiver<ConnLimits>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let listener = listener.into_std()?;
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let per_address = Arc::new(PerAddress::new(limits.max_per_address));
+    let start = *limits.borrow_and_update();
+    let mut max_connections = start.max_connections;
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let per_address = Arc::new(PerAddress::default());
     let stop = CancellationToken::new();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(workers);
@@ -62,6 +70,7 @@ pub async fn serve(
         let listener = listener.try_clone()?;
         let (router, permits, worker_stop) = (router.clone(), permits.clone(), stop.clone());
         let per_address = per_address.clone();
+        let limits = limits.clone();
         let thread = std::thread::Builder::new()
             .name(format!("qasid-http-{i}"))
             .spawn(move || -> io::Result<()> {
@@ -89,7 +98,38 @@ pub async fn serve(
     }
     // Only the workers' copies of the socket remain: it closes when the last one stops.
     drop(listener);
-    shutdown.await;
+    tokio::pin!(shutdown);
+    // Permits still to take out of circulation after the limit was lowered.
+    let mut excess = 0u32;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            changed = limits.changed() => {
+                if changed.is_err() {
+                    // The sender is gone: no more changes; just wait for shutdown.
+                    (&mut shutdown).await;
+                    break;
+                }
+                let wanted = limits.borrow_and_update().max_connections;
+                if wanted > max_connections {
+                    let mut grow = wanted - max_connections;
+                    let cancelled = grow.min(excess as usize);
+                    excess -= cancelled as u32;
+                    grow -= cancelled;
+                    permits.add_permits(grow);
+                } else {
+                    let shrink = max_connections - wanted;
+                    let forgotten = permits.forget_permits(shrink);
+                    excess += u32::try_from(shrink - forgotten).unwrap_or(u32::MAX);
+                }
+                max_connections = wanted;
+            }
+            taken = permits.acquire_many(excess), if excess > 0 => {
+                taken.expect("the semaphore is never closed").forget();
+                excess = 0;
+            }
+        }
+    }
     stop.cancel();
     tokio::task::spawn_blocking(move || {
         // Join every worker (each drains its connections), then report the first failure.
@@ -124,7 +164,7 @@ const TOO_MANY_FROM_ADDRESS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
-    limits: ConnLimits,
+    limits: watch::Receiver<ConnLimits>,
     shared: Shared,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -133,17 +173,8 @@ async fn accept_loop(
         per_address,
     } = shared;
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -156,13 +187,28 @@ async fn accept_loop(
                 }
             },
         };
-        let Some(slot) = per_address.acquire(peer.ip()) else {
+        // The slot is taken after the accept, so that no idle worker holds one: a limit
+        // lowered by a reload then counts every slot. Until one is free this worker accepts
+        // nothing more, and further clients wait in the kernel's queue.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        // The address's cap is checked once the connection holds a slot (as if it had just been
+        // accepted): one waiting for a slot is not refused for connections that close meanwhile.
+        let current = *limits.borrow();
+        let Some(slot) = per_address.acquire(peer.ip(), current.max_per_address) else {
             tracing::debug!(%peer, "refused: too many connections from this address");
             let _ = stream.try_write(TOO_MANY_FROM_ADDRESS);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(current.header_timeout)
+            .keep_alive(true);
+        let io = TokioIo::new(IdleIo::new(stream, current.idle_timeout));
         let service = TowerToHyperService::new(router.clone());
         let conn = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
@@ -175,41 +221,33 @@ async fn accept_loop(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for requests in flight");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let grace = limits.borrow().shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!(
-            "requests still running after the {:?} grace period were cut off",
-            limits.shutdown_grace
-        );
+        tracing::warn!("requests still running after the {grace:?} grace period were cut off");
     }
 }
 
 /// Open connections per client address, shared by all workers. IPv6 addresses count per /64:
 /// one host usually holds a whole /64 and could otherwise open its connections from as many
 /// addresses as it likes.
+#[derive(Default)]
 pub struct PerAddress {
-    max: usize,
     /// A std `Mutex`: held for one map update per connection opened or closed, never across an
     /// `.await`.
     open: std::sync::Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl PerAddress {
-    pub fn new(max: usize) -> Self {
-        Self {
-            max,
-            open: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A slot for one more connection from `ip`, or `None` at the cap.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+    /// A slot for one more connection from `ip`, or `None` if `max` are open already (the cap
+    /// is passed in because a reload may change it).
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
         let key = Self::key(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(key).or_insert(0);
-        if *n >= self.max {
+        if *n >= max {
             return None;
         }
         *n += 1;
@@ -359,22 +397,26 @@ mod tests {
 
     #[test]
     fn per_address_slots_are_capped_and_released() {
-        let per = Arc::new(PerAddress::new(2));
+        let per = Arc::new(PerAddress::default());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let (s1, s2) = (per.acquire(a).unwrap(), per.acquire(a).unwrap());
-        assert!(per.acquire(a).is_none());
-        assert!(per.acquire("192.0.2.2".parse().unwrap()).is_some());
+        let (s1, s2) = (per.acquire(a, 2).unwrap(), per.acquire(a, 2).unwrap());
+        assert!(per.acquire(a, 2).is_none());
+        assert!(per.acquire("192.0.2.2".parse().unwrap(), 2).is_some());
+        // A cap lowered by a reload refuses new connections; open ones stay counted.
+        assert!(per.acquire(a, 1).is_none());
         drop(s1);
-        assert!(per.acquire(a).is_some());
+        assert!(per.acquire(a, 2).is_some());
         drop(s2);
         // IPv6 counts per /64; a v4-mapped address is its IPv4 address.
-        let per = Arc::new(PerAddress::new(1));
-        let _x = per.acquire("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let per = Arc::new(PerAddress::default());
+        let _x = per.acquire("2001:db8:1:2::1".parse().unwrap(), 1).unwrap();
         assert!(per
-            .acquire("2001:db8:1:2:ffff::9".parse().unwrap())
+            .acquire("2001:db8:1:2:ffff::9".parse().unwrap(), 1)
             .is_none());
-        assert!(per.acquire("2001:db8:1:3::1".parse().unwrap()).is_some());
-        let _y = per.acquire(a).unwrap();
-        assert!(per.acquire("::ffff:192.0.2.1".parse().unwrap()).is_none());
+        assert!(per.acquire("2001:db8:1:3::1".parse().unwrap(), 1).is_some());
+        let _y = per.acquire(a, 1).unwrap();
+        assert!(per
+            .acquire("::ffff:192.0.2.1".parse().unwrap(), 1)
+            .is_none());
     }
 }

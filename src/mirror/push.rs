@@ -28,7 +28,7 @@ use crate::index::{
 use crate::keys::PublicKey;
 use crate::limits::IndexLimits;
 use crate::roots::RootError;
-use crate::store::{Installed, MissingObject, ObjectKind, StoreError, MAX_MINISIG_BYTES};
+use crate::store::{Installed, MissingObject, ObjectKind, Refusal, StoreError, MAX_MINISIG_BYTES};
 use crate::ErrorClass;
 
 /// A refusal or failure, as sent to the client.
@@ -85,13 +85,17 @@ pub(super) async fn put(
     body: Body,
 ) -> Response {
     let kind = path.kind.label();
+    let publisher = path.publisher;
     let result = match state.trusted(&path.publisher) {
         None => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "untrusted publisher",
-            format!("this mirror does not carry publisher {}", path.publisher),
+            format!(
+                "this mirror does not carry publisher {}",
+                path.publisher.key_id()
+            ),
         )),
-        Some(key) => put_trusted(&state, key.clone(), path, headers, body).await,
+        Some(key) => put_trusted(&state, key, path, headers, body).await,
     };
     match result {
         Ok((installed, object)) => {
@@ -114,6 +118,16 @@ pub(super) async fn put(
         Err(e) => {
             if e.status.is_client_error() {
                 state.metrics.push(kind, PushOutcome::Refused);
+                super::log::refused_push(kind, &publisher, e.status, &e.reason);
+                let refusal = Refusal::now(
+                    "push",
+                    kind,
+                    Some(publisher.key_id().to_string()),
+                    None,
+                    &format!("{} ({}): {}", e.error, e.status.as_u16(), e.reason),
+                );
+                let store = state.store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.record_refusal(refusal)).await;
             }
             e.into_response()
         }
@@ -138,8 +152,11 @@ async fn put_trusted(
                 "publisher.pub is written by the mirror from the key it trusts",
             ))
         }
-        ObjectKind::Bundle(_) => state.max_push_bytes,
-        ObjectKind::Piece(_) => state.max_push_bytes.min(index_limits.max_piece_bytes),
+        ObjectKind::Bundle(_) => state.trust().max_push_bytes,
+        ObjectKind::Piece(_) => state
+            .trust()
+            .max_push_bytes
+            .min(index_limits.max_piece_bytes),
         ObjectKind::Minisig(_) => MAX_MINISIG_BYTES,
         ObjectKind::Index => index_limits.max_head_bytes,
         ObjectKind::Root(_) => crate::limits::MAX_ROOT_BYTES,
@@ -323,8 +340,8 @@ impl Pace {
     fn new(state: &MirrorState) -> Self {
         Self {
             start: tokio::time::Instant::now(),
-            grace: state.conn.header_timeout,
-            min_rate: state.min_body_rate.max(1),
+            grace: state.conn.borrow().header_timeout,
+            min_rate: state.trust().min_body_rate.max(1),
             received: 0,
         }
     }
@@ -409,7 +426,7 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
         Received::Store(e) => e,
     };
     let (status, error, metric) = match &e {
-        StoreError::Io { .. } => {
+        StoreError::Io { .. } | StoreError::InUse { .. } => {
             tracing::error!("push failed: {e}");
             return ApiError::internal();
         }

@@ -140,7 +140,7 @@ pub(super) async fn home(state: Arc<MirrorState>) -> Response {
     let task_state = state.clone();
     let listings = tokio::task::spawn_blocking(move || {
         let mut listings = Vec::new();
-        for trusted in &task_state.publishers {
+        for trusted in &task_state.trust().publishers {
             match task_state.store.index(&trusted.key) {
                 Ok(Some(index)) => {
                     let head = index.head();
@@ -281,7 +281,7 @@ pub(super) async fn read(
         | ReadPath::Article { publisher, .. }
         | ReadPath::File { publisher, .. } => *publisher,
     };
-    let Some(trusted) = state.trusted(&publisher).cloned() else {
+    let Some(trusted) = state.trusted(&publisher) else {
         return not_found();
     };
     let index_state = state.clone();

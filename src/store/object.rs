@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::content_id::ContentId;
-use crate::keys::PublicKey;
+use crate::keys::{KeyId, PublicKey};
 
 /// A publisher folder's name: the raw 32-byte ed25519 key, shown as 64 lowercase hex digits.
 /// It names a folder; whether the key is trusted is a separate question.
@@ -23,6 +23,17 @@ pub struct ParsePublisherIdError;
 impl PublisherId {
     pub fn of(key: &PublicKey) -> Self {
         Self(*key.as_bytes())
+    }
+
+    /// The raw key bytes the folder is named after.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The key id of the key this folder is named after: the name the CLI shows for a
+    /// publisher, used in every message (the 64-hex form is only a folder name).
+    pub fn key_id(&self) -> KeyId {
+        KeyId::of_raw_key(&self.0)
     }
 }
 

@@ -5,6 +5,7 @@
 //! mirror's metrics. It never decides anything about the content.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde::ser::SerializeSeq as _;
 use serde::{Serialize, Serializer};
 
 use crate::mirror::Metrics;
+use crate::store::Refusal;
 use crate::sync::error::SyncError;
 use crate::ErrorClass;
 
@@ -143,18 +145,64 @@ struct Tally {
     errors: Vec<SyncError>,
 }
 
+/// Running totals of the current round, for a progress display while it runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    bundles: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// A snapshot of [`Progress`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    /// Requests answered so far.
+    pub requests: u64,
+    /// Body bytes received.
+    pub bytes: u64,
+    /// Bundles verified and installed.
+    pub bundles: u64,
+    /// Failures (network, refused content).
+    pub errors: u64,
+}
+
+impl Progress {
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        ProgressSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            bundles: self.bundles.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn reset(&self) {
+        for c in [&self.requests, &self.bytes, &self.bundles, &self.errors] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Tallies of a round in progress, shared by its tasks.
 pub(crate) struct Round {
     /// A std `Mutex`: updated in short sections, never across an `.await`.
     tallies: Mutex<BTreeMap<String, Tally>>,
     metrics: Arc<Metrics>,
+    progress: Arc<Progress>,
+    /// Content refused as not authentic this round, for the store's recent-refusals record
+    /// (written after the round, off the async workers).
+    refused: Mutex<Vec<Refusal>>,
 }
 
 impl Round {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, progress: Arc<Progress>) -> Self {
+        progress.reset();
         Self {
             tallies: Mutex::new(BTreeMap::new()),
             metrics,
+            progress,
+            refused: Mutex::new(Vec::new()),
         }
     }
 
@@ -169,6 +217,8 @@ impl Round {
     }
 
     pub fn received(&self, url: &str, wire: Wire, bytes: u64) {
+        self.progress.requests.fetch_add(1, Ordering::Relaxed);
+        self.progress.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.with(url, |t| {
             t.requests += 1;
             match wire {
@@ -181,6 +231,7 @@ impl Round {
     }
 
     pub fn not_modified(&self, url: &str) {
+        self.progress.requests.fetch_add(1, Ordering::Relaxed);
         self.with(url, |t| {
             t.requests += 1;
             t.not_modified += 1;
@@ -188,6 +239,7 @@ impl Round {
     }
 
     pub fn not_carried(&self, url: &str) {
+        self.progress.requests.fetch_add(1, Ordering::Relaxed);
         self.with(url, |t| {
             t.requests += 1;
             t.not_carried += 1;
@@ -195,6 +247,7 @@ impl Round {
     }
 
     pub fn bundle_installed(&self, url: &str) {
+        self.progress.bundles.fetch_add(1, Ordering::Relaxed);
         self.with(url, |t| t.bundles += 1);
     }
 
@@ -208,17 +261,28 @@ impl Round {
             return;
         };
         let reason = e.reason();
+        self.progress.errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(upstream = %url, reason, "sync: {e}");
         if e.class() == ErrorClass::Verification {
             self.metrics.verification_failure(reason);
+            let refusal = Refusal::now("sync", reason, None, Some(&url), &error_chain(&e));
+            self.refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(refusal);
         }
         self.metrics.upstream_failure(&url, reason);
         self.with(&url, |t| t.errors.push(e));
     }
 
-    /// Whether `url` had a failure this round.
-    pub fn failed(&self, url: &str) -> bool {
-        self.with(url, |t| !t.errors.is_empty())
+    /// The first failure `url` had this round, on one line.
+    pub fn first_error(&self, url: &str) -> Option<String> {
+        self.with(url, |t| t.errors.first().map(|e| error_chain(e)))
+    }
+
+    /// The refusals recorded so far (taken: a second call returns none).
+    pub fn take_refused(&self) -> Vec<Refusal> {
+        std::mem::take(&mut self.refused.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The per-upstream reports, with `backing_off` upstreams added.

@@ -20,6 +20,8 @@ use crate::sync::error::SyncError;
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
+/// How stale an upstream's recorded times may get before an unchanged round writes them.
+const HEALTH_WRITE_INTERVAL_SECS: u64 = 60;
 
 /// What an upstream last served for a publisher, once it was verified and held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +43,46 @@ struct StateFile {
     /// Publisher hex → bundle sha256 → Unix time it was first seen unlisted.
     #[serde(default)]
     unlisted: BTreeMap<String, BTreeMap<ContentId, u64>>,
+    /// Upstream URL → how its recent rounds went (for `qasid status`).
+    #[serde(default)]
+    upstreams: BTreeMap<String, UpstreamHealth>,
+}
+
+/// How an upstream's rounds have gone, as `qasid status` shows it. Times are Unix seconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamHealth {
+    /// The last round that asked it.
+    pub last_attempt: Option<u64>,
+    /// The last round in which nothing went wrong with it.
+    pub last_success: Option<u64>,
+    /// Failed rounds since the last success.
+    pub failures: u32,
+    /// The first failure of its last failed round, on one line.
+    pub last_error: Option<String>,
+    /// Not asked again before this time (backing off after a failure).
+    pub backoff_until: Option<u64>,
+}
+
+/// Upstream health as recorded in a store's sync state (`<store>/.state/sync/state.json`),
+/// without taking any lock: for `qasid status`. Empty if there is none or it is unreadable.
+pub fn upstream_health(store_root: &Path) -> BTreeMap<String, UpstreamHealth> {
+    use std::io::Read as _;
+    // The state file holds one entry per upstream × publisher; 16 MiB is far past any real one.
+    const MAX_STATE_BYTES: u64 = 16 << 20;
+    let path = store_root.join(".state").join("sync").join(STATE_FILE);
+    let mut bytes = Vec::new();
+    match fs::File::open(&path).and_then(|f| f.take(MAX_STATE_BYTES).read_to_end(&mut bytes)) {
+        Ok(_) => serde_json::from_slice::<StateFile>(&bytes)
+            .map(|f| f.upstreams)
+            .unwrap_or_default(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The loaded state; saved at the end of each round when it changed.
@@ -89,6 +131,48 @@ impl SyncState {
         let key = publisher.to_string();
         if heads.get(&key) != Some(&seen) {
             heads.insert(key, seen);
+            self.dirty = true;
+        }
+    }
+
+    /// Records how a round went for an upstream: `error` is its first failure (none: success),
+    /// `backoff` how long it is left alone now.
+    pub fn record_upstream(
+        &mut self,
+        upstream: &str,
+        error: Option<String>,
+        backoff: Option<Duration>,
+        now: SystemTime,
+    ) {
+        let h = self.data.upstreams.entry(upstream.to_owned()).or_default();
+        let before = h.clone();
+        let now_secs = unix(now);
+        h.last_attempt = Some(now_secs);
+        match error {
+            None => {
+                h.last_success = Some(now_secs);
+                h.failures = 0;
+                h.last_error = None;
+                h.backoff_until = None;
+            }
+            Some(e) => {
+                h.failures = h.failures.saturating_add(1);
+                h.last_error = Some(e);
+                h.backoff_until = backoff.map(|d| unix(now + d));
+            }
+        }
+        // A round that only moves the clocks is written at most once a minute: a daemon
+        // polling every few seconds should not flush a file each time for that.
+        let clocks_only = before.failures == h.failures
+            && before.last_error == h.last_error
+            && before.backoff_until == h.backoff_until
+            && before
+                .last_attempt
+                .is_some_and(|t| now_secs.saturating_sub(t) < HEALTH_WRITE_INTERVAL_SECS);
+        if clocks_only {
+            // Keep the file's (older) times in memory too, so the minute is counted from them.
+            *h = before;
+        } else {
             self.dirty = true;
         }
     }

@@ -381,8 +381,13 @@ async fn the_push_endpoint_refuses_every_case_and_keeps_serving() {
         .await;
     mirror_support::push_repo(&server, &world.seq2, &world.publisher).await;
     let alpha = Paths::of(world.publisher.public()).bundle(&world.alpha.sha256);
-    // Equivocation evidence is kept on purpose; everything else must stay as it was.
-    let store = |dir: &Path| tree(dir, &|p| p.starts_with(".state/evidence"));
+    // Equivocation evidence and the record of recent refusals (`qasid status`) are kept on
+    // purpose, both in the private state folder; everything else must stay as it was.
+    let store = |dir: &Path| {
+        tree(dir, &|p| {
+            p.starts_with(".state/evidence") || p == Path::new(".state/refusals.json")
+        })
+    };
 
     let mut failures = Vec::new();
     let mut ran = 0;
@@ -436,6 +441,18 @@ async fn the_push_endpoint_refuses_every_case_and_keeps_serving() {
         }
     }
     report("push", ran, failures);
+
+    // The refusals were recorded for `qasid status`, in the state folder that is never served.
+    let refusals = store_dir.join(".state/refusals.json");
+    assert!(refusals.is_file(), "refusals were recorded");
+    for target in ["/.state/refusals.json", "/%2estate/refusals.json"] {
+        let status = mirror_support::client()
+            .get(server.url(target))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        assert!(matches!(status, Ok(404)), "{target}: {status:?}");
+    }
 
     // Control: the unmodified raw bundle is accepted, and the store check sees the change.
     let before = store(&store_dir);

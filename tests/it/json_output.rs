@@ -21,6 +21,7 @@ const COVERED: &[&str] = &[
     "root-show",
     "publish",
     "push",
+    "status",
     "sync",
     "verify",
 ];
@@ -383,6 +384,18 @@ fn every_command_prints_the_documented_shape_on_success_and_failure() {
         "absent, not null"
     );
     drop(mirror);
+    let doc = c.expect(
+        &run(dir, &["status", "--store", "store2", "--json"]),
+        "status",
+        0,
+    );
+    assert_eq!(doc["publishers"][0]["publisher"]["key_id"], key_id.as_str());
+    assert_eq!(doc["publishers"][0]["index"]["sequence"], 1);
+    c.expect(
+        &run(dir, &["status", "--store", "no-such-store", "--json"]),
+        "status",
+        2,
+    );
 
     let create = run(
         dir,

@@ -27,6 +27,7 @@ mod keys_minisign;
 mod mirror_attacks;
 mod mirror_browser;
 mod mirror_http;
+mod mirror_operator;
 mod mirror_ops;
 mod mirror_push;
 mod notes;

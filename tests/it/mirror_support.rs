@@ -360,6 +360,34 @@ impl Process {
         }
     }
 
+    /// Sends a signal (`HUP`, `TERM`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for a stderr line containing `needle`, returning it.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let line = self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?} in time"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")

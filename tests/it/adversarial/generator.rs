@@ -2145,7 +2145,7 @@ impl World {
             403,
             &format!(
                 "this mirror does not carry publisher {}",
-                self.forger.public().hex()
+                self.forger.public().id()
             ),
         );
         push(
