@@ -223,7 +223,7 @@ pub fn router(state: Arc<MirrorState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/", get(home))
         .route("/read/{*rest}", get(read))
-        .route("/reader.html", get(reader_page))
+        .route(crate::pages::READER_PAGE_PATH, get(reader_page))
         // Layout paths are matched by `route::parse` on the raw path, not by the router (which
         // would percent-decode them first).
         .fallback(object)

@@ -19,7 +19,9 @@ mod urls;
 
 use std::collections::HashSet;
 
-pub use urls::{article_url, asset_url, bundle_url, minisig_url};
+pub use urls::{
+    article_url, asset_url, bundle_url, minisig_url, reader_page_url, READER_PAGE_PATH,
+};
 
 use crate::content_id::ContentId;
 use crate::keys::PublicKey;
@@ -62,6 +64,8 @@ pub struct PublisherListing {
     pub expired: bool,
     /// Shown in the order given.
     pub articles: Vec<ArticleListing>,
+    /// The mirrors the signed index lists, so a reader can go on when this mirror is blocked.
+    pub mirrors: Vec<String>,
 }
 
 /// One current article version in a publisher's index.
@@ -97,8 +101,49 @@ pub struct ArticlePage {
     pub manifest_sha256: ContentId,
     /// The manifest's file paths: the only files the article may show or link to.
     pub files: Vec<String>,
+    /// Files of the bundle a reader would not otherwise see on the page (not images, not
+    /// `article.md`), listed under the article with their size and type.
+    pub attachments: Vec<Attachment>,
+    /// The mirrors the publisher's signed index lists.
+    pub mirrors: Vec<String>,
     /// `article.md`, front matter included.
     pub markdown: String,
+}
+
+/// A file of the bundle listed under the article.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The manifest path.
+    pub path: String,
+    pub size: u64,
+    /// The content type it is served with.
+    pub content_type: String,
+}
+
+/// The publisher's mirrors, from its signed index, so that a reader whose way to this mirror
+/// is blocked can find the next one. Only `http`/`https` URLs become links (the index allows
+/// no other, but this module trusts no input); each is escaped all the same. Empty when the
+/// index lists none.
+fn mirrors_section(mirrors: &[String]) -> String {
+    if mirrors.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section class=\"mirrors\" lang=\"en\" dir=\"ltr\">\n<h2>Mirrors of this publisher</h2>\n\
+         <p class=\"meta\">The publisher's signed index lists these mirrors. Each serves the \
+         same signed articles: if this one is blocked, try another.</p>\n<ul>\n",
+    );
+    for m in mirrors {
+        match urls::web_url(m) {
+            Some(url) => out.push_str(&format!(
+                "<li><a href=\"{0}\" rel=\"noopener noreferrer nofollow\">{0}</a></li>\n",
+                Text(&url)
+            )),
+            None => out.push_str(&format!("<li><code>{}</code></li>\n", Text(m))),
+        }
+    }
+    out.push_str("</ul>\n</section>\n");
+    out
 }
 
 /// The home page: every publisher (name or key id, index sequence and dates, a "stale" badge
@@ -107,8 +152,10 @@ pub fn home_page(site: &SiteInfo, publishers: &[PublisherListing]) -> String {
     let mut main = format!(
         "<h1>{}</h1>\n<p>Articles here are signed by their publishers. This mirror only copies \
          them and cannot change a word: every article page shows the signature check and how to \
-         repeat it yourself.</p>\n",
-        Text(&site.name)
+         repeat it yourself. The <a href=\"{reader}\">verifying reader</a> checks every \
+         signature in your browser instead.</p>\n",
+        Text(&site.name),
+        reader = READER_PAGE_PATH,
     );
     if publishers.is_empty() {
         main.push_str("<p>This mirror carries no publishers yet.</p>\n");
@@ -166,6 +213,7 @@ fn publisher_section(p: &PublisherListing) -> String {
         }
         out.push_str("</ul>\n");
     }
+    out.push_str(&mirrors_section(&p.mirrors));
     out.push_str("</section>\n");
     out
 }
@@ -182,10 +230,11 @@ pub fn article_page(a: &ArticlePage) -> String {
             version: a.version,
             files: a.files.iter().cloned().collect::<HashSet<_>>(),
         },
+        &a.title,
     );
     let mut main = format!(
         "<article lang=\"{lang}\" dir=\"{dir}\">\n<header>\n<h1>{title}</h1>\n\
-         <p class=\"byline\">{author} · <time>{date}</time></p>\n</header>\n{body}\n</article>\n",
+         <p class=\"byline\">{author} · <time dir=\"ltr\">{date}</time></p>\n</header>\n{body}\n</article>\n",
         lang = Text(&a.language),
         dir = direction.attr(),
         title = Text(&a.title),
@@ -207,7 +256,31 @@ pub fn article_page(a: &ArticlePage) -> String {
         }
         main.push_str("</ol>\n</section>\n");
     }
+    if !a.attachments.is_empty() {
+        main.push_str(
+            "<section class=\"attachments\" lang=\"en\" dir=\"ltr\">\n<h2>Files with this \
+             article</h2>\n<ul>\n",
+        );
+        for f in &a.attachments {
+            main.push_str(&format!(
+                "<li><a href=\"{href}\" download>{path}</a> <span class=\"meta\">{size} · \
+                 {kind}</span></li>\n",
+                href = Text(&asset_url(&a.publisher, &a.name, a.version, &f.path)),
+                path = Text(&f.path),
+                size = size_text(f.size),
+                kind = Text(&f.content_type),
+            ));
+        }
+        main.push_str("</ul>\n</section>\n");
+    }
     main.push_str(&verification_box(a));
+    main.push_str(&format!(
+        "<p class=\"reader\" lang=\"en\" dir=\"ltr\">Or read this article in the \
+         <a href=\"{}\">verifying reader</a>, which checks every signature in your browser \
+         instead of trusting this mirror.</p>\n",
+        Text(&reader_page_url(&a.name)),
+    ));
+    main.push_str(&mirrors_section(&a.mirrors));
     layout::document(&a.language, &a.title, &main)
 }
 

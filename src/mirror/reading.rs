@@ -164,6 +164,11 @@ pub(super) async fn home(state: Arc<MirrorState>) -> Response {
                                 bundle_sha256: a.bundle().sha256,
                             })
                             .collect(),
+                        mirrors: head
+                            .mirrors()
+                            .iter()
+                            .map(|m| m.as_str().to_owned())
+                            .collect(),
                     });
                 }
                 Ok(None) => {}
@@ -338,8 +343,14 @@ pub(super) async fn read(
         Ok(e) => e,
         Err(response) => return response,
     };
+    let mirrors: Vec<String> = index
+        .head()
+        .mirrors()
+        .iter()
+        .map(|m| m.as_str().to_owned())
+        .collect();
     match file {
-        None => article(&state, &trusted, bundle, &extracted, headers).await,
+        None => article(&state, &trusted, bundle, &extracted, headers, mirrors).await,
         Some(path) => asset(&extracted, &path, method).await,
     }
 }
@@ -350,9 +361,12 @@ async fn article(
     bundle: ObjectRef,
     extracted: &Extracted,
     headers: &HeaderMap,
+    mirrors: Vec<String>,
 ) -> Response {
-    // The page is a pure function of the bundle: its hash is the page's validator.
-    let etag = etag_of(&bundle.sha256);
+    // The page is a function of the bundle and the signed mirror list: both make its validator.
+    let etag = etag_of(&ContentId::of_bytes(
+        format!("{}\n{}", bundle.sha256, mirrors.join("\n")).as_bytes(),
+    ));
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -410,6 +424,20 @@ async fn article(
             .iter()
             .map(|f| f.path().as_str().to_owned())
             .collect(),
+        attachments: m
+            .files()
+            .iter()
+            .filter(|f| {
+                let path = f.path().as_str();
+                path != "article.md" && !content_type(path).starts_with("image/")
+            })
+            .map(|f| pages::Attachment {
+                path: f.path().as_str().to_owned(),
+                size: f.size(),
+                content_type: content_type(f.path().as_str()).to_owned(),
+            })
+            .collect(),
+        mirrors,
         markdown,
     };
     page_response(StatusCode::OK, pages::article_page(&page), Some(etag))

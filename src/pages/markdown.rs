@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ammonia::{Builder, Url, UrlRelative};
+use ammonia::{Builder, UrlRelative};
 use pulldown_cmark::{Event, LinkType, Options, Parser, Tag, TagEnd};
 
 use super::html::is_invisible;
@@ -120,9 +120,9 @@ impl Assets {
                 path,
             ));
         }
-        match Url::parse(reference) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => Target::Web(url.into()),
-            _ => Target::Refused,
+        match urls::web_url(reference) {
+            Some(url) => Target::Web(url),
+            None => Target::Refused,
         }
     }
 
@@ -166,9 +166,10 @@ pub(super) struct Body {
 }
 
 /// Renders `article.md` (front matter skipped) as sanitised HTML. See the module
-/// documentation for the policy.
-pub(super) fn render(markdown: &str, assets: Assets) -> Body {
-    let source: String = body_of(markdown)
+/// documentation for the policy. A first heading that repeats `title` (which the page already
+/// shows as its heading) is left out.
+pub(super) fn render(markdown: &str, assets: Assets, title: &str) -> Body {
+    let source: String = without_repeated_title(body_of(markdown), title)
         .chars()
         .filter(|&c| !is_invisible(c))
         .collect();
@@ -185,6 +186,41 @@ pub(super) fn render(markdown: &str, assets: Assets) -> Body {
         .to_string();
     let web_links = std::mem::take(&mut *web_links.lock().unwrap_or_else(PoisonError::into_inner));
     Body { html, web_links }
+}
+
+/// `body` without its first line(s) when they are a level-1 heading (`# Title`, or `Title`
+/// underlined with `=`) whose text is `title` (whitespace and case aside).
+fn without_repeated_title<'a>(body: &'a str, title: &str) -> &'a str {
+    let same = |text: &str| {
+        let words = |s: &str| {
+            s.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase()
+        };
+        !title.trim().is_empty() && words(text) == words(title)
+    };
+    let start = body.len() - body.trim_start_matches(['\n', '\r', ' ', '\t']).len();
+    // Back to the start of the first non-blank line.
+    let start = body[..start].rfind('\n').map_or(0, |i| i + 1);
+    let rest = &body[start..];
+    let mut lines = rest.split_inclusive('\n');
+    let Some(first) = lines.next() else {
+        return body;
+    };
+    let line = first.trim();
+    if let Some(text) = line.strip_prefix("# ") {
+        if same(text.trim_end_matches('#')) {
+            return &rest[first.len()..];
+        }
+    }
+    if let Some(underline) = lines.next() {
+        let u = underline.trim();
+        if !u.is_empty() && u.bytes().all(|b| b == b'=') && same(line) {
+            return &rest[first.len() + underline.len()..];
+        }
+    }
+    body
 }
 
 /// The Markdown after the front matter. A verified article has valid front matter; if it does
@@ -340,7 +376,7 @@ mod tests {
     }
 
     fn html(markdown: &str) -> String {
-        render(markdown, assets()).html
+        render(markdown, assets(), "").html
     }
 
     #[test]
@@ -383,10 +419,29 @@ mod tests {
     }
 
     #[test]
+    fn a_first_heading_repeating_the_title_is_dropped_once() {
+        for body in [
+            "# The Launch\n\nText.\n",
+            "\n#  the  launch #\n\nText.\n",
+            "The Launch\n==========\n\nText.\n",
+        ] {
+            let out = render(body, assets(), "The Launch").html;
+            assert!(!out.contains("<h1"), "{body:?} → {out}");
+            assert!(out.contains("Text."), "{out}");
+        }
+        // Another heading, or the title later in the text, stays.
+        let out = render("# Background\n\n# The Launch\n", assets(), "The Launch").html;
+        assert_eq!(out.matches("<h1").count(), 2, "{out}");
+        let out = render("Intro.\n\n# The Launch\n", assets(), "The Launch").html;
+        assert!(out.contains("<h1"), "{out}");
+    }
+
+    #[test]
     fn web_images_become_links_and_load_nothing() {
         let body = render(
             "![tracker pixel](https://tracker.example/p.png)\n",
             assets(),
+            "",
         );
         assert!(!body.html.contains("<img"), "{}", body.html);
         assert!(
@@ -440,6 +495,7 @@ mod tests {
             "[a](https://example.org/a) [again](https://example.org/a) \
              <a href=\"http://EXAMPLE.org/b\">b</a> [idn](https://bücher.example/)\n",
             assets(),
+            "",
         );
         assert_eq!(
             body.web_links,

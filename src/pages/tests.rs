@@ -26,6 +26,8 @@ fn urdu_page() -> ArticlePage {
         bundle_size: 7_321,
         manifest_sha256: ContentId::of_bytes(b"urdu manifest"),
         files: vec!["article.md".into()],
+        attachments: Vec::new(),
+        mirrors: Vec::new(),
         markdown: seed("urdu-press-freedom/article.md"),
     }
 }
@@ -44,6 +46,8 @@ fn launch_page() -> ArticlePage {
         bundle_size: 48_213,
         manifest_sha256: ContentId::of_bytes(b"launch manifest"),
         files: vec!["article.md".into(), "images/mirror-map.png".into()],
+        attachments: Vec::new(),
+        mirrors: Vec::new(),
         markdown: seed("mirror-network-launch/article.md"),
     }
 }
@@ -56,6 +60,7 @@ fn listing(name: Option<&str>, expired: bool, title: &str) -> PublisherListing {
         issued: "2026-11-20T08:00:00Z".into(),
         expires: "2026-11-27T08:00:00Z".into(),
         expired,
+        mirrors: Vec::new(),
         articles: vec![ArticleListing {
             name: "launch".into(),
             version: 1,
@@ -334,4 +339,98 @@ fn sizes_are_shown_readably() {
     assert_eq!(size_text(999), "999 bytes");
     assert_eq!(size_text(16 * 1024), "16.0 KiB (16384 bytes)");
     assert_eq!(size_text(5 * 1024 * 1024 + 1), "5.0 MiB (5242881 bytes)");
+}
+
+#[test]
+fn rtl_byline_dates_stay_left_to_right() {
+    let html = article_page(&urdu_page());
+    assert!(
+        html.contains("<time dir=\"ltr\">2026-11-18</time>"),
+        "{html}"
+    );
+}
+
+#[test]
+fn attachments_that_are_not_images_are_listed_with_size_and_type() {
+    let mut page = launch_page();
+    page.files.push("data/budget.csv".into());
+    page.attachments = vec![Attachment {
+        path: "data/budget.csv".into(),
+        size: 2048,
+        content_type: "text/plain; charset=utf-8".into(),
+    }];
+    let html = article_page(&page);
+    assert!(html.contains("Files with this article"), "{html}");
+    assert!(
+        html.contains("files/data/budget.csv\" download>data/budget.csv</a>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("2.0 KiB (2048 bytes) · text/plain; charset=utf-8"),
+        "{html}"
+    );
+    assert!(!article_page(&launch_page()).contains("Files with this article"));
+}
+
+#[test]
+fn the_mirrors_of_the_signed_index_are_listed_on_home_and_article_pages() {
+    let mirrors = vec![
+        "https://mirror-two.example/".to_owned(),
+        "https://x.example/a'b&c/\"><script>alert(1)</script>".to_owned(),
+        "javascript:alert(2)".to_owned(),
+    ];
+    let mut p = listing(None, false, "Title");
+    p.mirrors = mirrors.clone();
+    let home = home_page(&SiteInfo { name: "m".into() }, &[p]);
+    assert_self_contained(&home);
+    let mut a = launch_page();
+    a.mirrors = mirrors;
+    let page = article_page(&a);
+    assert_self_contained(&page);
+    for html in [&home, &page] {
+        assert!(html.contains("Mirrors of this publisher"), "{html}");
+        assert!(
+            html.contains(
+                "<a href=\"https://mirror-two.example/\" rel=\"noopener noreferrer nofollow\">"
+            ),
+            "{html}"
+        );
+        // Escaped, in the URL's parsed form; a non-web URL is text, never a link.
+        assert!(
+            !html.contains("<script>") && !html.contains("a'b"),
+            "{html}"
+        );
+        assert!(html.contains("a&#39;b&amp;c/%22%3E%3Cscript%3E"), "{html}");
+        assert!(
+            html.contains("<li><code>javascript:alert(2)</code></li>"),
+            "{html}"
+        );
+        assert!(!html.contains("href=\"javascript"), "{html}");
+    }
+    assert!(!article_page(&launch_page()).contains("Mirrors of this publisher"));
+}
+
+#[test]
+fn home_and_article_pages_link_the_verifying_reader() {
+    let home = home_page(&SiteInfo { name: "m".into() }, &[listing(None, false, "T")]);
+    assert!(
+        home.contains("<a href=\"/reader.html\">verifying reader</a>"),
+        "{home}"
+    );
+    let page = article_page(&launch_page());
+    assert!(
+        page.contains("<a href=\"/reader.html#read=mirror-network-launch\">verifying reader</a>"),
+        "{page}"
+    );
+}
+
+#[test]
+fn the_title_is_shown_once_when_the_first_heading_repeats_it() {
+    // The seed's first heading is its title in sentence case.
+    let page = article_page(&launch_page());
+    assert_eq!(page.matches("<h1").count(), 1, "{page}");
+    assert!(page.contains("<h1>A Volunteer Mirror Network Goes Live for Blocked Newsrooms</h1>"));
+    // A first heading that says something else stays.
+    let page = article_page(&urdu_page());
+    assert_eq!(page.matches("<h1").count(), 2, "{page}");
 }

@@ -41,6 +41,24 @@ pub fn asset_url(publisher: &PublicKey, name: &str, version: u64, path: &str) ->
     url
 }
 
+/// Where `qasid mirror` serves the verifying reader page (`web/reader/`), which checks every
+/// signature in the browser instead of trusting the mirror.
+pub const READER_PAGE_PATH: &str = "/reader.html";
+
+/// The verifying reader page opened on the article `name` (`#read=<name>`).
+pub fn reader_page_url(name: &str) -> String {
+    format!("{READER_PAGE_PATH}#read={}", encode_segment(name))
+}
+
+/// `text` as a link target if it is an `http` or `https` URL (in its parsed form, so what the
+/// page links to is what a browser would open); anything else is never made a link.
+pub(super) fn web_url(text: &str) -> Option<String> {
+    match ammonia::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url.into()),
+        _ => None,
+    }
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
@@ -72,6 +90,19 @@ mod tests {
             minisig_url(key.public(), &id),
             format!("/qasid/v1/publishers/{hex}/bundles/{id}.zip.minisig")
         );
+        assert_eq!(reader_page_url("launch-2"), "/reader.html#read=launch-2");
+        assert_eq!(
+            web_url("HTTPS://Mirror.Example").as_deref(),
+            Some("https://mirror.example/")
+        );
+        for refused in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "ftp://x.example/",
+            "/x",
+        ] {
+            assert_eq!(web_url(refused), None, "{refused}");
+        }
         assert_eq!(
             asset_url(key.public(), "launch", 2, "images/a map#1?.png"),
             format!("/read/{hex}/launch/2/files/images/a%20map%231%3F.png")

@@ -29,6 +29,7 @@ mod mirror_browser;
 mod mirror_http;
 mod mirror_operator;
 mod mirror_ops;
+mod mirror_pages;
 mod mirror_push;
 mod notes;
 mod notes_vectors;

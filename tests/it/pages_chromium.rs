@@ -93,6 +93,8 @@ fn article(
         bundle_size: 20_480,
         manifest_sha256: ContentId::of_bytes(format!("{name} manifest").as_bytes()),
         files: files.iter().map(|f| f.to_string()).collect(),
+        attachments: Vec::new(),
+        mirrors: Vec::new(),
         markdown,
     }
 }
@@ -406,6 +408,7 @@ fn chromium_shows_home_and_urdu_article_right_to_left_with_verification() {
             language: urdu.language.clone(),
             bundle_sha256: urdu.bundle_sha256,
         }],
+        mirrors: Vec::new(),
     };
     let home_html = home_page(
         &SiteInfo {
