@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark of the project in one go and writes BENCHMARKS.md: each figure as a ratio
 # against its reference (openssl/sha256sum, nginx, rsync, a direct fetch) measured in the same
-# run, with the machine stated. Installs what the benchmarks need (nginx-light, rsync, wrk,
+# run, with the machine stated (reader_page: Chromium on the mirror's own page). Installs what the benchmarks need (nginx-light, rsync, wrk,
 # curl, bc, time) with apt when missing.
 #
 #   scripts/bench.sh              # everything (about 5-10 minutes; needs ~2.5 GiB of disk)
@@ -27,7 +27,7 @@ cargo build --release --quiet --bin qasid
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
-benches=(verify_1gib mirror_vs_nginx sync_vs_rsync reader_race index_scale)
+benches=(verify_1gib mirror_vs_nginx sync_vs_rsync reader_race reader_page index_scale)
 status=0
 for b in "${benches[@]}"; do
     [ -n "${ONLY:-}" ] && [ "$ONLY" != "$b" ] && continue
