@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every benchmark of the project in one go and writes BENCHMARKS.md: each figure as a ratio
 # against its reference (openssl/sha256sum, nginx, rsync, a direct fetch) measured in the same
-# run, with the machine stated (reader_page: Chromium on the mirror's own page). Installs what the benchmarks need (nginx-light, rsync, wrk,
-# curl, bc, time) with apt when missing.
+# run, with the machine stated (reader_page: Chromium loading the mirror's own page). Installs
+# what the benchmarks need (nginx-light, rsync, wrk, curl, bc, time) with apt when missing;
+# reader_page also needs web/test/node_modules (`cd web/test && npm ci`).
 #
 #   scripts/bench.sh              # everything (about 5-10 minutes; needs ~2.5 GiB of disk)
 #   ONLY=reader_race scripts/bench.sh
