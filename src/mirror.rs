@@ -406,7 +406,7 @@ async fn reader_page(State(state): State<Arc<MirrorState>>) -> Response {
             .trust()
             .publishers
             .iter()
-            .map(|p| p.key.clone())
+            .map(|p| p.key.clone().into())
             .collect(),
         mirrors: Vec::new(),
     });

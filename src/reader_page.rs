@@ -17,9 +17,10 @@ use crate::keys::PublicKey;
 const TEMPLATE: &str = include_str!("../web/reader/reader.html");
 const STYLE: &str = include_str!("../web/reader/style.css");
 /// In dependency order: helpers first, the page's entry point last.
-const SCRIPTS: [&str; 8] = [
+const SCRIPTS: [&str; 9] = [
     include_str!("../web/reader/bytes.js"),
     include_str!("../web/reader/verify.js"),
+    include_str!("../web/reader/roots.js"),
     include_str!("../web/reader/note.js"),
     include_str!("../web/reader/zip.js"),
     include_str!("../web/reader/fetch.js"),
@@ -35,9 +36,35 @@ pub const MAX_PAGE_BYTES: usize = 100 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct PageConfig {
     /// Publishers whose articles the page shows (at least one).
-    pub publishers: Vec<PublicKey>,
+    pub publishers: Vec<PagePublisher>,
     /// Mirrors to race first; mirrors named in signed indexes are learned at run time.
     pub mirrors: Vec<MirrorUrl>,
+}
+
+/// A publisher the page trusts: its id and, when known, roots pinned with it (root 1 given as
+/// `--publisher root.json`); the page walks on from there to the newest root mirrors serve.
+#[derive(Debug, Clone)]
+pub struct PagePublisher {
+    pub id: PublicKey,
+    pub roots: Vec<Vec<u8>>,
+}
+
+impl From<PublicKey> for PagePublisher {
+    fn from(id: PublicKey) -> Self {
+        Self {
+            id,
+            roots: Vec::new(),
+        }
+    }
+}
+
+impl From<&crate::roots::Anchor> for PagePublisher {
+    fn from(anchor: &crate::roots::Anchor) -> Self {
+        Self {
+            id: anchor.id().clone(),
+            roots: anchor.first().map(|r| r.to_bytes()).into_iter().collect(),
+        }
+    }
 }
 
 /// The page and its sha256 (lowercase hex), the value a publisher announces.
@@ -82,7 +109,20 @@ pub fn build(config: &PageConfig) -> Page {
         "(() => {{\n\"use strict\";\n{}\n}})();\n",
         SCRIPTS.join("\n")
     );
-    let publishers: Vec<String> = config.publishers.iter().map(|p| p.to_base64()).collect();
+    let publishers: Vec<serde_json::Value> = config
+        .publishers
+        .iter()
+        .map(|p| match p.roots.as_slice() {
+            [] => serde_json::json!(p.id.to_base64()),
+            roots => serde_json::json!({
+                "id": p.id.to_base64(),
+                "roots": roots
+                    .iter()
+                    .map(|r| base64::engine::general_purpose::STANDARD.encode(r))
+                    .collect::<Vec<_>>(),
+            }),
+        })
+        .collect();
     let mirrors: Vec<&str> = config.mirrors.iter().map(|m| m.as_str()).collect();
     // `<` is escaped so no value can close the data block's <script> element.
     let data = serde_json::json!({ "publishers": publishers, "mirrors": mirrors })
@@ -123,7 +163,7 @@ mod tests {
 
     fn config() -> PageConfig {
         PageConfig {
-            publishers: vec![SecretKey::from_seed(&[7; 32]).public().clone()],
+            publishers: vec![SecretKey::from_seed(&[7; 32]).public().clone().into()],
             mirrors: vec![
                 MirrorUrl::parse("http://127.0.0.1:8080/m", &IndexLimits::default()).unwrap(),
             ],

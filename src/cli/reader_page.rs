@@ -6,9 +6,9 @@ use anyhow::Context as _;
 use clap::Args;
 use qasid::config::Config;
 use qasid::index::MirrorUrl;
-use qasid::keys::PublicKey;
 use qasid::limits::IndexLimits;
-use qasid::reader_page::{build, PageConfig};
+use qasid::reader_page::{build, PageConfig, PagePublisher};
+use qasid::roots::Anchor;
 
 use super::{print_json, Failure};
 
@@ -24,7 +24,8 @@ use super::{print_json, Failure};
     after_help = "Examples:\n  qasid reader-page --publisher keys/publisher.pub --mirror https://mirror.example/ --out qasid-reader.html\n  qasid reader-page --config mirrors.toml --out qasid-reader.html\n\nOpen an article directly: qasid-reader.html#read=NAME"
 )]
 pub struct ReaderPageArgs {
-    /// A trusted publisher: a publisher.pub file or its one-line base64 key. Repeat for several;
+    /// A trusted publisher: a publisher.pub file, its one-line base64 key, or its first root
+    /// file (root.json), which the page then carries. Repeat for several;
     /// replaces the config's [[publisher]] keys.
     #[arg(long = "publisher", value_name = "PUBKEY")]
     publishers: Vec<String>,
@@ -50,12 +51,16 @@ impl ReaderPageArgs {
             None => Config::default(),
         };
         let limits = IndexLimits::default();
-        let publishers = if self.publishers.is_empty() {
-            config.publisher_keys()
+        let publishers: Vec<PagePublisher> = if self.publishers.is_empty() {
+            config
+                .publisher_keys()
+                .into_iter()
+                .map(PagePublisher::from)
+                .collect()
         } else {
             self.publishers
                 .iter()
-                .map(|p| PublicKey::from_arg(p))
+                .map(|p| Anchor::from_arg(p).map(|a| PagePublisher::from(&a)))
                 .collect::<Result<Vec<_>, _>>()?
         };
         if publishers.is_empty() {

@@ -763,3 +763,141 @@ fn a_note_in_the_link_leads_past_a_blocked_mirror_and_a_forged_or_older_note_is_
     }
     only_requests_to(&report, &[&tarpit.url, &fresh.url, &decoy.url]);
 }
+
+/// A newsroom with a threshold root (2 of 3 editors, signing key S; PROTOCOL.md section 11):
+/// the page pinned with `--publisher root.json` verifies what S signs; after S is seized and two
+/// editors publish root 2 revoking it (delegating S2), the same page file follows the chain from
+/// a mirror without any action, shows the re-signed article, and refuses the thief's mirror,
+/// whose newer index and bundle S signed.
+#[test]
+fn the_page_follows_a_root_rotation_and_refuses_what_the_revoked_key_signs() {
+    use crate::roots::{article, bundle, newsroom, ok, rotate};
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    newsroom(dir);
+    let out = dir.join("rooted.html");
+    let honest = CorsDir::start(&dir.join("repo"));
+    let page_url = format!("file://{}", out.display());
+    // The page carries root 1 (the id is derived from it: no key of its own); alpha v1 by S.
+    ok(
+        dir,
+        &[
+            "reader-page",
+            "--publisher",
+            "root.json",
+            "--mirror",
+            &honest.url,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    // The thief copies the repo and signs a newer index and bundle with the seized S.
+    std::process::Command::new("cp")
+        .args(["-a", "repo", "thief"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    article(dir, "evil", "Evil");
+    bundle(dir, "evil", "S/publisher.key", "evil", "1", "evil-1.zip");
+    ok(
+        dir,
+        &[
+            "publish",
+            "evil-1.zip",
+            "--repo",
+            "thief",
+            "--key",
+            "S/publisher.key",
+        ],
+    );
+    let report = drive(json!({
+        "timeoutMs": 60000,
+        "steps": [
+            {"goto": format!("{page_url}#read=alpha")},
+            {"snapshot": "before-rotation"},
+        ]
+    }));
+    let first = snapshot(&report, "before-rotation");
+    assert_eq!(first["statusClass"], "good", "{first}");
+    assert_eq!(first["title"], "Alpha");
+
+    // Two editors revoke S and delegate S2; alpha is re-signed with S2 and published.
+    rotate(
+        dir,
+        "root-2.json",
+        &[
+            "--revoke",
+            "S/publisher.pub",
+            "--signing-key",
+            "S2/publisher.pub",
+        ],
+        &["A", "C"],
+    );
+    bundle(
+        dir,
+        "alpha",
+        "S2/publisher.key",
+        "alpha",
+        "2",
+        "alpha-2.zip",
+    );
+    ok(
+        dir,
+        &[
+            "publish",
+            "alpha-2.zip",
+            "--repo",
+            "repo",
+            "--key",
+            "S2/publisher.key",
+        ],
+    );
+    let thief = CorsDir::start(&dir.join("thief"));
+    ok(
+        dir,
+        &[
+            "reader-page",
+            "--publisher",
+            "root.json",
+            "--mirror",
+            &honest.url,
+            "--mirror",
+            &thief.url,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let report = drive(json!({
+        "timeoutMs": 60000,
+        "steps": [
+            {"goto": format!("{page_url}#read=alpha")},
+            {"snapshot": "rotated"},
+            {"goto": format!("{page_url}?again#read=evil")},
+            {"snapshot": "evil"},
+        ]
+    }));
+    let rotated = snapshot(&report, "rotated");
+    assert_eq!(rotated["statusClass"], "good", "{rotated}");
+    assert_eq!(rotated["save"], "alpha-v2.zip", "{rotated}");
+    assert!(
+        rotated["badge"].as_str().unwrap().contains(&honest.url),
+        "{rotated}"
+    );
+    let thief_line = report_for(rotated, &thief.url);
+    assert!(
+        thief_line.contains("does not verify"),
+        "the thief's index, signed by the revoked key: {thief_line}"
+    );
+    let evil = snapshot(&report, "evil");
+    assert!(
+        evil["article"].is_null(),
+        "nothing of the thief's is shown: {evil}"
+    );
+    assert!(
+        texts(&evil["problems"])
+            .iter()
+            .any(|p| p.contains("No verified index lists an article named \"evil\"")),
+        "{evil}"
+    );
+    only_requests_to(&report, &[&honest.url, &thief.url]);
+}

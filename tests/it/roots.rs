@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use crate::mirror_support::Process;
 
 /// Runs `qasid` in `dir` with its reader state in `dir/state` (so `verify` sees it too).
-fn qasid(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn qasid(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qasid"))
         .args(args)
         .current_dir(dir)
@@ -22,12 +22,12 @@ fn qasid(dir: &Path, args: &[&str]) -> Output {
 
 /// Runs and asserts the exit code, returning stdout.
 #[track_caller]
-fn ok(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(dir: &Path, args: &[&str]) -> String {
     expect(dir, args, 0)
 }
 
 #[track_caller]
-fn expect(dir: &Path, args: &[&str], code: i32) -> String {
+pub(crate) fn expect(dir: &Path, args: &[&str], code: i32) -> String {
     let out = qasid(dir, args);
     assert_eq!(
         out.status.code(),
@@ -45,7 +45,7 @@ fn keygen(dir: &Path, names: &[&str]) {
     }
 }
 
-fn article(dir: &Path, folder: &str, title: &str) -> PathBuf {
+pub(crate) fn article(dir: &Path, folder: &str, title: &str) -> PathBuf {
     let d = dir.join(folder);
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(
@@ -59,7 +59,7 @@ fn article(dir: &Path, folder: &str, title: &str) -> PathBuf {
 }
 
 /// `bundle` FOLDER signed by KEY as NAME vVERSION into OUT.
-fn bundle(dir: &Path, folder: &str, key: &str, name: &str, version: &str, out: &str) {
+pub(crate) fn bundle(dir: &Path, folder: &str, key: &str, name: &str, version: &str, out: &str) {
     ok(
         dir,
         &[
@@ -79,7 +79,7 @@ fn bundle(dir: &Path, folder: &str, key: &str, name: &str, version: &str, out: &
 
 /// A newsroom: root keys A, B, C (threshold 2), signing key S; root 1 installed in `repo` and
 /// `alpha` v1 published with S. Returns the publisher id.
-fn newsroom(dir: &Path) -> String {
+pub(crate) fn newsroom(dir: &Path) -> String {
     keygen(dir, &["A", "B", "C", "S", "S2", "S3", "S4", "T"]);
     ok(
         dir,
@@ -131,7 +131,7 @@ fn newsroom(dir: &Path) -> String {
 }
 
 /// Rotates `repo` to the next root with `extra` args, signed by `signers`, installed.
-fn rotate(dir: &Path, out: &str, extra: &[&str], signers: &[&str]) {
+pub(crate) fn rotate(dir: &Path, out: &str, extra: &[&str], signers: &[&str]) {
     let mut args = vec!["root", "rotate", "--repo", "repo", "--out", out];
     args.extend_from_slice(extra);
     ok(dir, &args);

@@ -130,6 +130,7 @@ function raceIndex(publisher, sources, report) {
         outerSignal: controller.signal,
       })
         .then(async ({ bytes, ms }) => {
+          await publisher.rootsReady;
           const head = await verifyIndex(bytes, publisher);
           if (settled) return;
           results.push({ head, source, ms });
@@ -214,4 +215,72 @@ async function fetchObject(path, size, sha, sources, report, what) {
     };
     startNext();
   });
+}
+
+/**
+ * Asks every source for one root version (PROTOCOL.md section 11.4). Resolves true once a valid
+ * root of that version chained onto the held ones, false when every source answered without one
+ * (404: none newer), the race window after the first answer closed, or the deadline passed. A
+ * source whose root does not chain is asked for the version before it: a different valid root
+ * there is equivocation.
+ */
+function askRoot(publisher, version, sources, onRefused) {
+  return new Promise((resolve) => {
+    let pending = sources.length;
+    let done = false;
+    let windowTimer = null;
+    const controller = new AbortController();
+    const finish = (found) => {
+      if (done) return;
+      done = true;
+      clearTimeout(deadline);
+      clearTimeout(windowTimer);
+      controller.abort(timeoutError("the root race closed"));
+      resolve(found);
+    };
+    const deadline = setTimeout(() => finish(false), TIMING.indexMs);
+    if (pending === 0) finish(false);
+    const get = (source, v) =>
+      getWithDeadline(source, `${publisherPath(publisher)}roots/${v}.json`, ROOT_LIMITS.bytes, {
+        totalMs: TIMING.indexMs,
+        stallMs: TIMING.stallMs,
+        fresh: true,
+        outerSignal: controller.signal,
+      });
+    for (const source of sources) {
+      get(source, version)
+        .then(async ({ bytes }) => {
+          if (done) return;
+          try {
+            if ((await publisher.chain.offer(bytes)) === "accepted") finish(true);
+          } catch (e) {
+            if (done) return;
+            let refusal = e;
+            if ((e.code === "below_threshold" || e.code === "stray_signature") && version > 1) {
+              try {
+                await publisher.chain.offer((await get(source, version - 1)).bytes);
+              } catch (older) {
+                if (older.code === "equivocation") refusal = older;
+              }
+            }
+            onRefused(source, version, refusal);
+          }
+        })
+        .catch(() => {
+          // 404 (nothing newer there), unreachable or stalled: the index race reports those.
+        })
+        .finally(() => {
+          pending -= 1;
+          if (pending === 0) finish(false);
+          else if (!windowTimer) windowTimer = setTimeout(() => finish(false), TIMING.raceWindowMs);
+        });
+    }
+  });
+}
+
+/** Walks a publisher's chain from the root held to the newest one the sources serve. */
+async function walkRoots(publisher, sources, onRefused) {
+  for (let step = 0; step < ROOT_LIMITS.steps; step++) {
+    if (!(await askRoot(publisher, publisher.chain.version() + 1, sources, onRefused))) break;
+  }
 }

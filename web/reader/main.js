@@ -74,11 +74,48 @@ function preference(a, b, now) {
   return b.head.sequence - a.head.sequence || a.ms - b.ms;
 }
 
+/** A pinned publisher: its id key, the roots pinned with it and those this browser accepted. */
+async function trustPublisher(pinned) {
+  const entry = typeof pinned === "string" ? { id: pinned, roots: [] } : pinned;
+  const publisher = await importPublisher(entry.id);
+  publisher.chain = rootChain(publisher.line);
+  for (const b64 of [...(entry.roots || []), ...loadRoots(publisher)]) {
+    try {
+      await publisher.chain.offer(base64Decode(b64));
+    } catch (e) {
+      if (e.code === "equivocation") problem(`Publisher ${publisher.keyId}: ${e.message}`);
+    }
+  }
+  refreshSigners(publisher);
+  publisher.rootsReady = Promise.resolve();
+  return publisher;
+}
+
+function refreshSigners(publisher) {
+  publisher.signers = publisher.chain.version() > 0 ? publisher.chain.signers(Date.now()) : null;
+}
+
+/** Follows the publisher's root chain on these sources; heads are verified after it. */
+async function followRoots(publisher, sources) {
+  const before = publisher.chain.version();
+  await walkRoots(publisher, sources, (source, version, e) => {
+    if (e.code === "equivocation") problem(`${source.label}: ${e.message}`);
+    else problem(`${source.label} lied: root ${version}: ${e.message}`);
+  });
+  refreshSigners(publisher);
+  if (publisher.chain.version() > before) saveRoots(publisher);
+}
+
 async function loadPublisher(publisher, sources, report, origin) {
+  publisher.rootsReady = followRoots(publisher, sources);
   const results = await raceIndex(publisher, sources, report);
+  await publisher.rootsReady;
   const now = Date.now();
   results.sort((a, b) => preference(a, b, now));
-  const held = loadHeld(publisher);
+  let held = loadHeld(publisher);
+  // A head signed by a key the current root no longer delegates counts for nothing
+  // (PROTOCOL.md 11.5): a thief's higher sequence numbers cannot hold the publisher back.
+  if (held && held.signer && !signersFor(publisher, "index").some((k) => k.hex === held.signer)) held = null;
   let chosen = null;
   for (const r of results) {
     try {
@@ -327,7 +364,7 @@ async function start() {
     document.body.classList.add("unsupported");
     return;
   }
-  app.publishers = await Promise.all(config.publishers.map(importPublisher));
+  app.publishers = await Promise.all(config.publishers.map(trustPublisher));
   $("pinned").textContent = app.publishers.map((p) => p.keyId).join(", ");
   $("open-folder").addEventListener("change", (e) => busy(openFolder(e.target.files)));
   $("open-bundle").addEventListener("change", (e) => e.target.files[0] && busy(openBundleFile(e.target.files[0])));

@@ -122,8 +122,8 @@ function decodeNoteBody(body) {
 }
 
 /**
- * Verifies a note URI against the trusted publishers (each from importPublisher, optionally
- * with `noteKeys`: keys its current root delegates for notes). Returns
+ * Verifies a note URI against the trusted publishers (the keys their current roots delegate
+ * for notes, or their own keys). Returns
  * `{ publisher, sequence, expires, mirrors }` (sequence and expires as BigInt seconds) or throws
  * a QasidError whose `code` is the vector outcome name. `nowMs` decides expiry.
  */
@@ -134,7 +134,7 @@ async function verifyNote(text, publishers, nowMs) {
   let signer = null;
   let owner = null;
   for (const p of publishers) {
-    for (const k of p.noteKeys || [p]) {
+    for (const k of signersFor(p, "note")) {
       if (k.keyId === keyIdHex) {
         signer = k;
         owner = p;

@@ -15,6 +15,7 @@ function loadHeld(publisher) {
 
 function saveHeld(publisher, head) {
   const record = {
+    signer: head.signer,
     sequence: head.sequence,
     id: head.id,
     expires: head.expires,
@@ -87,5 +88,24 @@ function saveNoteSequence(publisher, sequence) {
     localStorage.setItem(STATE_PREFIX + "note:" + publisher.hex, sequence.toString());
   } catch {
     // As above.
+  }
+}
+
+/** The root files this browser accepted for a publisher (base64), oldest first. */
+function loadRoots(publisher) {
+  try {
+    const list = JSON.parse(localStorage.getItem(STATE_PREFIX + "roots:" + publisher.hex) || "[]");
+    return Array.isArray(list) ? list.filter((r) => typeof r === "string").slice(0, ROOT_LIMITS.versions) : [];
+  } catch {
+    return [];
+  }
+}
+
+function saveRoots(publisher) {
+  try {
+    const list = publisher.chain.roots.map((r) => base64Encode(r.bytes));
+    localStorage.setItem(STATE_PREFIX + "roots:" + publisher.hex, JSON.stringify(list));
+  } catch {
+    // As above: the roots are asked again next time.
   }
 }

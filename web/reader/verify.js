@@ -88,6 +88,15 @@ async function verifySignature(publisher, domain, message, signature) {
   return crypto.subtle.verify({ name: "Ed25519" }, publisher.cryptoKey, signature, concatBytes(domain, message));
 }
 
+/**
+ * The keys that may sign `role` ("index", "bundle", "note") for a publisher right now: those its
+ * current root delegates (roots.js), or the publisher's own key when it has no root.
+ */
+function signersFor(publisher, role) {
+  const delegated = publisher.signers ? publisher.signers[role] : null;
+  return delegated || [publisher];
+}
+
 function malformed(what, reason) {
   return new QasidError("malformed", `${what}: ${reason}`);
 }
@@ -201,9 +210,14 @@ async function verifyIndex(bytes, publisher) {
   if (canonical !== text) throw malformed("index.json", "not in its one canonical encoding (re-spaced or reordered)");
   const headBytes = base64Decode(env.head);
   const signature = base64Decode(env.signature);
-  if (!(await verifySignature(publisher, INDEX_DOMAIN, headBytes, signature))) {
-    throw new QasidError("lying", "the index signature does not verify with the publisher's key", "bad_signature");
+  let signer = null;
+  for (const key of signersFor(publisher, "index")) {
+    if (await verifySignature(key, INDEX_DOMAIN, headBytes, signature)) {
+      signer = key;
+      break;
+    }
   }
+  if (!signer) throw new QasidError("lying", "the index signature does not verify with a key the publisher delegates for indexes", "bad_signature");
   let headText;
   try {
     headText = utf8(headBytes);
@@ -252,6 +266,7 @@ async function verifyIndex(bytes, publisher) {
   if (reencoded !== headText) throw malformed("index head", "not in its one canonical encoding");
   return {
     id: await sha256Hex(bytes),
+    signer: signer.hex,
     bytes,
     sequence: h.sequence,
     issued,

@@ -144,10 +144,15 @@ async function readBundle(bytes, publisher) {
     if (crc32(e.data) !== e.crc) throw zipError(`CRC-32 mismatch on ${e.name}`);
   }
   entries.push(manifestEntry, sigEntry);
-  if (!(await verifySignature(publisher, MANIFEST_DOMAIN, manifestEntry.data, sigEntry.data))) {
-    throw new QasidError("lying", "the bundle's manifest signature does not verify with the publisher's key");
+  let signer = null;
+  for (const key of signersFor(publisher, "bundle")) {
+    if (await verifySignature(key, MANIFEST_DOMAIN, manifestEntry.data, sigEntry.data)) {
+      signer = key;
+      break;
+    }
   }
-  const manifest = parseManifest(manifestEntry.data, publisher);
+  if (!signer) throw new QasidError("lying", "the bundle's manifest signature does not verify with a key the publisher delegates for bundles");
+  const manifest = parseManifest(manifestEntry.data, signer);
   const files = new Map();
   for (const f of manifest.files) {
     const e = localEntry(cur);
