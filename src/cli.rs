@@ -22,6 +22,7 @@ mod keygen;
 mod man;
 mod mirror;
 mod note;
+mod progress;
 mod publish;
 mod push;
 mod read;

@@ -4,9 +4,7 @@
 //! report. It only turns flags (and the config file) into [`ReaderOptions`], calls the reader
 //! and prints; every decision about mirrors and authenticity is the library's.
 
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
@@ -19,16 +17,13 @@ use qasid::note::dns::DnsServer;
 use qasid::note::source::NoteSpec;
 use qasid::reader::{
     gather_notes, ArticleRequest, Fate, GatheredNotes, MirrorLocation, MirrorSpec, Origin,
-    ProgressFn, PublisherUpdate, Reader, ReaderError, ReaderOptions, Report, SavedBundle,
+    PublisherUpdate, Reader, ReaderError, ReaderOptions, Report, SavedBundle,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
 };
 use serde_json::json;
 
+use super::progress::{index_stage, Status};
 use super::{json, print_json, Failure};
-
-/// Bundles at least this large get a progress bar (on a terminal). 1 MiB: smaller ones arrive
-/// before a bar would be worth drawing, even over Tor.
-const PROGRESS_BAR_BYTES: u64 = 1 << 20;
 
 pub const EXIT_CODES: &str = "Exit codes: 0 ok (warnings, such as a STALE INDEX, go to stderr); \
 1 every mirror failed at runtime (timeouts, refused connections, errors); 2 usage or bad input \
@@ -270,17 +265,20 @@ impl FetchArgs {
             .or_else(|| config.reader.out.clone())
             .unwrap_or_else(|| PathBuf::from("."));
         let runtime = runtime()?;
-        let (mut reader, notes) = open_reader(
-            self.source.options_with(&config, &self.publishers)?,
-            &runtime,
-        )?;
+        let options = self.source.options_with(&config, &self.publishers)?;
+        let mut asked = options.mirrors.clone();
+        let (mut reader, notes) = open_reader(options, &runtime)?;
+        asked.extend(notes.mirrors.iter().cloned());
+        let status = Status::new(!self.json);
+        status.stage(index_stage(&asked));
         let updates = runtime.block_on(reader.update());
         let Some(request) = request else {
+            status.finish();
             return self.list(&reader, updates, &notes);
         };
-        let bar = ProgressBar::new(!self.json);
-        let fetched = runtime.block_on(reader.fetch(&updates, &request, &out, bar.callback()));
-        bar.finish();
+        status.stage(format!("the bundle of {}", request.name));
+        let fetched = runtime.block_on(reader.fetch(&updates, &request, &out, status.callback()));
+        status.finish();
         let extracted = match &fetched {
             Ok(saved) if self.extract => Some(extract(saved)),
             _ => None,
@@ -444,44 +442,6 @@ fn extract(saved: &SavedBundle) -> Result<(PathBuf, usize), Failure> {
         &dir,
     )?;
     Ok((dir, verified.manifest().files().len()))
-}
-
-/// A progress bar on stderr, drawn only on a terminal and only for large bundles.
-pub struct ProgressBar {
-    bar: Option<Arc<OnceLock<indicatif::ProgressBar>>>,
-}
-
-impl ProgressBar {
-    pub fn new(wanted: bool) -> Self {
-        Self {
-            bar: (wanted && std::io::stderr().is_terminal()).then(|| Arc::new(OnceLock::new())),
-        }
-    }
-
-    pub fn callback(&self) -> Option<ProgressFn> {
-        let cell = self.bar.clone()?;
-        Some(Arc::new(move |p: qasid::reader::Progress| {
-            if p.total < PROGRESS_BAR_BYTES {
-                return;
-            }
-            let bar = cell.get_or_init(|| {
-                let bar = indicatif::ProgressBar::new(p.total);
-                if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                ) {
-                    bar.set_style(style);
-                }
-                bar
-            });
-            bar.set_position(p.received);
-        }))
-    }
-
-    pub fn finish(&self) {
-        if let Some(bar) = self.bar.as_ref().and_then(|cell| cell.get()) {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 /// Prints warnings loudly and each mirror's fate on stderr. With `problems_only`, mirrors

@@ -12,6 +12,7 @@ use qasid::reader::ArticleRequest;
 use qasid::render::{self, ArticleHeader, RenderOptions};
 
 use super::fetch::{self, SourceArgs};
+use super::progress::{index_stage, Status};
 use super::Failure;
 
 /// Verify a bundle, then read the article in the terminal (or extract it with --out).
@@ -74,11 +75,16 @@ impl ReadArgs {
         let articles = fetch::articles_dir(&options.state_dir);
         let state_dir = options.state_dir.clone();
         let runtime = fetch::runtime()?;
-        let (mut reader, _) = fetch::open_reader(options, &runtime)?;
+        let mut asked = options.mirrors.clone();
+        let (mut reader, notes) = fetch::open_reader(options, &runtime)?;
+        asked.extend(notes.mirrors.iter().cloned());
+        let status = Status::new(true);
+        status.stage(index_stage(&asked));
         let updates = runtime.block_on(reader.update());
-        let bar = fetch::ProgressBar::new(true);
-        let fetched = runtime.block_on(reader.fetch(&updates, &request, &articles, bar.callback()));
-        bar.finish();
+        status.stage(format!("the bundle of {}", request.name));
+        let fetched =
+            runtime.block_on(reader.fetch(&updates, &request, &articles, status.callback()));
+        status.finish();
         fetch::print_report(&reader.report(), fetched.is_ok());
         let saved = fetched?;
         let chain = super::offline_chain(&saved.publisher.to_base64(), Some(&state_dir))?;

@@ -131,3 +131,48 @@ fn verify_prints_the_hash_sha256sum_shows_and_the_manifest_hash() {
     assert!(!manifest_line.contains(file_hash));
     assert!(manifest_line.contains("manifest.json"), "{manifest_line}");
 }
+
+/// `fetch` against a tarpit was silent for its whole wait (30 s by default). On a terminal a
+/// line now says what it waits for, from which mirror, and for how long; piped (scripts,
+/// `--json`), nothing of the kind is written.
+#[test]
+fn fetch_on_a_terminal_says_what_it_waits_for_and_stays_quiet_when_piped() {
+    let dir = TempDir::new().unwrap();
+    let pit = Tarpit::start();
+    let config = dir.path().join("tarpit.toml");
+    write_config(
+        &config,
+        &format!(
+            "mirrors = [\"{}\"]\ntimeout = \"3s\"\nstate = \"state\"\n",
+            pit.url
+        ),
+    );
+    // `script` gives the command a pseudo-terminal (wide enough for the whole line) and
+    // records what was drawn on it.
+    let command = format!(
+        "stty cols 200; exec {} fetch --config {}",
+        env!("CARGO_BIN_EXE_qasid"),
+        config.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("waiting for the index from {}", pit.url)),
+        "{text}"
+    );
+    assert!(
+        text.contains("· 1s") && text.contains("· 2s"),
+        "the time so far, counting: {text}"
+    );
+
+    let (out, _) = fetch_with_config(dir.path(), &config, &[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("waiting for"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
