@@ -112,6 +112,10 @@ pub struct MirrorConfig {
     /// off: what a reader reads is theirs, and a log of it is something that can be seized.
     /// Even when on, no reader address (or any other client detail) is ever written.
     pub access_log: bool,
+    /// Bounds on pushed index pieces that no signed index lists yet (`max_staged_bytes`,
+    /// `max_staged_bytes_per_publisher`, `max_staged_age`); defaults and reasons in
+    /// [`crate::limits::StagingLimits`].
+    pub staging: crate::limits::StagingLimits,
 }
 
 impl MirrorConfig {
@@ -137,6 +141,7 @@ impl Default for MirrorConfig {
             idle_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             access_log: false,
+            staging: crate::limits::StagingLimits::default(),
         }
     }
 }

@@ -164,3 +164,40 @@ pub const MAX_RECENT_REFUSALS: usize = 100;
 /// Shortest time between two writes of the recent-refusals record. One second: a flood of
 /// refused requests costs at most one small atomic file write a second.
 pub const REFUSAL_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Bounds on index pieces a mirror holds in staging: pushed pieces that no verified
+/// `index.json` lists yet. Pieces carry no signature, so anyone may push a well-formed one for
+/// a trusted publisher; these bounds are what an anonymous client can make a mirror store.
+/// Pieces that a signature-checked head lists are admitted past them (see docs/PROTOCOL.md,
+/// "Pushing").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagingLimits {
+    /// Most bytes of unlisted staged pieces, all publishers together. 512 MiB: a whole large
+    /// publisher's first push of pieces (a 100,000-entry log is about 25 MB) many times over,
+    /// yet a small part of any disk a mirror runs on. Past it a push is answered 507.
+    pub max_staged_bytes: u64,
+    /// Most bytes of unlisted staged pieces for one publisher. 64 MiB: a publisher's pieces
+    /// for one update are a few MB (a 250,000-entry first push still fits), so one publisher's
+    /// share cannot take the whole staging area from the others. Past it a push is answered
+    /// 429; `qasid push` then sends the signed index first, which lets its pieces in.
+    pub max_staged_bytes_per_publisher: u64,
+    /// Staged pieces that no index claimed within this time are removed, while the mirror
+    /// runs and when the store is opened. One day: a publisher's push sends pieces, then
+    /// bundles, then the index, and a multi-GB push over a slow link takes hours.
+    pub max_staged_age: std::time::Duration,
+}
+
+impl Default for StagingLimits {
+    fn default() -> Self {
+        Self {
+            max_staged_bytes: 512 << 20,
+            max_staged_bytes_per_publisher: 64 << 20,
+            max_staged_age: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What one staged piece counts against the staging bounds, at least: 4 KiB, the block a file
+/// system gives even a one-byte file, so that millions of tiny pieces cannot fill a disk's
+/// inodes and blocks while counting as a few MB.
+pub const STAGED_PIECE_MIN_BYTES: u64 = 4096;

@@ -150,6 +150,17 @@ impl MirrorState {
                 path: read_dir.display().to_string(),
                 source,
             })?;
+        store
+            .set_staging_limits(config.mirror.staging)
+            .map_err(|e| MirrorError::Prepare {
+                path: store
+                    .root()
+                    .join(".state")
+                    .join("staged")
+                    .display()
+                    .to_string(),
+                source: std::io::Error::other(e),
+            })?;
         Ok(Self {
             store,
             metrics,
@@ -170,6 +181,9 @@ impl MirrorState {
     pub fn reload(&self, config: &Config) {
         *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Trust::new(config));
         self.conn.send_replace(conn_limits(config));
+        if let Err(e) = self.store.set_staging_limits(config.mirror.staging) {
+            tracing::warn!("applying the new staging limits: {e}");
+        }
         self.log.reload(&config.mirror);
     }
 

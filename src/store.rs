@@ -36,29 +36,36 @@ use crate::index::{
     self, Entry, FetchError, Index, IndexError, ObjectRef, Offer, PieceRef, Tracker, VerifiedObject,
 };
 use crate::keys::PublicKey;
-use crate::limits::{BundleLimits, IndexLimits};
+use crate::limits::{BundleLimits, IndexLimits, StagingLimits};
 use crate::roots::{Authority, Chain, ChainStorage, Offered, RootError};
 use crate::ErrorClass;
 
 mod lock;
 mod object;
 pub mod refusals;
+mod staging;
 
 pub use lock::{StoreLock, LOCK_FILE};
 pub use object::{ObjectKind, ParsePublisherIdError, PublisherId};
 pub use refusals::Refusal;
+pub use staging::StagingFull;
+use staging::{AdmitError, Staging};
+
+/// Who vouches for an index piece offered to [`Store::stage_piece`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PieceOrigin {
+    /// An anonymous push. Admitted within the staging bounds ([`StagingLimits`]), or past them
+    /// when a signature-checked head offered to the store lists it.
+    Push,
+    /// The caller holds a verified index that lists the piece (a sync).
+    VerifiedIndex,
+}
 
 /// Temp files untouched for this long when a store is opened were left by a crashed writer.
 /// Ten minutes: a live writer (push, sync, publish) touches its temp file at least every idle
 /// timeout (30 s by default) while receiving, and verifying even a 2 GiB bundle takes well
 /// under a minute, so no live writer loses its file.
 const STALE_TMP_AGE: Duration = Duration::from_secs(600);
-
-/// Staged index pieces that no installed index claimed within this time are removed when the
-/// store is opened. One day: a publisher pushes pieces and their index within seconds, and a
-/// sync fetches them within a round; anything older was abandoned (or pushed by someone filling
-/// the disk, which only ever reaches the unserved staging folder).
-const STALE_STAGED_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Largest `.minisig` file accepted. 4 KiB: a minisign signature file with its comments is
 /// about 300 bytes.
@@ -192,6 +199,9 @@ pub enum StoreError {
         store.display()
     )]
     InUse { store: PathBuf },
+    /// A piece no signed index lists was refused: the staging folder's bound is reached.
+    #[error("{0}")]
+    StagingFull(#[source] StagingFull),
 }
 
 impl StoreError {
@@ -200,7 +210,8 @@ impl StoreError {
             StoreError::Io { .. }
             | StoreError::InUse { .. }
             | StoreError::MissingObjects(_)
-            | StoreError::BundleMissing(_) => ErrorClass::Runtime,
+            | StoreError::BundleMissing(_)
+            | StoreError::StagingFull(_) => ErrorClass::Runtime,
             StoreError::Object(e) => e.class(),
             StoreError::Bundle { source, .. } => source.class(),
             StoreError::Index(e) => e.class(),
@@ -254,6 +265,9 @@ pub struct Store {
     /// disk must evict it here too.
     cache: Mutex<ObjectCache>,
     refusals: refusals::Refusals,
+    /// Pieces waiting for an index that lists them, and the bounds on them. Taken after the
+    /// publishers lock when both are needed, never before.
+    staging: Mutex<Staging>,
 }
 
 /// A bounded first-in-first-out cache of object bytes.
@@ -288,6 +302,9 @@ impl Store {
             fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         }
         let refusals = refusals::Refusals::new(&state, &tmp);
+        let staged = state.join("staged");
+        let staging = Staging::load(staged.clone(), StagingLimits::default())
+            .map_err(StoreError::io(&staged))?;
         let store = Store {
             root: root.to_owned(),
             tmp,
@@ -301,10 +318,24 @@ impl Store {
             installed_listings: Mutex::default(),
             cache: Mutex::new(ObjectCache::default()),
             refusals,
+            staging: Mutex::new(staging),
         };
         store.clean_tmp(STALE_TMP_AGE)?;
-        store.clean_staged(STALE_STAGED_AGE)?;
         Ok(store)
+    }
+
+    /// Sets the bounds on staged pieces (a mirror's configuration); removes pieces already
+    /// older than the new age bound.
+    pub fn set_staging_limits(&self, limits: StagingLimits) -> Result<(), StoreError> {
+        let dir = self.state.join("staged");
+        self.lock_staging()
+            .set_limits(limits)
+            .map_err(StoreError::io(&dir))
+    }
+
+    /// Bytes the staged pieces count against the staging bounds, all publishers together.
+    pub fn staged_bytes(&self) -> u64 {
+        self.lock_staging().total()
     }
 
     pub fn root(&self) -> &Path {
@@ -733,14 +764,34 @@ impl Store {
         Ok(removed)
     }
 
+    /// Whether a piece of `size` bytes offered by an anonymous push would be staged now, so
+    /// that a push is refused before its body is read. [`Store::stage_piece`] decides again.
+    pub fn admit_piece(
+        &self,
+        publisher: &PublicKey,
+        id: ContentId,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let pid = PublisherId::of(publisher);
+        if self.has_piece(&pid, &id) {
+            return Ok(());
+        }
+        self.lock_staging()
+            .admit(pid, id, size, false)
+            .map_err(|e| self.admit_error(e))
+    }
+
     /// Stages an index piece whose bytes matched its sha256 and size. Pieces are not signed
     /// on their own, so a staged piece is not served: it moves into the layout only when a
     /// verified `index.json` that lists it is installed (the index module checks its content
-    /// then). Staged pieces no index claims are removed after [`STALE_STAGED_AGE`].
+    /// then). A pushed piece that no signature-checked head lists is admitted only within the
+    /// staging bounds ([`StoreError::StagingFull`] otherwise); staged pieces no index claims
+    /// are removed after [`StagingLimits::max_staged_age`].
     pub fn stage_piece(
         &self,
         publisher: &PublicKey,
         object: VerifiedObject,
+        origin: PieceOrigin,
     ) -> Result<Installed, StoreError> {
         let reference = object.object();
         let pid = PublisherId::of(publisher);
@@ -753,20 +804,50 @@ impl Store {
                 limit: self.index_limits.max_piece_bytes,
             }));
         }
-        let dest = self.staged_piece(&pid, &reference.sha256);
+        // Flushed before the staging lock is taken; linking under it is quick.
+        fs::File::open(object.path())
+            .and_then(|f| f.sync_all())
+            .map_err(StoreError::io(object.path()))?;
+        let mut staging = self.lock_staging();
+        let dest = staging.path(&pid, &reference.sha256);
         if dest.is_file() {
             return Ok(Installed::AlreadyPresent);
         }
-        let dir = dest.parent().expect("staged pieces live in a folder");
-        fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
-        install_no_clobber(object, &dest)
+        staging
+            .admit(
+                pid,
+                reference.sha256,
+                reference.size,
+                origin == PieceOrigin::VerifiedIndex,
+            )
+            .map_err(|e| self.admit_error(e))?;
+        staging::ensure_parent(&dest).map_err(StoreError::io(&dest))?;
+        match fs::hard_link(object.path(), &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Ok(Installed::AlreadyPresent)
+            }
+            Err(e) => return Err(StoreError::io(&dest)(e)),
+        }
+        staging.record(pid, reference.sha256, reference.size, SystemTime::now());
+        drop(staging);
+        index::atomic::sync_parent(&dest).map_err(StoreError::io(&dest))?;
+        Ok(Installed::New)
+    }
+
+    fn admit_error(&self, e: AdmitError) -> StoreError {
+        match e {
+            AdmitError::Full(full) => StoreError::StagingFull(full),
+            AdmitError::Io(e) => StoreError::io(&self.state.join("staged"))(e),
+        }
+    }
+
+    fn lock_staging(&self) -> MutexGuard<'_, Staging> {
+        self.staging.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn staged_piece(&self, pid: &PublisherId, id: &ContentId) -> PathBuf {
-        self.state
-            .join("staged")
-            .join(pid.to_string())
-            .join(format!("{id}.json"))
+        self.lock_staging().path(pid, id)
     }
 
     /// Whether a piece is in the layout or staged.
@@ -774,44 +855,41 @@ impl Store {
         self.contains(pid, &ObjectKind::Piece(*id)) || self.staged_piece(pid, id).is_file()
     }
 
-    /// Moves the staged pieces a verified index lists into the layout.
-    fn publish_staged_pieces(&self, pid: &PublisherId, index: &Index) -> Result<(), StoreError> {
+    /// Moves the staged pieces a verified index lists into the layout. A piece that is no
+    /// longer staged (aged out while the index waited for its bundles) is rebuilt from the
+    /// index's verified entries: the canonical encoding makes it the same bytes.
+    fn publish_staged_pieces(
+        &self,
+        publisher: &PublicKey,
+        index: &Index,
+    ) -> Result<(), StoreError> {
+        let pid = PublisherId::of(publisher);
+        let mut staging = self.lock_staging();
         for piece in listed_pieces(index.head()) {
-            let dest = self.path(pid, &ObjectKind::Piece(piece.sha256));
+            let dest = self.path(&pid, &ObjectKind::Piece(piece.sha256));
             if dest.is_file() {
+                staging.forget(&pid, &piece.sha256);
                 continue;
             }
-            let staged = self.staged_piece(pid, &piece.sha256);
-            fs::rename(&staged, &dest).map_err(StoreError::io(&dest))?;
+            let staged = staging.path(&pid, &piece.sha256);
+            match fs::rename(&staged, &dest) {
+                Ok(()) => staging.forget(&pid, &piece.sha256),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let entries = &index.entries()[piece.first as usize..piece.end() as usize];
+                    let bytes = index::encode_piece(publisher, piece.first, entries);
+                    index::check_bytes(&bytes, piece.object()).map_err(StoreError::Object)?;
+                    index::atomic::write(&self.tmp, &dest, &bytes)
+                        .map_err(StoreError::io(&dest))?;
+                }
+                Err(e) => return Err(StoreError::io(&dest)(e)),
+            }
             self.counts.pieces.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(dir) = self.path(pid, &ObjectKind::Index).parent() {
+        staging.unclaim(&pid);
+        drop(staging);
+        if let Some(dir) = self.path(&pid, &ObjectKind::Index).parent() {
             index::atomic::sync_parent(&dir.join("pieces").join("x"))
                 .map_err(StoreError::io(dir))?;
-        }
-        Ok(())
-    }
-
-    /// Removes staged pieces older than `age` that no installed index claimed.
-    fn clean_staged(&self, age: Duration) -> Result<(), StoreError> {
-        let staged = self.state.join("staged");
-        let now = SystemTime::now();
-        for dir in fs::read_dir(&staged).into_iter().flatten().flatten() {
-            for file in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
-                let old = file
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= age);
-                if old {
-                    let path = file.path();
-                    fs::remove_file(&path)
-                        .or_else(|e| match e.kind() {
-                            io::ErrorKind::NotFound => Ok(()),
-                            _ => Err(e),
-                        })
-                        .map_err(StoreError::io(&path))?;
-                }
-            }
         }
         Ok(())
     }
@@ -962,7 +1040,11 @@ impl Store {
                 })
             }
             Offer::Update(mut pending) => {
-                let missing: Vec<MissingObject> = listed_pieces(pending.head().head())
+                let listed = listed_pieces(pending.head().head());
+                // The head's signature is checked: its pieces may pass the staging bounds.
+                self.lock_staging()
+                    .claim(pid, listed.iter().map(|p| p.sha256));
+                let missing: Vec<MissingObject> = listed
                     .iter()
                     .filter(|p| !self.has_piece(&pid, &p.sha256))
                     .map(|p| MissingObject {
@@ -1062,7 +1144,7 @@ impl Store {
         let newly_listed = newly_listed(held, state.installed.as_deref(), self.keep);
         self.check_listings(publisher, &newly_listed, bundle_limits)?;
         self.ensure_publisher(publisher)?;
-        self.publish_staged_pieces(&pid, held)?;
+        self.publish_staged_pieces(publisher, held)?;
         self.sync_folders()?;
         let dest = self.path(&pid, &ObjectKind::Index);
         index::atomic::write(&self.tmp, &dest, envelope).map_err(StoreError::io(&dest))?;

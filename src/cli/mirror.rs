@@ -77,6 +77,18 @@ pub struct MirrorArgs {
     /// On SIGINT/SIGTERM, how long requests in flight may take (mirror.shutdown_grace).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     shutdown_grace: Option<Duration>,
+    /// Most bytes of pushed pieces that no signed index lists yet, all publishers together
+    /// (mirror.max_staged_bytes; default 512 MiB; past it a push is answered 507).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_byte_size)]
+    max_staged_bytes: Option<u64>,
+    /// The same bound for one publisher (mirror.max_staged_bytes_per_publisher; default
+    /// 64 MiB; past it a push is answered 429).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_byte_size)]
+    max_staged_bytes_per_publisher: Option<u64>,
+    /// Remove staged pieces no index listed within this time (mirror.max_staged_age;
+    /// default 24h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    max_staged_age: Option<Duration>,
     /// A publisher to trust: a publisher.pub file or its one-line base64 key. Repeatable
     /// ([[publisher]] key).
     #[arg(long = "publisher", value_name = "PUBKEY")]
@@ -142,6 +154,15 @@ impl MirrorArgs {
         }
         if self.access_log {
             m.access_log = true;
+        }
+        if let Some(v) = self.max_staged_bytes {
+            m.staging.max_staged_bytes = v;
+        }
+        if let Some(v) = self.max_staged_bytes_per_publisher {
+            m.staging.max_staged_bytes_per_publisher = v;
+        }
+        if let Some(v) = self.max_staged_age {
+            m.staging.max_staged_age = v;
         }
         if !self.publishers.is_empty() {
             c.publishers = super::sync::publishers_from_flags(&self.publishers)?;

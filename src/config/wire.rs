@@ -69,6 +69,9 @@ struct MirrorWire {
     idle_timeout: Option<Spanned<String>>,
     shutdown_grace: Option<Spanned<String>>,
     access_log: Option<bool>,
+    max_staged_bytes: Option<Spanned<SizeWire>>,
+    max_staged_bytes_per_publisher: Option<Spanned<SizeWire>>,
+    max_staged_age: Option<Spanned<String>>,
 }
 
 /// A byte size: an integer, or a string such as `"64 MiB"`.
@@ -403,7 +406,37 @@ fn mirror(m: MirrorWire, d: MirrorConfig, base: &Path) -> Result<MirrorConfig, W
         idle_timeout: duration(m.idle_timeout, "mirror.idle_timeout", d.idle_timeout)?,
         shutdown_grace: duration(m.shutdown_grace, "mirror.shutdown_grace", d.shutdown_grace)?,
         access_log: m.access_log.unwrap_or(d.access_log),
+        staging: crate::limits::StagingLimits {
+            max_staged_bytes: size_or(
+                m.max_staged_bytes,
+                "mirror.max_staged_bytes",
+                d.staging.max_staged_bytes,
+            )?,
+            max_staged_bytes_per_publisher: size_or(
+                m.max_staged_bytes_per_publisher,
+                "mirror.max_staged_bytes_per_publisher",
+                d.staging.max_staged_bytes_per_publisher,
+            )?,
+            max_staged_age: duration(
+                m.max_staged_age,
+                "mirror.max_staged_age",
+                d.staging.max_staged_age,
+            )?,
+        },
     })
+}
+
+/// An optional positive byte size, `default` when absent.
+fn size_or(value: Option<Spanned<SizeWire>>, what: &str, default: u64) -> Result<u64, WireError> {
+    match value {
+        None => Ok(default),
+        Some(s) => size(&s).ok_or_else(|| {
+            at(
+                &s,
+                format!("{what}: expected a positive size such as 67108864 or \"64 MiB\""),
+            )
+        }),
+    }
 }
 
 /// A positive byte size written as a number or a string such as `"64 MiB"`.

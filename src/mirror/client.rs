@@ -2,7 +2,9 @@
 //! each mirror lacks.
 //!
 //! Owns the push order (bundles and their `.minisig`, then pieces, then `index.json` last, so a
-//! mirror can install the index the moment it arrives) and the per-mirror outcome. The repo's
+//! mirror can install the index the moment it arrives; when a mirror's bounds on unlisted
+//! pieces refuse ours with 429 or 507, the signed index is sent first to name them, then the
+//! pieces again) and the per-mirror outcome. The repo's
 //! index is verified with the index module before anything is sent, so a publisher never
 //! pushes a broken state. Asking is a `HEAD` per object (bounded concurrency); objects are
 //! streamed from disk with their exact `Content-Length`, and an object counts as delivered only
@@ -315,29 +317,80 @@ pub async fn push(
     let (minisigs, rest): (Vec<&Item>, Vec<&Item>) = objects
         .into_iter()
         .partition(|i| i.relative.ends_with(".minisig"));
-    for class in [rest, minisigs, index] {
-        let mut puts = tokio::task::JoinSet::new();
-        for item in class {
-            let url = url_of(item)?;
-            let client = client.clone();
-            let limit = limit.clone();
-            let item = item.clone();
-            let progress = progress.clone();
-            puts.spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("never closed");
-                put(&client, url, &item, progress).await.map(|()| item.size)
-            });
+    let deferred = put_all(client, &url_of, rest, &limit, &progress, &mut summary).await?;
+    put_all(client, &url_of, minisigs, &limit, &progress, &mut summary).await?;
+    let mut index = index;
+    if !deferred.is_empty() {
+        // The mirror's bounds on pieces that no signed index lists are reached (maybe by
+        // someone filling them): announcing the signed index, which names our pieces, lets
+        // them in. The mirror answers 409 (the pieces are still missing) unless it completed.
+        progress.add_total(plan.index.size);
+        match put(client, url_of(&plan.index)?, &plan.index, progress.clone()).await {
+            Ok(()) => {
+                summary.sent += 1;
+                summary.bytes += plan.index.size;
+                index.clear();
+            }
+            Err(PushError::Failed { status: 409, .. }) => {}
+            Err(e) => return Err(e),
         }
-        while let Some(joined) = puts.join_next().await {
-            let bytes = joined.map_err(|e| PushError::Network {
-                url: display_url(&base),
-                reason: e.to_string(),
-            })??;
-            summary.sent += 1;
-            summary.bytes += bytes;
+        let pieces = deferred.into_iter().map(|(item, _)| item).collect();
+        let refused = put_all(client, &url_of, pieces, &limit, &progress, &mut summary).await?;
+        if let Some((_, e)) = refused.into_iter().next() {
+            return Err(e);
         }
     }
+    put_all(client, &url_of, index, &limit, &progress, &mut summary).await?;
     Ok(summary)
+}
+
+/// Sends `items` in parallel (bounded by `limit`), counting each delivery. Returns the pieces
+/// the mirror refused because its staging bounds are reached (429 or 507): they may be sent
+/// again once the mirror has seen the signed index that lists them. Any other failure ends the
+/// push.
+async fn put_all<'a>(
+    client: &reqwest::Client,
+    url_of: &impl Fn(&Item) -> Result<reqwest::Url, PushError>,
+    items: Vec<&'a Item>,
+    limit: &Arc<Semaphore>,
+    progress: &Arc<dyn Progress>,
+    summary: &mut PushSummary,
+) -> Result<Vec<(&'a Item, PushError)>, PushError> {
+    let mut puts = tokio::task::JoinSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let url = url_of(item)?;
+        let client = client.clone();
+        let limit = limit.clone();
+        let owned = (*item).clone();
+        let progress = progress.clone();
+        puts.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("never closed");
+            (i, put(&client, url, &owned, progress).await)
+        });
+    }
+    let mut refused = Vec::new();
+    while let Some(joined) = puts.join_next().await {
+        let (i, result) = joined.map_err(|e| PushError::Network {
+            url: "a push task".to_owned(),
+            reason: e.to_string(),
+        })?;
+        let item = items[i];
+        match result {
+            Ok(()) => {
+                summary.sent += 1;
+                summary.bytes += item.size;
+            }
+            Err(
+                e @ PushError::Failed {
+                    status: 429 | 507, ..
+                },
+            ) if item.relative.contains("/pieces/") => {
+                refused.push((item, e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(refused)
 }
 
 /// Whether the mirror already has the object: `HEAD` answers 200 with the same ETag.

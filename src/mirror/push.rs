@@ -4,7 +4,9 @@
 //! body is read), `Content-Length` is required and capped (411, 413), the body streams into a
 //! temp file while it is hashed and must match the sha256 in the URL, and then the object is
 //! verified before anything becomes visible: a bundle as `qasid verify` does, a piece on its
-//! own by the index module before it is staged (junk is refused at once, 422), `index.json`
+//! own by the index module before it is staged (junk is refused at once, 422; a piece no signed
+//! head names is refused before its body is read when the store's staging bounds are reached,
+//! 429 for the publisher's share and 507 for the whole, see `StagingLimits`), `index.json`
 //! with every piece it lists by the store's index checks, a `.minisig` as minisign does. A
 //! success answers with a receipt naming the sha256 and size of the object held (the client
 //! counts a delivery only on it); every refusal is a JSON `{"error", "reason"}` with a 4xx
@@ -28,7 +30,10 @@ use crate::index::{
 use crate::keys::PublicKey;
 use crate::limits::IndexLimits;
 use crate::roots::RootError;
-use crate::store::{Installed, MissingObject, ObjectKind, Refusal, StoreError, MAX_MINISIG_BYTES};
+use crate::store::{
+    Installed, MissingObject, ObjectKind, PieceOrigin, Refusal, StagingFull, StoreError,
+    MAX_MINISIG_BYTES,
+};
 use crate::ErrorClass;
 
 /// A refusal or failure, as sent to the client.
@@ -116,7 +121,7 @@ pub(super) async fn put(
             (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
         }
         Err(e) => {
-            if e.status.is_client_error() {
+            if e.status.is_client_error() || e.status == StatusCode::INSUFFICIENT_STORAGE {
                 state.metrics.push(kind, PushOutcome::Refused);
                 super::log::refused_push(kind, &publisher, e.status, &e.reason);
                 let refusal = Refusal::now(
@@ -176,6 +181,13 @@ async fn put_trusted(
                 // Named by its sha256 and verified when it was stored: exactly this object.
                 return Ok((Installed::AlreadyPresent, expected));
             }
+            if matches!(path.kind, ObjectKind::Piece(_)) {
+                // Refused before its body is read when the staging bounds are reached.
+                let (store, key) = (store.clone(), key.clone());
+                blocking(move || store.admit_piece(&key, id, length))
+                    .await
+                    .map_err(|e| refusal(state, &layout, e))?;
+            }
             let object = receive_file(state, expected, body)
                 .await
                 .map_err(|e| refusal(state, &layout, e))?;
@@ -188,7 +200,7 @@ async fn put_trusted(
                         .map(|(installed, _)| installed)
                 } else {
                     check_piece(&key, &object, &index_limits)?;
-                    store.stage_piece(&key, object)
+                    store.stage_piece(&key, object, PieceOrigin::Push)
                 }
             })
             .await
@@ -495,6 +507,14 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
         StoreError::OlderIndex { .. } => (StatusCode::CONFLICT, "older index", "older_index"),
         StoreError::StaleIndex { .. } => (StatusCode::CONFLICT, "stale index", "stale_index"),
         StoreError::MissingObjects(_) => (StatusCode::CONFLICT, "missing objects", ""),
+        StoreError::StagingFull(full) => {
+            tracing::info!("push refused: {e}");
+            let status = match full {
+                StagingFull::Publisher { .. } => StatusCode::TOO_MANY_REQUESTS,
+                StagingFull::Total { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            };
+            return ApiError::new(status, "staging full", e.to_string());
+        }
         StoreError::BundleMissing(id) => {
             let mut api = ApiError::new(StatusCode::CONFLICT, "missing objects", e.to_string());
             api.missing = vec![layout.bundle(id)];

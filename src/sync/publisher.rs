@@ -27,7 +27,9 @@ use crate::index::{
     PieceRef, SignedHead,
 };
 use crate::keys::PublicKey;
-use crate::store::{required_bundles, Listing, ObjectKind, PublisherId, Store, StoreError};
+use crate::store::{
+    required_bundles, Listing, ObjectKind, PieceOrigin, PublisherId, Store, StoreError,
+};
 use crate::sync::download::{BundleResult, Fetcher};
 use crate::sync::error::SyncError;
 use crate::sync::report::{error_chain, PublisherReport, Wire};
@@ -714,7 +716,7 @@ fn stage_pieces(store: &Store, publisher: &PublicKey, index: &Index) -> Result<(
                 })
             })?;
         store
-            .stage_piece(publisher, verified)
+            .stage_piece(publisher, verified, PieceOrigin::VerifiedIndex)
             .map_err(SyncError::store)?;
     }
     Ok(())

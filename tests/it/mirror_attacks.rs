@@ -205,3 +205,138 @@ async fn one_address_cannot_take_every_connection() {
     drop(held);
     server.stop().await;
 }
+
+/// Bytes the staged pieces on disk count against the staging bounds (each at least 4 KiB).
+fn staged_on_disk(store: &std::path::Path) -> (u64, usize) {
+    let mut charged = 0;
+    let mut files = 0;
+    for folder in std::fs::read_dir(store.join(".state/staged"))
+        .into_iter()
+        .flatten()
+    {
+        for file in std::fs::read_dir(folder.unwrap().path()).unwrap() {
+            let len = file.unwrap().metadata().unwrap().len();
+            charged += len.max(qasid::limits::STAGED_PIECE_MIN_BYTES);
+            files += 1;
+        }
+    }
+    (charged, files)
+}
+
+/// A well-formed piece for `k` that no index will ever list: what anyone can push, no key
+/// needed.
+fn junk_piece(k: &qasid::keys::SecretKey, n: usize) -> (String, Vec<u8>) {
+    let entries: Vec<_> = (0..20)
+        .map(|i| qasid::index::Entry::retract(&format!("junk-{n}-{i}")).unwrap())
+        .collect();
+    let bytes = qasid::index::encode_piece(k.public(), 0, &entries);
+    let id = qasid::content_id::ContentId::of_bytes(&bytes);
+    (url_path(k, |l| l.piece(&id)), bytes)
+}
+
+/// The attack: an anonymous client pushes well-formed but unsigned index pieces for trusted
+/// publishers, each staged until an index claims it (never), so the mirror's disk fills. Now
+/// unlisted pieces are bounded per publisher (429) and in total (507), the publisher's own
+/// push still gets its pieces in (the signed index names them, and they evict junk), and junk
+/// ages out while the mirror runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_unsigned_pieces_cannot_fill_the_mirrors_disk() {
+    use crate::mirror_support::{make_bundle, publish, put};
+    const BLOCK: u64 = qasid::limits::STAGED_PIECE_MIN_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let (k1, k2) = (key(1), key(2));
+    let bundle = make_bundle(dir.path(), &k1, "launch", 1, 1000);
+    let repo = dir.path().join("repo");
+    publish(&repo, &k1, &[&bundle.path]);
+    let store = dir.path().join("store");
+    let age = Duration::from_secs(10);
+    let server = Server::start_with(&store, &[&k1, &k2], |c| {
+        c.mirror.staging = qasid::limits::StagingLimits {
+            max_staged_bytes: 24 * BLOCK,
+            max_staged_bytes_per_publisher: 16 * BLOCK,
+            max_staged_age: age,
+        };
+    })
+    .await;
+    let started = Instant::now();
+
+    // Publisher 1's share fills first: 16 pieces, then 429.
+    let mut n = 0;
+    let refusal = loop {
+        let (path, bytes) = junk_piece(&k1, n);
+        assert!((bytes.len() as u64) < BLOCK);
+        n += 1;
+        let (status, body) = put(&server, &path, bytes).await;
+        assert!(staged_on_disk(&store).0 <= 24 * BLOCK);
+        if status != 201 {
+            break (status, body);
+        }
+        assert!(n <= 16, "piece {n} was staged past the per-publisher bound");
+    };
+    assert_eq!(n, 17);
+    assert_eq!(refusal.0, 429, "{}", refusal.1);
+    assert_eq!(refusal.1["error"], "staging full");
+    let reason = refusal.1["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("{} bytes of pieces for publisher", 16 * BLOCK))
+            && reason.contains("no signed index lists")
+            && !reason.contains('\n'),
+        "{reason}"
+    );
+
+    // Then the total: 8 more for publisher 2, then 507.
+    let mut m = 0;
+    let refusal = loop {
+        let (path, bytes) = junk_piece(&k2, m);
+        m += 1;
+        let (status, body) = put(&server, &path, bytes).await;
+        assert!(staged_on_disk(&store).0 <= 24 * BLOCK);
+        if status != 201 {
+            break (status, body);
+        }
+    };
+    assert_eq!(m, 9);
+    assert_eq!(refusal.0, 507, "{}", refusal.1);
+    let reason = refusal.1["reason"].as_str().unwrap();
+    assert!(reason.contains("is full"), "{reason}");
+    assert_eq!(staged_on_disk(&store), (24 * BLOCK, 24));
+
+    // The publisher's real push: its pieces are refused at first (the bounds are full), then
+    // sent again after the signed index named them, evicting the oldest junk.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_qasid"))
+        .args([
+            "push",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--to",
+            &server.base,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < age,
+        "too slow to see eviction before ageing"
+    );
+    let index =
+        std::fs::read(repo.join(qasid::index::layout::PublisherLayout::new(k1.public()).index()))
+            .unwrap();
+    let served = crate::mirror_support::get_bytes(&server, &url_path(&k1, |l| l.index())).await;
+    assert_eq!(served, index, "the publisher's index is served");
+    let (charged, files) = staged_on_disk(&store);
+    assert!(charged <= 24 * BLOCK);
+    assert!(files < 24, "junk was evicted for the publisher's pieces");
+
+    // Junk ages out while the mirror runs: the next piece staged finds the room free.
+    tokio::time::sleep(age.saturating_sub(started.elapsed()) + Duration::from_millis(500)).await;
+    let (path, bytes) = junk_piece(&k2, 1000);
+    let (status, body) = put(&server, &path, bytes).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(staged_on_disk(&store), (BLOCK, 1), "stale junk was removed");
+    server.stop().await;
+}
