@@ -300,6 +300,7 @@ async fn anonymous_unsigned_pieces_cannot_fill_the_mirrors_disk() {
     let reason = refusal.1["reason"].as_str().unwrap();
     assert!(reason.contains("is full"), "{reason}");
     assert_eq!(staged_on_disk(&store), (24 * BLOCK, 24));
+    let junk_done = Instant::now();
 
     // The publisher's real push: its pieces are refused at first (the bounds are full), then
     // sent again after the signed index named them, evicting the oldest junk.
@@ -333,7 +334,7 @@ async fn anonymous_unsigned_pieces_cannot_fill_the_mirrors_disk() {
     assert!(files < 24, "junk was evicted for the publisher's pieces");
 
     // Junk ages out while the mirror runs: the next piece staged finds the room free.
-    tokio::time::sleep(age.saturating_sub(started.elapsed()) + Duration::from_millis(500)).await;
+    tokio::time::sleep(age.saturating_sub(junk_done.elapsed()) + Duration::from_millis(500)).await;
     let (path, bytes) = junk_piece(&k2, 1000);
     let (status, body) = put(&server, &path, bytes).await;
     assert_eq!(status, 201, "{body}");
