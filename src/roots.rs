@@ -91,7 +91,7 @@ pub enum RootError {
     },
     /// Root 1 does not derive the publisher id the verifier trusts.
     #[error("root 1 belongs to publisher {found}, not to the trusted publisher {expected}")]
-    WrongPublisher { expected: String, found: String },
+    WrongPublisher { expected: KeyId, found: KeyId },
     /// A root's version is not the held version + 1.
     #[error("root version {offered} does not follow the held root {held} (expected {})", held + 1)]
     WrongVersion { held: u64, offered: u64 },
@@ -244,8 +244,8 @@ impl Root {
         let found = self.publisher_id();
         if &found != id {
             return Err(RootError::WrongPublisher {
-                expected: id.hex(),
-                found: found.hex(),
+                expected: id.id(),
+                found: found.id(),
             });
         }
         self.check_signers(None)
@@ -446,7 +446,7 @@ impl Anchor {
 
 impl fmt::Display for Anchor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.id.hex())
+        write!(f, "{}", self.id.id())
     }
 }
 

@@ -197,9 +197,9 @@ impl CreateArgs {
         .map_err(Failure::usage)?;
         write_out(&self.out, &root.to_bytes(), self.force)?;
         println!(
-            "wrote unsigned root 1 to {}: publisher id {}",
+            "wrote unsigned root 1 to {}: publisher {}",
             self.out.display(),
-            root.publisher_id().hex()
+            root.publisher_id().id()
         );
         println!(
             "next: {} of its root keys sign it (qasid root sign {} --key ROOT.key)",
@@ -283,7 +283,7 @@ impl InstallArgs {
         match chain.offer(&bytes)? {
             Offered::Accepted(v) => println!(
                 "installed root {v} for publisher {} in {}",
-                id.hex(),
+                id.id(),
                 self.repo.display()
             ),
             Offered::Unchanged => println!("root {} is already installed", root.version()),
@@ -404,7 +404,7 @@ impl RotateArgs {
             return Err(Failure::usage(anyhow::anyhow!(
                 "publisher {} has no root yet: run `qasid root upgrade` (one-key repo) or \
                  `qasid root create` first",
-                anchor.id().hex()
+                anchor.id().id()
             )));
         };
         let mut body = current.body().clone();
@@ -508,7 +508,7 @@ impl UpgradeArgs {
         if chain.version() > 0 {
             return Err(Failure::usage(anyhow::anyhow!(
                 "publisher {} already has roots (version {}): use `qasid root rotate`",
-                id.hex(),
+                id.id(),
                 chain.version()
             )));
         }
@@ -518,7 +518,7 @@ impl UpgradeArgs {
         }
         println!(
             "installed root 1 for publisher {} (id unchanged) in {}",
-            id.hex(),
+            id.id(),
             self.repo.display()
         );
         Ok(())
@@ -634,7 +634,7 @@ impl ShowArgs {
             return print_json(&doc);
         }
         match &id {
-            Some(id) => println!("publisher: {}", id.hex()),
+            Some(id) => println!("publisher: {}", id.id()),
             None => println!("publisher: (not root 1: unknown from this file alone)"),
         }
         if roots.is_empty() {

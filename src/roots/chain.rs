@@ -293,7 +293,7 @@ fn write_evidence_dir(
          the previous root. Root keys were stolen or their holders coerced. Keep these files \
          and tell the publisher through a channel you trust.\n",
         version = offered.version(),
-        id = id.hex(),
+        id = id.id(),
         held_id = held.id(),
         new_id = offered.id(),
     );

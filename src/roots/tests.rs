@@ -71,6 +71,18 @@ fn a_one_key_root_keeps_the_key_as_id_and_a_threshold_root_derives_one() {
     assert!(![1u8, 2, 3].iter().any(|s| key(*s).public() == &id));
     assert_eq!(id, derive_publisher_id(three.payload()));
     three.verify_first(&id).unwrap();
+    // Another publisher's root 1 is refused, naming both by key id (the name the CLI shows),
+    // never by the 64-hex folder name.
+    let message = three.verify_first(key(1).public()).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        format!(
+            "root 1 belongs to publisher {}, not to the trusted publisher {}",
+            id.id(),
+            key(1).public().id()
+        )
+    );
+    assert!(!message.contains(&id.hex()), "{message}");
 }
 
 #[test]

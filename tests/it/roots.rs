@@ -185,7 +185,11 @@ fn a_stolen_signing_key_is_refused_by_every_verifier_once_the_revoking_root_is_o
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let id = newsroom(dir);
-    assert_eq!(id.len(), 64);
+    assert_eq!(
+        id.len(),
+        16,
+        "root show names the publisher by key id: {id}"
+    );
     let m = mirror(dir, "store", &[]);
     let base = m.base.clone();
     let to = format!("{base}/");
