@@ -228,6 +228,8 @@ pub enum Warning {
     },
     /// The known-mirrors file could not be read or written (learned mirrors may be lost).
     KnownMirrors { path: PathBuf, reason: String },
+    /// A proxy some mirrors go through does not answer; those mirrors will fail.
+    ProxyDown { proxy: String, problem: String },
 }
 
 impl fmt::Display for Warning {
@@ -243,6 +245,11 @@ impl fmt::Display for Warning {
                  prove (sequence {sequence}) expired {} ago. It is authentic, but newer \
                  articles may exist that these mirrors are not showing you.",
                 humantime::format_duration(Duration::from_secs(since.as_secs()))
+            ),
+            Warning::ProxyDown { proxy, problem } => write!(
+                f,
+                "the proxy {proxy} {problem}: the mirrors behind it will fail; start it, or \
+                 fix --proxy or the config's proxy"
             ),
             Warning::KeptFresher {
                 publisher,
@@ -280,6 +287,10 @@ pub enum ReaderError {
     /// A proxy the HTTP client refused.
     #[error("proxy {proxy}: {reason}")]
     BadProxy { proxy: String, reason: String },
+    /// Every mirror goes through a proxy that does not answer (or does not speak its
+    /// protocol): the proxy is the failure, not the mirrors.
+    #[error("the proxy {proxy} {problem}: start it, or fix --proxy or the config's proxy")]
+    ProxyDown { proxy: String, problem: String },
     /// Not `NAME` or `NAME@VERSION`.
     #[error("{0:?} is not an article NAME or NAME@VERSION (a-z, 0-9 and -; version ≥ 1)")]
     BadArticle(String),
@@ -382,6 +393,7 @@ impl ReaderError {
             ReaderError::State(e) | ReaderError::Index(e) => e.class(),
             ReaderError::Root(e) => e.class(),
             ReaderError::Io { .. }
+            | ReaderError::ProxyDown { .. }
             | ReaderError::Unreachable { .. }
             | ReaderError::BundleUnreachable { .. } => ErrorClass::Runtime,
             ReaderError::NoAuthenticIndex { .. } | ReaderError::BundleNotAuthentic { .. } => {
@@ -409,6 +421,10 @@ pub struct Reader {
     /// Per publisher, after [`Reader::update`]: mirrors in the order to ask for bundles.
     ranked: Vec<Vec<usize>>,
     warnings: Vec<Warning>,
+    /// Each proxy in use with the number of mirrors behind it, and the number of mirrors
+    /// reached without one (see [`Reader::check_proxies`]).
+    proxies: Vec<(reqwest::Url, usize)>,
+    unproxied: usize,
 }
 
 impl Reader {
@@ -453,6 +469,8 @@ impl Reader {
         let strictest = strictest_proxy(&options, &specs)?;
         let mut clients: HashMap<Option<String>, reqwest::Client> = HashMap::new();
         let mut mirrors: Vec<Mirror> = Vec::new();
+        let mut proxies: Vec<(reqwest::Url, usize)> = Vec::new();
+        let mut unproxied = 0;
         for spec in specs {
             if mirrors.iter().any(|m| m.spec.location == spec.location) {
                 continue;
@@ -464,6 +482,15 @@ impl Reader {
                 .then_some(strictest.as_ref())
                 .flatten();
             let proxy = spec.proxy.as_ref().or(options.proxy.as_ref()).or(fallback);
+            match (proxy, &spec.location) {
+                (Some(p), MirrorLocation::Http(_)) => {
+                    match proxies.iter_mut().find(|(q, _)| q == p) {
+                        Some((_, n)) => *n += 1,
+                        None => proxies.push((p.clone(), 1)),
+                    }
+                }
+                _ => unproxied += 1,
+            }
             let source = match &spec.location {
                 MirrorLocation::Http(base) => {
                     let key = proxy.map(|p| p.to_string());
@@ -506,7 +533,42 @@ impl Reader {
             trackers,
             chains,
             warnings,
+            proxies,
+            unproxied,
         })
+    }
+
+    /// Asks each proxy in use whether it answers (a connection, and for SOCKS5 its greeting),
+    /// so that a dead proxy is reported once, as itself, instead of as every mirror refusing.
+    /// Fails with [`ReaderError::ProxyDown`] when every mirror is behind a dead proxy; a dead
+    /// proxy that only some mirrors use becomes a warning.
+    pub async fn check_proxies(&mut self) -> Result<(), ReaderError> {
+        let timeout = self.options.connect_timeout;
+        let mut probes = tokio::task::JoinSet::new();
+        for (i, (proxy, _)) in self.proxies.iter().enumerate() {
+            let proxy = proxy.clone();
+            probes.spawn(async move { (i, transport::probe_proxy(&proxy, timeout).await) });
+        }
+        let mut dead = Vec::new();
+        while let Some(joined) = probes.join_next().await {
+            let Ok((i, Err(reason))) = joined else {
+                continue;
+            };
+            let (proxy, behind) = &self.proxies[i];
+            dead.push((crate::config::display_url(proxy), reason, *behind));
+        }
+        let alive: usize = self.unproxied + self.proxies.iter().map(|(_, n)| n).sum::<usize>()
+            - dead.iter().map(|(_, _, n)| n).sum::<usize>();
+        if alive == 0 {
+            if let Some((proxy, problem, _)) = dead.into_iter().next() {
+                return Err(ReaderError::ProxyDown { proxy, problem });
+            }
+            return Ok(());
+        }
+        for (proxy, problem, _) in dead {
+            self.warnings.push(Warning::ProxyDown { proxy, problem });
+        }
+        Ok(())
     }
 
     /// The proxy for a connection the user did not configure one for (a learned mirror, a

@@ -365,7 +365,10 @@ pub fn open_reader(
     }
     options.mirrors.extend(notes.mirrors.iter().cloned());
     match Reader::open(options) {
-        Ok(reader) => Ok((reader, notes)),
+        Ok(mut reader) => {
+            runtime.block_on(reader.check_proxies())?;
+            Ok((reader, notes))
+        }
         Err(ReaderError::NoMirrors) if notes.worst_failure().is_some() => {
             let f = notes.worst_failure().expect("checked");
             Err(Failure::new(

@@ -238,3 +238,49 @@ pub(super) async fn get_capped(
     }
     Ok(bytes)
 }
+
+/// Whether `proxy` answers: a TCP connection within `timeout`, and for `socks5://` and
+/// `socks5h://` a SOCKS5 greeting answered as SOCKS5. The error completes a sentence that
+/// names the proxy: "is not answering (connection refused)", "is not a SOCKS5 proxy (...)".
+pub(super) async fn probe_proxy(proxy: &reqwest::Url, timeout: Duration) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let socks = matches!(proxy.scheme(), "socks5" | "socks5h");
+    let host = proxy.host_str().ok_or("it has no host")?.to_owned();
+    let port = proxy
+        .port_or_known_default()
+        .unwrap_or(if socks { 1080 } else { 80 });
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "is not answering (connection refused)".to_owned()
+                }
+                _ => format!("is not answering ({e})"),
+            })?;
+        if !socks {
+            return Ok(());
+        }
+        // Version 5, two methods: no authentication, user name and password.
+        let greeted = stream.write_all(&[5, 2, 0, 2]).await;
+        let mut answer = [0u8; 2];
+        match (greeted, stream.read_exact(&mut answer).await) {
+            (Ok(()), Ok(_)) if answer[0] == 5 => Ok(()),
+            (Ok(()), Ok(_)) => {
+                Err("is not a SOCKS5 proxy (it answered in another protocol)".to_owned())
+            }
+            _ => Err("is not a SOCKS5 proxy (it closed the connection without answering)".into()),
+        }
+    };
+    match tokio::time::timeout(timeout, probe).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "is not answering (no answer within {}s)",
+            timeout.as_secs_f64()
+        )),
+    }
+}

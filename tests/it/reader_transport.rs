@@ -243,9 +243,104 @@ fn a_proxy_that_is_down_is_not_bypassed() {
         ],
     );
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_eq!(fate(&json_of(&out), &mirror.url), "refused");
+    let message = json_of(&out)["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("is not answering"), "{message}");
     assert!(
         mirror.log.seen().is_empty(),
         "no request went around the proxy"
+    );
+}
+
+/// A loopback listener that answers every connection like a web server (not SOCKS5), for the
+/// life of the test process's bounded run.
+fn not_a_socks_proxy() -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(8) {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = conn.read(&mut [0u8; 64]);
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    format!("socks5h://{addr}")
+}
+
+/// The bug: a dead proxy was reported as every mirror refusing ("SOCKS error: failed to create
+/// underlying connection", once per mirror). Now the proxy is named, once, as the failure: a
+/// closed port, and a port where something that is not a SOCKS5 proxy listens.
+#[test]
+fn a_dead_proxy_is_named_once_not_blamed_on_every_mirror() {
+    let dir = TempDir::new().unwrap();
+    let closed = closed_port_url()
+        .replace("http://", "socks5h://")
+        .trim_end_matches('/')
+        .to_owned();
+    for (proxy, problem) in [
+        (closed, "is not answering (connection refused)"),
+        (not_a_socks_proxy(), "is not a SOCKS5 proxy"),
+    ] {
+        let out = fetch(
+            &dir.path().join("state"),
+            &[
+                "--mirror",
+                &closed_port_url(),
+                "--mirror",
+                "http://mirror.example/",
+                "--proxy",
+                &proxy,
+            ],
+        );
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {err}");
+        assert!(
+            lines[0].starts_with(&format!("qasid: error: the proxy {proxy} {problem}")),
+            "{err}"
+        );
+        assert!(lines[0].contains("fix --proxy"), "{err}");
+        assert!(!err.contains("SOCKS error"), "{err}");
+    }
+}
+
+/// With the proxy of one mirror dead and another mirror reached without it, the fetch goes on
+/// and the dead proxy is a warning that names it.
+#[test]
+fn a_dead_per_mirror_proxy_is_a_warning_when_other_mirrors_work() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().join("repo");
+    let alpha = make_bundle(dir.path(), &key(), "alpha", 1, 500);
+    publish(&root, &key(), &[alpha.path()]);
+    let direct = TestMirror::start(&root, Behaviour::default());
+    let dead = closed_port_url()
+        .replace("http://", "socks5h://")
+        .trim_end_matches('/')
+        .to_owned();
+    let config = dir.path().join("reader.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[publisher]]\nkey = \"{}\"\n\n[reader]\nmirrors = [{{ url = \"http://mirror.example/\", proxy = \"{dead}\" }}, \"{}\"]\n",
+            key().public().to_base64(),
+            direct.url
+        ),
+    )
+    .unwrap();
+    let out = qasid()
+        .args(["fetch", "--config"])
+        .arg(&config)
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches(&format!("the proxy {dead} is not answering")).count(),
+        1,
+        "{err}"
     );
 }
