@@ -201,3 +201,13 @@ impl Default for StagingLimits {
 /// system gives even a one-byte file, so that millions of tiny pieces cannot fill a disk's
 /// inodes and blocks while counting as a few MB.
 pub const STAGED_PIECE_MIN_BYTES: u64 = 4096;
+
+/// Slowest average rate at which a mirror's answer body is read by `index show`, `root` and
+/// the other one-shot index clients, in bytes per second: 4 KiB/s, as the reader's and the
+/// sync's. A throttled mobile link moves more; a mirror that drips a byte at a time (each byte
+/// well within the read timeout) is cut off instead of holding the command forever.
+pub const MIN_ANSWER_RATE: u64 = 4 << 10;
+
+/// How long an answer body may lag behind [`MIN_ANSWER_RATE`] from its first byte: 10 s, for
+/// a slow start (TCP slow start over Tor, a cold disk on the mirror).
+pub const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -19,7 +19,7 @@ use crate::index::log::{ArticleVersion, PieceRef};
 use crate::index::tracker::{Offer, Outcome, PendingIndex, Tracker};
 use crate::index::IndexError;
 use crate::keys::PublicKey;
-use crate::limits::BundleLimits;
+use crate::limits::{BundleLimits, ANSWER_GRACE, MIN_ANSWER_RATE};
 use crate::roots::{Chain, RootError};
 use crate::ErrorClass;
 
@@ -348,11 +348,25 @@ async fn get_into(
     if response.content_length().is_some_and(|n| n > limit) {
         return Err(GetError::Fetch(FetchError::TooLarge { limit }));
     }
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| GetError::Network(reqwest_error_chain(e)))?
-    {
+    // The body must keep up with the minimum rate on average after a grace period, so a
+    // mirror dripping bytes cannot hold the caller forever; the size cap bounds the total.
+    let start = tokio::time::Instant::now();
+    let mut received: u64 = 0;
+    loop {
+        let earned = Duration::from_millis(received.saturating_mul(1000) / MIN_ANSWER_RATE);
+        let deadline = start + ANSWER_GRACE + earned;
+        let chunk = match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Err(_) => {
+                return Err(GetError::Network(format!(
+                    "the answer arrived slower than {} KiB/s ({received} bytes in {:.0}s): cut off",
+                    MIN_ANSWER_RATE >> 10,
+                    start.elapsed().as_secs_f64()
+                )))
+            }
+            Ok(chunk) => chunk.map_err(|e| GetError::Network(reqwest_error_chain(e)))?,
+        };
+        let Some(chunk) = chunk else { break };
+        received += chunk.len() as u64;
         sink(&chunk).map_err(GetError::Fetch)?;
     }
     Ok(())

@@ -541,3 +541,56 @@ fn index_show_says_why_a_request_failed_not_just_error_sending_request() {
     let err = stderr(&out);
     assert!(err.to_lowercase().contains("connection refused"), "{err}");
 }
+
+/// A server on 127.0.0.1 that answers every request with a large `Content-Length` and then
+/// one body byte every 200 ms (each well within any read timeout), for at most 60 s.
+fn dripping_server() -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let started = Instant::now();
+        listener.set_nonblocking(true).unwrap();
+        let mut conns = Vec::new();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Ok((mut c, _)) = listener.accept() {
+                c.set_nonblocking(false).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let _ = c.read(&mut [0u8; 4096]);
+                let ok = c
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n")
+                    .is_ok();
+                if ok {
+                    conns.push(c);
+                }
+            }
+            // A byte for each open connection; the ones the client closed drop out.
+            conns.retain_mut(|c| c.write_all(b" ").is_ok());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    (url, handle)
+}
+
+/// The attack: a mirror answers `index show` at once and then drips the body a byte at a
+/// time, each within the read timeout, holding the command forever. Now an answer must keep
+/// up with 4 KiB/s after a 10 s grace: the command fails in bounded time, saying why.
+#[test]
+fn index_show_from_a_mirror_dripping_its_answer_ends_in_bounded_time() {
+    let dir = TempDir::new().unwrap();
+    let (url, _server) = dripping_server();
+    let started = Instant::now();
+    let out = qasid()
+        .args(["index", "show", "--repo", &url])
+        .args(["--publisher", &key().public().to_base64(), "--state"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!("index show against a dripping mirror ended after {took:?}");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("slower than 4 KiB/s"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(took < Duration::from_secs(35), "took {took:?}");
+}

@@ -243,7 +243,10 @@ fn a_proxy_that_is_down_is_not_bypassed() {
         ],
     );
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let message = json_of(&out)["error"]["message"].as_str().unwrap().to_owned();
+    let message = json_of(&out)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(message.contains("is not answering"), "{message}");
     assert!(
         mirror.log.seen().is_empty(),
@@ -339,7 +342,8 @@ fn a_dead_per_mirror_proxy_is_a_warning_when_other_mirrors_work() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
     assert_eq!(
-        err.matches(&format!("the proxy {dead} is not answering")).count(),
+        err.matches(&format!("the proxy {dead} is not answering"))
+            .count(),
         1,
         "{err}"
     );
