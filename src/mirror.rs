@@ -27,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tower_http::compression::CompressionLayer;
 
 use crate::config::Config;
@@ -45,7 +44,7 @@ mod reading;
 mod route;
 mod serve;
 
-use conn::ConnLimits;
+use conn::{ConnControl, ConnLimits};
 pub use metrics::{Metrics, PushOutcome, RouteClass, UpstreamState};
 
 /// A publisher this mirror carries.
@@ -132,8 +131,9 @@ pub struct MirrorState {
     index_limits: IndexLimits,
     site: SiteInfo,
     reading: reading::Reading,
-    /// The connection limits; the accept loops follow changes (see [`MirrorState::reload`]).
-    conn: watch::Sender<ConnLimits>,
+    /// The connection limits and slots, shared with the accept loops; a reload changes them
+    /// before it returns (see [`MirrorState::reload`]).
+    conn: Arc<ConnControl>,
     log: log::RequestLog,
 }
 
@@ -169,7 +169,7 @@ impl MirrorState {
             index_limits: IndexLimits::default(),
             site: reading::site_info("qasid mirror"),
             reading,
-            conn: watch::Sender::new(conn_limits(config)),
+            conn: ConnControl::new(conn_limits(config)),
             log: log::RequestLog::new(&config.mirror),
         })
     }
@@ -180,7 +180,7 @@ impl MirrorState {
     /// The listen address, store and retention are fixed for the process's life.
     pub fn reload(&self, config: &Config) {
         *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Trust::new(config));
-        self.conn.send_replace(conn_limits(config));
+        self.conn.set(conn_limits(config));
         if let Err(e) = self.store.set_staging_limits(config.mirror.staging) {
             tracing::warn!("applying the new staging limits: {e}");
         }
@@ -218,8 +218,8 @@ pub async fn run(
     state: Arc<MirrorState>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), MirrorError> {
-    let limits = state.conn.subscribe();
-    conn::serve(listener, router(state), limits, shutdown)
+    let control = state.conn.clone();
+    conn::serve(listener, router(state), control, shutdown)
         .await
         .map_err(MirrorError::Serve)
 }

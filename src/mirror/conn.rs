@@ -15,6 +15,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
@@ -41,12 +42,93 @@ pub struct ConnLimits {
     pub shutdown_grace: Duration,
 }
 
+/// The limits of a running server and its connection slots, shared by every worker. A reload
+/// calls [`ConnControl::set`], which takes effect before it returns: the next connection gets
+/// the new timeouts and per-address cap, a raised limit frees slots at once, and a lowered one
+/// retires slots as connections close (open connections are never dropped for it).
+pub struct ConnControl {
+    /// A std `Mutex`: held only to read or replace the limits and resize the slots (never
+    /// across an `.await`), so a resize and a closing connection never interleave.
+    limits: std::sync::Mutex<ConnLimits>,
+    slots: Arc<Semaphore>,
+    /// Slots still to take out of circulation: a lowered limit found them in use. Guarded by
+    /// `limits`.
+    excess: AtomicUsize,
+}
+
+impl ConnControl {
+    pub fn new(limits: ConnLimits) -> Arc<Self> {
+        Arc::new(Self {
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            limits: std::sync::Mutex::new(limits),
+            excess: AtomicUsize::new(0),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnLimits> {
+        self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> ConnLimits {
+        *self.lock()
+    }
+
+    /// Replaces the limits (a configuration reload).
+    pub fn set(&self, new: ConnLimits) {
+        let mut current = self.lock();
+        let (old, wanted) = (current.max_connections, new.max_connections);
+        if wanted > old {
+            // Slots waiting to be retired are kept instead; the rest are added.
+            let grow = wanted - old;
+            let kept = grow.min(self.excess.load(Ordering::Relaxed));
+            self.excess.fetch_sub(kept, Ordering::Relaxed);
+            self.slots.add_permits(grow - kept);
+        } else {
+            let shrink = old - wanted;
+            let forgotten = self.slots.forget_permits(shrink);
+            self.excess.fetch_add(shrink - forgotten, Ordering::Relaxed);
+        }
+        *current = new;
+    }
+
+    /// A slot for one connection, waiting until one is free.
+    async fn acquire(self: &Arc<Self>) -> Slot {
+        let permit =
+            (self.slots.clone().acquire_owned().await).expect("the semaphore is never closed");
+        Slot {
+            permit: Some(permit),
+            control: self.clone(),
+        }
+    }
+}
+
+/// One open connection's slot; on drop it is released, or retired if a lowered limit is still
+/// above the slots in circulation.
+struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    control: Arc<ConnControl>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let _guard = self.control.lock();
+        let excess = &self.control.excess;
+        if excess.load(Ordering::Relaxed) > 0 {
+            excess.fetch_sub(1, Ordering::Relaxed);
+            permit.forget();
+        } else {
+            drop(permit);
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains.
 ///
-/// `limits` may change while serving (a configuration reload): each new connection gets the
-/// current timeouts, and the connection limit grows at once or shrinks as connections close;
-/// open connections are never dropped for it; a lowered per-address cap applies to new
-/// connections only.
+/// `control` holds the limits; a reload may change them while serving (see [`ConnControl`]).
 ///
 /// Connections are served by one single-threaded runtime per core, each accepting from the same
 /// socket (the model of nginx's workers): a connection's requests never hop between threads,
@@ -55,22 +137,21 @@ pub struct ConnLimits {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    mut limits: watch::Receiver<ConnLimits>,
+    control: Arc<ConnControl>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let listener = listener.into_std()?;
-    let start = *limits.borrow_and_update();
-    let mut max_connections = start.max_connections;
-    let permits = Arc::new(Semaphore::new(max_connections));
     let per_address = Arc::new(PerAddress::default());
     let stop = CancellationToken::new();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(workers);
     for i in 0..workers {
         let listener = listener.try_clone()?;
-        let (router, permits, worker_stop) = (router.clone(), permits.clone(), stop.clone());
-        let per_address = per_address.clone();
-        let limits = limits.clone();
+        let (router, worker_stop) = (router.clone(), stop.clone());
+        let shared = Shared {
+            control: control.clone(),
+            per_address: per_address.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name(format!("qasid-http-{i}"))
             .spawn(move || -> io::Result<()> {
@@ -80,11 +161,7 @@ pub async fn serve(
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
                     let shutdown = worker_stop.cancelled_owned();
-                    let shared = Shared {
-                        permits,
-                        per_address,
-                    };
-                    accept_loop(listener, router, limits, shared, shutdown).await;
+                    accept_loop(listener, router, shared, shutdown).await;
                     Ok(())
                 })
             });
@@ -98,38 +175,7 @@ pub async fn serve(
     }
     // Only the workers' copies of the socket remain: it closes when the last one stops.
     drop(listener);
-    tokio::pin!(shutdown);
-    // Permits still to take out of circulation after the limit was lowered.
-    let mut excess = 0u32;
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            changed = limits.changed() => {
-                if changed.is_err() {
-                    // The sender is gone: no more changes; just wait for shutdown.
-                    (&mut shutdown).await;
-                    break;
-                }
-                let wanted = limits.borrow_and_update().max_connections;
-                if wanted > max_connections {
-                    let mut grow = wanted - max_connections;
-                    let cancelled = grow.min(excess as usize);
-                    excess -= cancelled as u32;
-                    grow -= cancelled;
-                    permits.add_permits(grow);
-                } else {
-                    let shrink = max_connections - wanted;
-                    let forgotten = permits.forget_permits(shrink);
-                    excess += u32::try_from(shrink - forgotten).unwrap_or(u32::MAX);
-                }
-                max_connections = wanted;
-            }
-            taken = permits.acquire_many(excess), if excess > 0 => {
-                taken.expect("the semaphore is never closed").forget();
-                excess = 0;
-            }
-        }
-    }
+    shutdown.await;
     stop.cancel();
     tokio::task::spawn_blocking(move || {
         // Join every worker (each drains its connections), then report the first failure.
@@ -150,7 +196,7 @@ pub async fn serve(
 
 /// The connection accounting all workers share.
 struct Shared {
-    permits: Arc<Semaphore>,
+    control: Arc<ConnControl>,
     per_address: Arc<PerAddress>,
 }
 
@@ -164,12 +210,11 @@ const TOO_MANY_FROM_ADDRESS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
-    limits: watch::Receiver<ConnLimits>,
     shared: Shared,
     shutdown: impl Future<Output = ()>,
 ) {
     let Shared {
-        permits,
+        control,
         per_address,
     } = shared;
     let graceful = GracefulShutdown::new();
@@ -192,11 +237,11 @@ async fn accept_loop(
         // nothing more, and further clients wait in the kernel's queue.
         let permit = tokio::select! {
             () = &mut shutdown => break,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            slot = control.acquire() => slot,
         };
         // The address's cap is checked once the connection holds a slot (as if it had just been
         // accepted): one waiting for a slot is not refused for connections that close meanwhile.
-        let current = *limits.borrow();
+        let current = control.limits();
         let Some(slot) = per_address.acquire(peer.ip(), current.max_per_address) else {
             tracing::debug!(%peer, "refused: too many connections from this address");
             let _ = stream.try_write(TOO_MANY_FROM_ADDRESS);
@@ -221,7 +266,7 @@ async fn accept_loop(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for requests in flight");
-    let grace = limits.borrow().shutdown_grace;
+    let grace = control.limits().shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
@@ -394,6 +439,48 @@ impl AsyncWrite for IdleIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(max_connections: usize) -> ConnLimits {
+        ConnLimits {
+            max_connections,
+            max_per_address: max_connections,
+            header_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
+    /// A reload that lowers the limit takes effect at once (no free slot is left beyond it)
+    /// and retires the slots in use as their connections close; a later raise keeps slots
+    /// still waiting to be retired instead of adding more.
+    #[tokio::test]
+    async fn a_lowered_limit_retires_slots_as_connections_close() {
+        let c = ConnControl::new(limits(4));
+        let (a, b) = (c.acquire().await, c.acquire().await);
+        c.set(limits(1));
+        assert_eq!(c.slots.available_permits(), 0, "applied before set returns");
+        drop(a);
+        assert_eq!(c.slots.available_permits(), 0, "retired");
+        drop(b);
+        assert_eq!(c.slots.available_permits(), 1);
+
+        c.set(limits(3));
+        assert_eq!(c.slots.available_permits(), 3);
+        let (x, y, z) = (c.acquire().await, c.acquire().await, c.acquire().await);
+        c.set(limits(1));
+        c.set(limits(2));
+        assert_eq!(c.slots.available_permits(), 0);
+        drop(x);
+        assert_eq!(
+            c.slots.available_permits(),
+            0,
+            "one slot still over the limit"
+        );
+        drop(y);
+        drop(z);
+        assert_eq!(c.slots.available_permits(), 2);
+        assert_eq!(c.limits().max_connections, 2);
+    }
 
     #[test]
     fn per_address_slots_are_capped_and_released() {

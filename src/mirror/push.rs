@@ -352,7 +352,7 @@ impl Pace {
     fn new(state: &MirrorState) -> Self {
         Self {
             start: tokio::time::Instant::now(),
-            grace: state.conn.borrow().header_timeout,
+            grace: state.conn.limits().header_timeout,
             min_rate: state.trust().min_body_rate.max(1),
             received: 0,
         }

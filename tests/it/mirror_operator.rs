@@ -165,7 +165,12 @@ fn a_reload_can_lower_the_connection_limit_without_closing_open_connections() {
         .set_read_timeout(Some(Duration::from_millis(700)))
         .unwrap();
     let mut buf = [0u8; 64];
-    assert!(third.read(&mut buf).is_err(), "over the new limit: waits");
+    let got = third.read(&mut buf);
+    assert!(
+        got.is_err(),
+        "over the new limit: waits, got {:?}",
+        got.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    );
     drop(first);
     drop(second);
     assert!(healthz_on(&mut third).starts_with("HTTP/1.1 200"));
