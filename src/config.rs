@@ -31,6 +31,10 @@ pub struct Config {
     /// `[[note_source]]`: places polled by the reader for signed mirror notes (https:// URLs,
     /// `dns:NAME`).
     pub note_sources: Vec<crate::note::source::NoteSpec>,
+    /// The first roots of publishers trusted through a root file (`[[publisher]] key =
+    /// "root.json"`, `--publisher root.json`): a store installs them at start, so a mirror
+    /// follows a multi-key publisher's roots from its upstreams without waiting for a push.
+    pub publisher_roots: Vec<crate::roots::Root>,
 }
 
 /// `[metrics]`: what the mirror's `/metrics` shows.

@@ -622,6 +622,12 @@ impl Reader {
                 });
                 continue;
             }
+            // A publisher without roots may have adopted one: what its mirrors are found to
+            // be in this race is kept aside, to be undone if its roots change the verdict.
+            let before: Vec<mirrors::IndexPhase> = match self.chains[j].version() {
+                0 => self.mirrors.iter().map(|m| m.index_phase()).collect(),
+                _ => Vec::new(),
+            };
             let mut result = race::settle(
                 &mut self.trackers[j],
                 answers,
@@ -637,6 +643,9 @@ impl Reader {
                 if let Some(e) = self.follow_roots(j, &sources).await {
                     result = Err(ReaderError::Root(e));
                 } else if self.chains[j].version() > 0 {
+                    for (m, phase) in self.mirrors.iter_mut().zip(before) {
+                        m.restore_index_phase(phase);
+                    }
                     let authority = self.chains[j].authority(SystemTime::now());
                     let again = race::race(
                         &sources,
@@ -906,19 +915,18 @@ async fn walk_roots(chain: &mut Chain, sources: &[transport::Source]) -> Option<
                 .read(&layout.root(next), crate::limits::MAX_ROOT_BYTES)
                 .await
             else {
+                // Nothing newer here: the source's copy of the held root must be the same one.
+                if let Some(e) = held_again(chain, source, &layout).await {
+                    return Some(e);
+                }
                 break;
             };
             match chain.offer(&bytes) {
                 Ok(_) => steps += 1,
                 Err(e) => {
-                    if e.breaks_chain() && next > 1 {
-                        if let Ok(held) = source
-                            .read(&layout.root(next - 1), crate::limits::MAX_ROOT_BYTES)
-                            .await
-                        {
-                            if let Err(e @ RootError::Equivocation { .. }) = chain.offer(&held) {
-                                return Some(e);
-                            }
+                    if e.breaks_chain() {
+                        if let Some(e) = held_again(chain, source, &layout).await {
+                            return Some(e);
                         }
                     }
                     tracing::warn!(
@@ -931,6 +939,27 @@ async fn walk_roots(chain: &mut Chain, sources: &[transport::Source]) -> Option<
         }
     }
     None
+}
+
+/// Asks `source` for the held root's version again: a different valid root there is root
+/// equivocation (evidence kept by the chain).
+async fn held_again(
+    chain: &mut Chain,
+    source: &transport::Source,
+    layout: &crate::index::layout::PublisherLayout,
+) -> Option<RootError> {
+    let held = chain.version();
+    if held == 0 {
+        return None;
+    }
+    let bytes = source
+        .read(&layout.root(held), crate::limits::MAX_ROOT_BYTES)
+        .await
+        .ok()?;
+    match chain.offer(&bytes) {
+        Err(e @ RootError::Equivocation { .. }) => Some(e),
+        _ => None,
+    }
 }
 
 /// The article `request` names among the updated indexes: (publisher position, entry).

@@ -43,6 +43,10 @@ pub struct Delegation {
 pub struct RootBody {
     /// 1 for the first root, then each new root is the previous one's version + 1.
     pub version: u64,
+    /// The sha256 of the previous root's payload (its [`Root::id`]); `None` exactly for root 1.
+    /// It ties each root to one history: a root made on a fork does not chain onto the other
+    /// branch even when both have the same root keys, so the fork is found and kept as evidence.
+    pub previous: Option<ContentId>,
     /// How many of `root_keys` must sign this root and the next one.
     pub threshold: u64,
     /// The offline keys that sign roots, sorted by their raw bytes, no duplicates.
@@ -92,6 +96,13 @@ pub enum RootError {
     /// Root 1 does not derive the publisher id the verifier trusts.
     #[error("root 1 belongs to publisher {found}, not to the trusted publisher {expected}")]
     WrongPublisher { expected: KeyId, found: KeyId },
+    /// The root names another root as its previous one: it was made on a fork of the history.
+    #[error("root {version} follows a root with sha256 {named}, not the held root {held}")]
+    WrongPrevious {
+        version: u64,
+        named: String,
+        held: String,
+    },
     /// A root's version is not the held version + 1.
     #[error("root version {offered} does not follow the held root {held} (expected {})", held + 1)]
     WrongVersion { held: u64, offered: u64 },
@@ -147,7 +158,9 @@ impl RootError {
     pub fn breaks_chain(&self) -> bool {
         matches!(
             self,
-            RootError::BelowThreshold { .. } | RootError::StraySignature { .. }
+            RootError::BelowThreshold { .. }
+                | RootError::StraySignature { .. }
+                | RootError::WrongPrevious { .. }
         )
     }
 
@@ -258,6 +271,18 @@ impl Root {
             return Err(RootError::WrongVersion {
                 held: previous.body.version,
                 offered: self.body.version,
+            });
+        }
+        let held = previous.id();
+        if self.body.previous.as_ref() != Some(&held) {
+            return Err(RootError::WrongPrevious {
+                version: self.body.version,
+                named: self
+                    .body
+                    .previous
+                    .as_ref()
+                    .map_or_else(|| "(none)".to_owned(), ToString::to_string),
+                held: held.to_string(),
             });
         }
         self.check_signers(Some(previous))

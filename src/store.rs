@@ -555,12 +555,9 @@ impl Store {
         if dest.is_file() {
             return Ok((Installed::AlreadyPresent, None));
         }
-        let verified = bundle::verify_file(
-            object.path(),
-            &self.bundle_authority(publisher, listed)?,
-            limits,
-        )
-        .map_err(|source| StoreError::Bundle { id, source })?;
+        let verified =
+            bundle::verify_file(object.path(), &self.bundle_authority(publisher)?, limits)
+                .map_err(|source| StoreError::Bundle { id, source })?;
         self.check_listing(&pid, id, Listing::of(verified.manifest()), listed)?;
         self.ensure_publisher(publisher)?;
         match install_no_clobber(object, &dest)? {
@@ -599,12 +596,11 @@ impl Store {
             return Ok((Installed::AlreadyPresent, None));
         }
         index::check_bytes(bytes, object).map_err(StoreError::Object)?;
-        let verified =
-            bundle::verify_reader(bytes, &self.bundle_authority(publisher, listed)?, limits)
-                .map_err(|source| StoreError::Bundle { id, source })?;
+        let verified = bundle::verify_reader(bytes, &self.bundle_authority(publisher)?, limits)
+            .map_err(|source| StoreError::Bundle { id, source })?;
         self.check_listing(&pid, id, Listing::of(verified.manifest()), listed)?;
         let signature =
-            minisig.map(|text| check_minisig(&self.authority(publisher)?, id, bytes, text));
+            minisig.map(|text| check_minisig(&self.bundle_authority(publisher)?, id, bytes, text));
         self.ensure_publisher(publisher)?;
         let placed = index::atomic::create_new_synced(&self.tmp, &dest, bytes)
             .map_err(StoreError::io(&dest))?;
@@ -701,7 +697,7 @@ impl Store {
         }
         let file = fs::File::open(&zip).map_err(StoreError::io(&zip))?;
         check_minisig(
-            &self.authority(publisher)?,
+            &self.bundle_authority(publisher)?,
             bundle,
             io::BufReader::new(file),
             bytes,
@@ -924,17 +920,13 @@ impl Store {
         Ok(self.chain(publisher)?.authority(SystemTime::now()))
     }
 
-    /// Whom a bundle must be signed by: any key the publisher's roots ever delegated when an
-    /// index lists it (`listed`: the index vouches for its hash), the current keys otherwise.
-    fn bundle_authority(
-        &self,
-        publisher: &PublicKey,
-        listed: Option<&Listing>,
-    ) -> Result<Authority, StoreError> {
-        match listed {
-            Some(_) => Ok(self.chain(publisher)?.every_signer()),
-            None => self.authority(publisher),
-        }
+    /// Whom a stored bundle (and its `.minisig`) must be signed by: any key the publisher's
+    /// roots ever delegated for bundles. A store serves a bundle to readers only through an
+    /// authentic index that lists its sha256, so the archive signed by a since-revoked key
+    /// stays pushable to a new mirror (a push sends bundles before the index that lists
+    /// them), while a thief's bundle is never listed: its index is refused (PROTOCOL §11.5).
+    fn bundle_authority(&self, publisher: &PublicKey) -> Result<Authority, StoreError> {
+        Ok(self.chain(publisher)?.every_signer())
     }
 
     /// Installs root `version` of `publisher` (pushed, or fetched by a sync): it must be the
@@ -964,6 +956,15 @@ impl Store {
             }
             Offered::Unchanged => Ok(Installed::AlreadyPresent),
         }
+    }
+
+    /// Installs the first roots of publishers trusted through a root file (`root.json`), so
+    /// that syncs follow their chains from the start. A root 1 already held is left as is.
+    pub fn anchor(&self, first_roots: &[crate::roots::Root]) -> Result<(), StoreError> {
+        for root in first_roots {
+            self.install_root(&root.publisher_id(), 1, &root.to_bytes())?;
+        }
+        Ok(())
     }
 
     /// The publisher's state, loading it on first use: the tracker's history from `.state`,

@@ -185,6 +185,17 @@ impl SourceArgs {
             None => config.reader.dns_server.clone(),
         };
         let publishers = if publisher_args.is_empty() {
+            // First roots named in the config (`key = "root.json"`) are held from the start.
+            if !config.publisher_roots.is_empty() {
+                std::fs::create_dir_all(&state_dir).map_err(Failure::runtime)?;
+            }
+            for root in &config.publisher_roots {
+                let id = root.publisher_id();
+                let storage = qasid::roots::state_storage(&state_dir, &id);
+                qasid::roots::Chain::open(&id, Some(storage))
+                    .and_then(|mut chain| chain.offer(&root.to_bytes()))
+                    .map_err(|e| Failure::new(e.class(), e))?;
+            }
             publishers
         } else {
             std::fs::create_dir_all(&state_dir).map_err(Failure::runtime)?;

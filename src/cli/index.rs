@@ -88,23 +88,37 @@ impl ShowArgs {
         } else {
             None
         };
-        let walked = match &base {
-            Some(base) => runtime.block_on(qasid::index::walk_roots_http(
-                &mut chain,
-                &http_client(),
-                base,
-            )),
-            None => qasid::index::walk_roots_dir(&mut chain, std::path::Path::new(&self.repo)),
+        let walk = |chain: &mut qasid::roots::Chain| {
+            let walked = match &base {
+                Some(base) => {
+                    runtime.block_on(qasid::index::walk_roots_http(chain, &http_client(), base))
+                }
+                None => qasid::index::walk_roots_dir(chain, std::path::Path::new(&self.repo)),
+            };
+            walked.map_err(|e| Failure::new(e.class(), e))
         };
-        walked.map_err(|e| Failure::new(e.class(), e))?;
-        let authority = chain.authority(now);
-        let mut tracker = Tracker::open(&state, &authority, limits.clone())?;
-        let (outcome, transfer) = match &base {
-            Some(base) => {
-                runtime.block_on(update_from_http(&mut tracker, &http_client(), base, now))?
+        let update = |tracker: &mut Tracker| match &base {
+            Some(base) => runtime.block_on(update_from_http(tracker, &http_client(), base, now)),
+            None => update_from_dir(tracker, std::path::Path::new(&self.repo), now),
+        };
+        // A publisher without roots is asked for them only when its key alone does not verify
+        // the index (it may have adopted a root): a one-key publisher costs no request.
+        if chain.version() > 0 {
+            walk(&mut chain)?;
+        }
+        let mut tracker = Tracker::open(&state, &chain.authority(now), limits.clone())?;
+        let updated = match update(&mut tracker) {
+            Err(e) if chain.version() == 0 && e.class() == qasid::ErrorClass::Verification => {
+                walk(&mut chain)?;
+                if chain.version() == 0 {
+                    return Err(e.into());
+                }
+                tracker = Tracker::open(&state, &chain.authority(now), limits.clone())?;
+                update(&mut tracker)
             }
-            None => update_from_dir(&mut tracker, std::path::Path::new(&self.repo), now)?,
+            other => other,
         };
+        let (outcome, transfer) = updated?;
         let index = tracker
             .held()
             .expect("a successful update leaves an accepted index");

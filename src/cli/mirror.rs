@@ -165,7 +165,8 @@ impl MirrorArgs {
             m.staging.max_staged_age = v;
         }
         if !self.publishers.is_empty() {
-            c.publishers = super::sync::publishers_from_flags(&self.publishers)?;
+            (c.publishers, c.publisher_roots) =
+                super::sync::publishers_from_flags(&self.publishers)?;
         }
         if !self.upstreams.is_empty() {
             c.upstreams = super::sync::upstreams_from_flags(&self.upstreams, &self.upstream_proxy);
@@ -198,6 +199,7 @@ impl MirrorArgs {
             IndexLimits::default(),
         )?);
         let lock = store.lock()?;
+        store.anchor(&config.publisher_roots)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -190,6 +190,7 @@ impl CreateArgs {
         )?;
         let root = Root::unsigned(RootBody {
             version: 1,
+            previous: None,
             threshold: self.threshold,
             root_keys,
             signing_keys,
@@ -409,6 +410,7 @@ impl RotateArgs {
         };
         let mut body = current.body().clone();
         body.version += 1;
+        body.previous = Some(current.id());
         for path in &self.revoke {
             let key = read_key(path)?;
             let before = body.signing_keys.len();
@@ -496,6 +498,7 @@ impl UpgradeArgs {
         };
         let mut root = Root::unsigned(RootBody {
             version: 1,
+            previous: None,
             threshold: 1,
             root_keys: vec![id.clone()],
             signing_keys: sorted_delegations(signing)?,

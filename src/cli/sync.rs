@@ -129,7 +129,7 @@ impl SyncArgs {
             c.mirror.keep = v;
         }
         if !self.publishers.is_empty() {
-            c.publishers = super::sync::publishers_from_flags(&self.publishers)?;
+            (c.publishers, c.publisher_roots) = publishers_from_flags(&self.publishers)?;
         }
         if !self.upstreams.is_empty() {
             c.upstreams = super::sync::upstreams_from_flags(&self.upstreams, &self.upstream_proxy);
@@ -162,6 +162,7 @@ impl SyncArgs {
             IndexLimits::default(),
         )?);
         let _lock = store.lock()?;
+        store.anchor(&config.publisher_roots)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -378,18 +379,23 @@ pub(super) fn human_bytes(n: u64) -> String {
     }
 }
 
-/// `--publisher` values (files or inline keys) as configured publishers; they replace the
-/// config file's list (shared by `qasid sync` and `qasid mirror`).
-pub(super) fn publishers_from_flags(flags: &[String]) -> Result<Vec<PublisherConfig>, Failure> {
-    flags
-        .iter()
-        .map(|p| {
-            Ok(PublisherConfig {
-                name: None,
-                key: super::publisher_arg(p, None)?,
-            })
-        })
-        .collect()
+/// `--publisher` values (key files, inline keys, first root files) as configured publishers
+/// and the first roots given; they replace the config file's lists (shared by `qasid sync` and
+/// `qasid mirror`).
+pub(super) fn publishers_from_flags(
+    flags: &[String],
+) -> Result<(Vec<PublisherConfig>, Vec<qasid::roots::Root>), Failure> {
+    let mut roots = Vec::new();
+    let mut publishers = Vec::new();
+    for p in flags {
+        let anchor = qasid::roots::Anchor::from_arg(p).map_err(|e| Failure::new(e.class(), e))?;
+        roots.extend(anchor.first().cloned());
+        publishers.push(PublisherConfig {
+            name: None,
+            key: anchor.id().clone(),
+        });
+    }
+    Ok((publishers, roots))
 }
 
 /// `--upstream` URLs, each with the `--upstream-proxy` if one is given.

@@ -156,13 +156,20 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
         message: toml_message(&e),
     })?;
     let defaults = Config::default();
+    let mut publisher_roots = Vec::new();
+    let publishers = file
+        .publisher
+        .into_iter()
+        .map(|p| {
+            let (publisher, root) = publisher(p, base)?;
+            publisher_roots.extend(root);
+            Ok(publisher)
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Config {
         mirror: mirror(file.mirror, defaults.mirror, base)?,
-        publishers: file
-            .publisher
-            .into_iter()
-            .map(|p| publisher(p, base))
-            .collect::<Result<_, _>>()?,
+        publishers,
+        publisher_roots,
         upstreams: file
             .upstream
             .into_iter()
@@ -447,18 +454,23 @@ fn size(s: &Spanned<SizeWire>) -> Option<u64> {
     }
 }
 
-fn publisher(p: PublisherWire, base: &Path) -> Result<PublisherConfig, WireError> {
+/// A `[[publisher]]`, and its first root when `key` names a root file.
+fn publisher(
+    p: PublisherWire,
+    base: &Path,
+) -> Result<(PublisherConfig, Option<crate::roots::Root>), WireError> {
     let text = p.key.get_ref();
+    let mut first_root = None;
     let key = match PublicKey::from_base64(text) {
         Ok(key) => key,
         Err(base64_error) => {
             let path: PathBuf = base.join(text);
             if path.is_file() {
                 // A key file, or a first root file (root.json): the publisher id it derives.
-                crate::roots::Anchor::from_arg(&path.to_string_lossy())
-                    .map_err(|e| at(&p.key, format!("publisher key file {text}: {e}")))?
-                    .id()
-                    .clone()
+                let anchor = crate::roots::Anchor::from_arg(&path.to_string_lossy())
+                    .map_err(|e| at(&p.key, format!("publisher key file {text}: {e}")))?;
+                first_root = anchor.first().cloned();
+                anchor.id().clone()
             } else {
                 return Err(at(
                     &p.key,
@@ -470,7 +482,7 @@ fn publisher(p: PublisherWire, base: &Path) -> Result<PublisherConfig, WireError
             }
         }
     };
-    Ok(PublisherConfig { name: p.name, key })
+    Ok((PublisherConfig { name: p.name, key }, first_root))
 }
 
 fn duration(

@@ -110,8 +110,8 @@ pub async fn root_from_http(
 }
 
 /// Walks `chain` forward with the roots a mirror serves (at most
-/// [`crate::limits::MAX_ROOT_STEPS`] requests beyond the held root, plus one to tell a
-/// forged root from equivocation). Returns the number of roots accepted.
+/// [`crate::limits::MAX_ROOT_STEPS`] requests beyond the held root, plus one for the held
+/// version again: a different valid root there is equivocation). Returns the number of roots accepted.
 pub async fn walk_roots_http(
     chain: &mut Chain,
     client: &reqwest::Client,
@@ -122,6 +122,14 @@ pub async fn walk_roots_http(
     while accepted < crate::limits::MAX_ROOT_STEPS {
         let next = chain.version() + 1;
         let Some(bytes) = root_from_http(client, base, &id, next).await else {
+            // Nothing newer: the mirror's copy of the held root must be the same one.
+            if next > 1 {
+                if let Some(held) = root_from_http(client, base, &id, next - 1).await {
+                    if let Err(e @ RootError::Equivocation { .. }) = chain.offer(&held) {
+                        return Err(e);
+                    }
+                }
+            }
             break;
         };
         if let Err(e) = chain.offer(&bytes) {

@@ -218,7 +218,8 @@ impl Tracker {
             // its new key is accepted (a thief's higher sequence must not block it).
             Err(IndexError::BadSignature(_)) if self.publisher.version() > 0 => {
                 tracing::warn!(
-                    "the held index of publisher {} was signed by a key its root no longer                      delegates: forgetting it",
+                    "the held index of publisher {} was signed by a key its root no longer \
+                     delegates: forgetting it",
                     self.publisher().id()
                 );
                 Ok(None)

@@ -476,10 +476,18 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
                 ),
             );
         }
-        StoreError::Root(RootError::Equivocation { .. }) => {
+        StoreError::Root(RootError::Equivocation { version, .. }) => {
             tracing::error!("push refused: {e}");
             state.metrics.verification_failure("root_equivocation");
-            return ApiError::new(StatusCode::CONFLICT, "conflicting root", format!("{e}"));
+            // The evidence folder's path stays in the log.
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "conflicting root",
+                format!(
+                    "two different validly signed roots with version {version}; evidence \
+                     was saved"
+                ),
+            );
         }
         StoreError::Root(RootError::WrongVersion { .. }) => {
             (StatusCode::CONFLICT, "root out of order", "")

@@ -170,6 +170,10 @@ struct Note {
     detail: Option<String>,
 }
 
+/// A mirror's index-phase notes (see [`Mirror::index_phase`]).
+#[derive(Debug, Clone)]
+pub(super) struct IndexPhase(Option<Note>, Option<Note>, Option<Duration>);
+
 /// A mirror in a run: how to reach it and what happened to it.
 #[derive(Debug)]
 pub(super) struct Mirror {
@@ -223,6 +227,17 @@ impl Mirror {
     /// A valid index answer arrived after `latency`.
     pub(super) fn answered(&mut self, latency: Duration) {
         self.answered = Some(self.answered.map_or(latency, |a| a.min(latency)));
+    }
+
+    /// What the index phase noted so far, to put back with [`Mirror::restore_index_phase`].
+    pub(super) fn index_phase(&self) -> IndexPhase {
+        IndexPhase(self.index.clone(), self.pieces.clone(), self.answered)
+    }
+
+    /// Undoes the notes of an index race whose verdicts no longer hold: a head that did not
+    /// verify with a bare key was a publisher's new signing key, learnt from its roots since.
+    pub(super) fn restore_index_phase(&mut self, phase: IndexPhase) {
+        (self.index, self.pieces, self.answered) = (phase.0, phase.1, phase.2);
     }
 
     /// Lied in this run: never asked for anything again.

@@ -207,9 +207,10 @@ impl Chain {
     }
 
     /// Walks forward from the held root: asks `fetch` for version N+1, N+2, … (at most
-    /// [`MAX_ROOT_STEPS`]) until it has none, verifying each. When a root does not chain, the
-    /// held version is fetched again from the same source: if that one is a different valid
-    /// root, the source proves equivocation. Returns the number of roots accepted.
+    /// [`MAX_ROOT_STEPS`]) until it has none, verifying each. When a root does not chain, or
+    /// the source has none newer, the held version is fetched again from the same source: if
+    /// that one is a different valid root, the source proves equivocation. Returns the number
+    /// of roots accepted.
     pub fn walk(
         &mut self,
         mut fetch: impl FnMut(u64) -> Option<Vec<u8>>,
@@ -217,7 +218,16 @@ impl Chain {
         let mut accepted = 0;
         while accepted < MAX_ROOT_STEPS {
             let next = self.version() + 1;
-            let Some(bytes) = fetch(next) else { break };
+            let Some(bytes) = fetch(next) else {
+                if next > 1 {
+                    if let Some(held) = fetch(next - 1) {
+                        if let Err(e @ RootError::Equivocation { .. }) = self.offer(&held) {
+                            return Err(e);
+                        }
+                    }
+                }
+                break;
+            };
             match self.offer(&bytes) {
                 Ok(_) => accepted += 1,
                 Err(e) => {

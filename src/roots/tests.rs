@@ -28,9 +28,28 @@ fn body(version: u64, threshold: u64, roots: &[u8], signing: &[u8]) -> RootBody 
     signing_keys.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
     RootBody {
         version,
+        previous: None,
         threshold,
         root_keys: sorted(roots.iter().map(|r| key(*r).public().clone()).collect()),
         signing_keys,
+    }
+}
+
+/// The body of the root after `prev`, naming it as previous.
+fn after(prev: &Root, threshold: u64, roots: &[u8], signing: &[u8]) -> RootBody {
+    RootBody {
+        version: prev.version() + 1,
+        previous: Some(prev.id()),
+        ..body(1, threshold, roots, signing)
+    }
+}
+
+/// A chain's folders inside `dir`.
+fn storage(dir: &std::path::Path) -> ChainStorage {
+    ChainStorage {
+        dir: dir.join("roots"),
+        tmp: dir.to_owned(),
+        evidence: dir.join("evidence"),
     }
 }
 
@@ -104,14 +123,16 @@ fn below_threshold_and_stray_signatures_are_refused() {
 fn a_successor_needs_both_thresholds() {
     let r1 = signed(body(1, 2, &[1, 2, 3], &[9]), &[1, 2]);
     // New root keys 4, 5 (threshold 2): signed only by the new keys.
-    let only_new = signed(body(2, 2, &[4, 5], &[9]), &[4, 5]);
+    let only_new = signed(after(&r1, 2, &[4, 5], &[9]), &[4, 5]);
     assert!(matches!(
         only_new.verify_successor(&r1),
         Err(RootError::BelowThreshold { .. } | RootError::StraySignature { .. })
     ));
-    let both = signed(body(2, 2, &[4, 5], &[9]), &[1, 2, 4, 5]);
+    let both = signed(after(&r1, 2, &[4, 5], &[9]), &[1, 2, 4, 5]);
     both.verify_successor(&r1).unwrap();
-    let skipped = signed(body(3, 2, &[1, 2, 3], &[9]), &[1, 2]);
+    let mut skipped = after(&r1, 2, &[1, 2, 3], &[9]);
+    skipped.version = 3;
+    let skipped = signed(skipped, &[1, 2]);
     assert!(matches!(
         skipped.verify_successor(&r1),
         Err(RootError::WrongVersion { .. })
@@ -146,20 +167,16 @@ fn the_authority_holds_only_unexpired_keys_of_a_role() {
 #[test]
 fn a_chain_stores_roots_and_refuses_rollback_and_equivocation() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = ChainStorage {
-        dir: dir.path().join("roots"),
-        tmp: dir.path().to_owned(),
-        evidence: dir.path().join("evidence"),
-    };
+    let storage = storage(dir.path());
     let r1 = signed(body(1, 2, &[1, 2, 3], &[9]), &[1, 2]);
     let id = r1.publisher_id();
     let mut chain = Chain::open(&id, Some(storage.clone())).unwrap();
     assert_eq!(chain.offer(&r1.to_bytes()).unwrap(), Offered::Accepted(1));
-    let r2 = signed(body(2, 2, &[1, 2, 3], &[10]), &[1, 3]);
+    let r2 = signed(after(&r1, 2, &[1, 2, 3], &[10]), &[1, 3]);
     assert_eq!(chain.offer(&r2.to_bytes()).unwrap(), Offered::Accepted(2));
     assert_eq!(chain.offer(&r1.to_bytes()).unwrap(), Offered::Unchanged);
     // A different version 2 signed by a threshold: equivocation, with evidence.
-    let fork = signed(body(2, 2, &[1, 2, 3], &[11]), &[2, 3]);
+    let fork = signed(after(&r1, 2, &[1, 2, 3], &[11]), &[2, 3]);
     let err = chain.offer(&fork.to_bytes()).unwrap_err();
     let RootError::Equivocation {
         evidence: Some(path),
@@ -173,7 +190,7 @@ fn a_chain_stores_roots_and_refuses_rollback_and_equivocation() {
     chain.offer(&fork.to_bytes()).unwrap_err();
     assert_eq!(std::fs::read_dir(&storage.evidence).unwrap().count(), 1);
     // An older root signed by one key only: a rollback attempt, not evidence.
-    let forged = signed(body(2, 2, &[1, 2, 3], &[12]), &[1]);
+    let forged = signed(after(&r1, 2, &[1, 2, 3], &[12]), &[1]);
     assert!(matches!(
         chain.offer(&forged.to_bytes()),
         Err(RootError::Rollback { .. })
@@ -185,5 +202,71 @@ fn a_chain_stores_roots_and_refuses_rollback_and_equivocation() {
             .authority(far() - Duration::from_secs(1))
             .signers(Role::Index),
         &[key(10).public().clone()]
+    );
+}
+
+#[test]
+fn a_root_made_on_a_fork_does_not_chain_and_walking_finds_the_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(dir.path());
+    let r1 = signed(body(1, 2, &[1, 2, 3], &[9]), &[1, 2]);
+    let r2 = signed(after(&r1, 2, &[1, 2, 3], &[10]), &[1, 2]);
+    let mut chain = Chain::open(&r1.publisher_id(), Some(storage.clone())).unwrap();
+    chain.offer(&r1.to_bytes()).unwrap();
+    chain.offer(&r2.to_bytes()).unwrap();
+    // A coerced threshold signs another root 2 and a root 3 on top of it: the same root keys
+    // sign root 3, but it names the fork's root 2, so it does not chain onto the held one.
+    let fork2 = signed(after(&r1, 2, &[1, 2, 3], &[11]), &[2, 3]);
+    let fork3 = signed(after(&fork2, 2, &[1, 2, 3], &[12]), &[2, 3]);
+    assert!(matches!(
+        chain.offer(&fork3.to_bytes()),
+        Err(RootError::WrongPrevious { version: 3, .. })
+    ));
+    // Walking a source that serves the fork: asking it for root 2 again proves equivocation.
+    let served = |v: u64| match v {
+        1 => Some(r1.to_bytes()),
+        2 => Some(fork2.to_bytes()),
+        3 => Some(fork3.to_bytes()),
+        _ => None,
+    };
+    assert!(matches!(
+        chain.walk(served),
+        Err(RootError::Equivocation {
+            version: 2,
+            evidence: Some(_)
+        })
+    ));
+    assert_eq!(chain.version(), 2);
+    // A root 2 without `previous` is not a root at all (the parser refuses it).
+    let mut text = String::from_utf8(r2.to_bytes()).unwrap();
+    let at = text.find(",\"previous\"").unwrap();
+    text.replace_range(at..at + 78, "");
+    assert!(matches!(
+        Root::parse(text.as_bytes()),
+        Err(RootError::Malformed(_))
+    ));
+}
+
+#[test]
+fn equivocation_evidence_is_bounded_per_publisher() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(dir.path());
+    let r1 = signed(body(1, 2, &[1, 2, 3], &[9]), &[1, 2]);
+    let mut chain = Chain::open(&r1.publisher_id(), Some(storage.clone())).unwrap();
+    chain.offer(&r1.to_bytes()).unwrap();
+    chain
+        .offer(&signed(after(&r1, 2, &[1, 2, 3], &[10]), &[1, 2]).to_bytes())
+        .unwrap();
+    let forks = crate::limits::MAX_ROOT_EVIDENCE as u8 + 4;
+    for s in 0..forks {
+        let fork = signed(after(&r1, 2, &[1, 2, 3], &[20 + s]), &[2, 3]);
+        assert!(matches!(
+            chain.offer(&fork.to_bytes()),
+            Err(RootError::Equivocation { .. })
+        ));
+    }
+    assert_eq!(
+        std::fs::read_dir(&storage.evidence).unwrap().count(),
+        crate::limits::MAX_ROOT_EVIDENCE
     );
 }

@@ -27,6 +27,8 @@ struct FileWire {
 struct PayloadWire {
     format: String,
     version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<String>,
     threshold: u64,
     root_keys: Vec<String>,
     signing_keys: Vec<DelegationWire>,
@@ -51,6 +53,7 @@ fn payload_wire(body: &RootBody) -> PayloadWire {
     PayloadWire {
         format: ROOT_FORMAT.to_owned(),
         version: body.version,
+        previous: body.previous.as_ref().map(ToString::to_string),
         threshold: body.threshold,
         root_keys: body.root_keys.iter().map(PublicKey::to_base64).collect(),
         signing_keys: body
@@ -117,6 +120,11 @@ pub(super) fn check_body(body: &RootBody) -> Result<(), RootError> {
     if body.version == 0 {
         return Err(malformed("version must be at least 1"));
     }
+    if (body.version == 1) != body.previous.is_none() {
+        return Err(malformed(
+            "previous (the sha256 of the previous root's payload) is required from version 2 on, and absent in root 1",
+        ));
+    }
     let n = body.root_keys.len();
     if n == 0 || n > MAX_ROOT_KEYS {
         return Err(malformed(format!(
@@ -174,6 +182,15 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Root, RootError> {
     }
     let body = RootBody {
         version: wire.signed.version,
+        previous: wire
+            .signed
+            .previous
+            .as_deref()
+            .map(|h| {
+                h.parse::<crate::content_id::ContentId>()
+                    .map_err(|e| malformed(format!("previous: {e}")))
+            })
+            .transpose()?,
         threshold: wire.signed.threshold,
         root_keys: wire
             .signed

@@ -258,7 +258,6 @@ fn sequence(head: &SignedHead) -> u64 {
     head.head().sequence()
 }
 
-/// Logs a local failure (store, sync state) and keeps it for the report.
 /// Fetches and installs the publisher's roots after the store's newest, from each upstream in
 /// turn (at most [`crate::limits::MAX_ROOT_STEPS`] each). Says whether any root was installed.
 async fn walk_roots(
@@ -296,7 +295,11 @@ async fn walk_roots(
             .await;
             let bytes = match fetched {
                 Ok(Some(bytes)) => bytes,
-                Ok(None) => break,
+                Ok(None) => {
+                    // Nothing newer here: its copy of the held root must be the same one.
+                    held_again(ctx, p, upstream, next - 1, report).await;
+                    break;
+                }
                 Err(e) => {
                     ctx.round.fail(e);
                     break;
@@ -307,31 +310,9 @@ async fn walk_roots(
             match result {
                 Ok(Ok(_)) => installed_any = true,
                 Ok(Err(e)) => {
-                    let breaks = matches!(&e, StoreError::Root(r) if r.breaks_chain());
-                    if breaks && next > 1 {
+                    if matches!(&e, StoreError::Root(r) if r.breaks_chain()) {
                         // Asking for the held version again tells a forgery from equivocation.
-                        if let Ok(Some(held)) = upstream
-                            .capped_bytes(
-                                &p.layout.root(next - 1),
-                                crate::limits::MAX_ROOT_BYTES,
-                                too_large,
-                            )
-                            .await
-                        {
-                            let (store, key) = (ctx.store.clone(), p.key.clone());
-                            if let Ok(Err(e)) =
-                                blocking(move || Ok(store.install_root(&key, next - 1, &held)))
-                                    .await
-                            {
-                                local_failure(
-                                    report,
-                                    SyncError::Root {
-                                        url: url.clone(),
-                                        source: Box::new(e),
-                                    },
-                                );
-                            }
-                        }
+                        held_again(ctx, p, upstream, next - 1, report).await;
                     }
                     local_failure(
                         report,
@@ -352,6 +333,50 @@ async fn walk_roots(
     installed_any
 }
 
+/// Asks `upstream` for the held root `held` again and offers it: a different valid root there
+/// is root equivocation (the store keeps evidence; reported as refused content).
+async fn held_again(
+    ctx: &Arc<RoundCtx>,
+    p: &Arc<PublisherSync>,
+    upstream: &Arc<Upstream>,
+    held: u64,
+    report: &mut PublisherReport,
+) {
+    if held == 0 {
+        return;
+    }
+    let url = upstream.url().to_owned();
+    let too_large = || SyncError::Root {
+        url: url.clone(),
+        source: Box::new(StoreError::Root(crate::roots::RootError::TooLarge {
+            limit: crate::limits::MAX_ROOT_BYTES,
+        })),
+    };
+    let Ok(Some(bytes)) = cancellable(
+        &ctx.cancel,
+        upstream.capped_bytes(
+            &p.layout.root(held),
+            crate::limits::MAX_ROOT_BYTES,
+            too_large,
+        ),
+    )
+    .await
+    else {
+        return;
+    };
+    let (store, key) = (ctx.store.clone(), p.key.clone());
+    if let Ok(Err(e)) = blocking(move || Ok(store.install_root(&key, held, &bytes))).await {
+        local_failure(
+            report,
+            SyncError::Root {
+                url,
+                source: Box::new(e),
+            },
+        );
+    }
+}
+
+/// Logs a local failure (store, sync state) and keeps it for the report.
 fn local_failure(report: &mut PublisherReport, e: SyncError) {
     if !matches!(e, SyncError::Cancelled) {
         tracing::error!(publisher = %report.publisher, "sync: {}", error_chain(&e));

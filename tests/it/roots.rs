@@ -77,6 +77,14 @@ pub(crate) fn bundle(dir: &Path, folder: &str, key: &str, name: &str, version: &
     );
 }
 
+/// `publish` ZIPS into REPO signed by KEY.
+fn publish(dir: &Path, repo: &str, key: &str, zips: &[&str]) {
+    let mut args = vec!["publish"];
+    args.extend_from_slice(zips);
+    args.extend_from_slice(&["--repo", repo, "--key", key]);
+    ok(dir, &args);
+}
+
 /// A newsroom: root keys A, B, C (threshold 2), signing key S; root 1 installed in `repo` and
 /// `alpha` v1 published with S. Returns the publisher id.
 pub(crate) fn newsroom(dir: &Path) -> String {
@@ -111,17 +119,7 @@ pub(crate) fn newsroom(dir: &Path) -> String {
     ok(dir, &["root", "install", "root.json", "--repo", "repo"]);
     article(dir, "alpha", "Alpha");
     bundle(dir, "alpha", "S/publisher.key", "alpha", "1", "alpha-1.zip");
-    ok(
-        dir,
-        &[
-            "publish",
-            "alpha-1.zip",
-            "--repo",
-            "repo",
-            "--key",
-            "S/publisher.key",
-        ],
-    );
+    publish(dir, "repo", "S/publisher.key", &["alpha-1.zip"]);
     let shown = ok(dir, &["root", "show", "--repo", "repo"]);
     shown
         .lines()
@@ -132,14 +130,33 @@ pub(crate) fn newsroom(dir: &Path) -> String {
 
 /// Rotates `repo` to the next root with `extra` args, signed by `signers`, installed.
 pub(crate) fn rotate(dir: &Path, out: &str, extra: &[&str], signers: &[&str]) {
-    let mut args = vec!["root", "rotate", "--repo", "repo", "--out", out];
+    rotate_in(dir, "repo", out, extra, signers);
+}
+
+/// Rotates REPO to the next root with `extra` args, signed by `signers`, installed.
+fn rotate_in(dir: &Path, repo: &str, out: &str, extra: &[&str], signers: &[&str]) {
+    let mut args = vec!["root", "rotate", "--repo", repo, "--out", out];
     args.extend_from_slice(extra);
     ok(dir, &args);
     for s in signers {
         let key = format!("{s}/publisher.key");
         ok(dir, &["root", "sign", out, "--key", &key]);
     }
-    ok(dir, &["root", "install", out, "--repo", "repo"]);
+    ok(dir, &["root", "install", out, "--repo", repo]);
+}
+
+/// Rotates `repo` to a root that revokes signing key OLD and delegates NEW.
+fn replace_signing_key(dir: &Path, out: &str, old: &str, new: &str, signers: &[&str]) {
+    let (old, new) = (
+        format!("{old}/publisher.pub"),
+        format!("{new}/publisher.pub"),
+    );
+    rotate(
+        dir,
+        out,
+        &["--revoke", &old, "--signing-key", &new],
+        signers,
+    );
 }
 
 fn mirror(dir: &Path, store: &str, extra: &[&str]) -> Process {
@@ -204,30 +221,13 @@ fn a_stolen_signing_key_is_refused_by_every_verifier_once_the_revoking_root_is_o
         .unwrap();
     article(dir, "evil", "Evil");
     bundle(dir, "evil", "S/publisher.key", "evil", "1", "evil-1.zip");
-    ok(
-        dir,
-        &[
-            "publish",
-            "evil-1.zip",
-            "--repo",
-            "thief",
-            "--key",
-            "S/publisher.key",
-        ],
-    );
+    publish(dir, "thief", "S/publisher.key", &["evil-1.zip"]);
+    // A second head, so the thief's sequence is above anything the newsroom publishes next.
+    bundle(dir, "evil", "S/publisher.key", "evil", "2", "evil-2.zip");
+    publish(dir, "thief", "S/publisher.key", &["evil-2.zip"]);
 
     // Two editors revoke S and delegate S2; the newsroom re-signs alpha with S2.
-    rotate(
-        dir,
-        "root-2.json",
-        &[
-            "--revoke",
-            "S/publisher.pub",
-            "--signing-key",
-            "S2/publisher.pub",
-        ],
-        &["A", "C"],
-    );
+    replace_signing_key(dir, "root-2.json", "S", "S2", &["A", "C"]);
     bundle(
         dir,
         "alpha",
@@ -249,21 +249,38 @@ fn a_stolen_signing_key_is_refused_by_every_verifier_once_the_revoking_root_is_o
         ],
         2,
     );
-    ok(
-        dir,
-        &[
-            "publish",
-            "alpha-2.zip",
-            "--repo",
-            "repo",
-            "--key",
-            "S2/publisher.key",
-        ],
-    );
+    publish(dir, "repo", "S2/publisher.key", &["alpha-2.zip"]);
     ok(dir, &["push", "--repo", "repo", "--to", &to]);
 
-    // The mirror refuses the thief's push (its bundle is signed by the revoked key).
+    // The mirror refuses the thief's push: its head is signed by the revoked key. (Bundles
+    // are only ever served through an authentic head that lists them, so the thief's are
+    // never listed, and readers never ask for them.)
     expect(dir, &["push", "--repo", "thief", "--to", &to], 3);
+    let listed = ok(
+        dir,
+        &[
+            "index",
+            "show",
+            "--repo",
+            &to,
+            "--publisher",
+            "root.json",
+            "--json",
+        ],
+    );
+    assert!(
+        listed.contains("alpha") && !listed.contains("evil"),
+        "{listed}"
+    );
+    // A syncing mirror that has the revoking root refuses the thief's higher head.
+    sync_once(dir, "synced", &to, 0);
+    let thief_url = file_url(&dir.join("thief"));
+    sync_once(dir, "synced", &thief_url, 3);
+    assert_eq!(
+        std::fs::read(served_file(&dir.join("synced"), "index.json")).unwrap(),
+        std::fs::read(served_file(&dir.join("repo"), "index.json")).unwrap(),
+        "the synced store still serves the newsroom's index"
+    );
     // The reader follows without doing anything: the new root, then alpha v2 signed by S2.
     let out = fetch(dir, "alpha", &base, 0);
     assert!(dir.join("got/alpha-v2.zip").is_file(), "{out}");
@@ -365,6 +382,10 @@ fn one_root_key_of_three_cannot_make_a_root_anyone_accepts() {
         .path();
     std::fs::copy(dir.join("evil-root.json"), folder.join("roots/2.json")).unwrap();
     expect(dir, &["push", "--repo", "forged", "--to", &to], 3);
+    // A syncing mirror trusting root.json does not take it either.
+    sync_once(dir, "synced", &file_url(&dir.join("forged")), 3);
+    assert!(served_file(&dir.join("synced"), "roots/1.json").is_file());
+    assert!(!served_file(&dir.join("synced"), "roots/2.json").exists());
     // A reader pointed at the forged folder keeps root 1.
     let forged = dir.join("forged");
     expect(
@@ -405,28 +426,8 @@ fn a_reader_pinned_to_root_1_follows_three_rotations_through_a_mirror_and_a_sync
     );
     fetch_until(dir, "alpha", &second.base);
 
-    rotate(
-        dir,
-        "r2.json",
-        &[
-            "--revoke",
-            "S/publisher.pub",
-            "--signing-key",
-            "S2/publisher.pub",
-        ],
-        &["A", "B"],
-    );
-    rotate(
-        dir,
-        "r3.json",
-        &[
-            "--revoke",
-            "S2/publisher.pub",
-            "--signing-key",
-            "S3/publisher.pub",
-        ],
-        &["B", "C"],
-    );
+    replace_signing_key(dir, "r2.json", "S", "S2", &["A", "B"]);
+    replace_signing_key(dir, "r3.json", "S2", "S3", &["B", "C"]);
     // Root key C is replaced by T (2 of the old keys and 2 of the new ones sign).
     rotate(
         dir,
@@ -455,17 +456,11 @@ fn a_reader_pinned_to_root_1_follows_three_rotations_through_a_mirror_and_a_sync
         "2",
         "alpha-2.zip",
     );
-    ok(
+    publish(
         dir,
-        &[
-            "publish",
-            "beta-1.zip",
-            "alpha-2.zip",
-            "--repo",
-            "repo",
-            "--key",
-            "S4/publisher.key",
-        ],
+        "repo",
+        "S4/publisher.key",
+        &["beta-1.zip", "alpha-2.zip"],
     );
     ok(dir, &["push", "--repo", "repo", "--to", &to]);
     // The syncing mirror takes the three roots and the new index (bounded wait).
@@ -536,17 +531,7 @@ fn upgrade_in_place_keeps_the_publisher_id_and_readers_and_mirrors_keep_working(
     keygen(dir, &["K", "D"]);
     article(dir, "alpha", "Alpha");
     bundle(dir, "alpha", "K/publisher.key", "alpha", "1", "alpha-1.zip");
-    ok(
-        dir,
-        &[
-            "publish",
-            "alpha-1.zip",
-            "--repo",
-            "repo",
-            "--key",
-            "K/publisher.key",
-        ],
-    );
+    publish(dir, "repo", "K/publisher.key", &["alpha-1.zip"]);
     let store = dir.join("store");
     let m = Process::start(&[
         "mirror",
@@ -602,33 +587,10 @@ fn upgrade_in_place_keeps_the_publisher_id_and_readers_and_mirrors_keep_working(
     assert_eq!(before, after, "same publisher folder");
     article(dir, "beta", "Beta");
     bundle(dir, "beta", "D/publisher.key", "beta", "1", "beta-1.zip");
-    ok(
-        dir,
-        &[
-            "publish",
-            "beta-1.zip",
-            "--repo",
-            "repo",
-            "--key",
-            "D/publisher.key",
-        ],
-    );
+    publish(dir, "repo", "D/publisher.key", &["beta-1.zip"]);
     ok(dir, &["push", "--repo", "repo", "--to", &to]);
-    // The reader trusting K alone learns root 1 (known gap: the run that first meets D's
-    // head learns the root but does not retry the download; the next run reads it).
-    let _ = qasid(
-        dir,
-        &[
-            "fetch",
-            "beta",
-            "--mirror",
-            &to,
-            "--publisher",
-            "K/publisher.pub",
-            "--out",
-            "got",
-        ],
-    );
+    // The reader trusting K alone learns root 1 from the mirror and reads D's article in the
+    // same run: it needed no action.
     fetch_k("beta", 0);
     // K itself no longer signs (root 1 delegates only D).
     bundle(dir, "beta", "K/publisher.key", "beta", "2", "beta-2.zip");
@@ -663,28 +625,13 @@ fn root_equivocation_and_rollback_are_refused_with_evidence() {
     ok(dir, &["push", "--repo", "repo", "--to", &to]);
     fetch(dir, "alpha", &m.base, 0);
     // A coerced majority (B, C) signs a different root 2 in the fork.
-    ok(
+    rotate_in(
         dir,
-        &[
-            "root",
-            "rotate",
-            "--repo",
-            "fork",
-            "--out",
-            "f2.json",
-            "--signing-key",
-            "T/publisher.pub",
-        ],
+        "fork",
+        "f2.json",
+        &["--signing-key", "T/publisher.pub"],
+        &["B", "C"],
     );
-    ok(
-        dir,
-        &["root", "sign", "f2.json", "--key", "B/publisher.key"],
-    );
-    ok(
-        dir,
-        &["root", "sign", "f2.json", "--key", "C/publisher.key"],
-    );
-    ok(dir, &["root", "install", "f2.json", "--repo", "fork"]);
     // The mirror holds the newsroom's root 2: the fork's is equivocation, kept as evidence.
     let forked = qasid(dir, &["push", "--repo", "fork", "--to", &to]);
     assert_ne!(forked.status.code(), Some(0));
@@ -695,6 +642,63 @@ fn root_equivocation_and_rollback_are_refused_with_evidence() {
         .filter(|n| n.starts_with("root-"))
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
+    // Pushed again: refused again, and the evidence is not duplicated.
+    let again = qasid(dir, &["push", "--repo", "fork", "--to", &to]);
+    assert_ne!(again.status.code(), Some(0));
+    assert_eq!(evidence_in(&evidence), kept);
+    // A syncing mirror holding the newsroom's root 2 refuses the fork and keeps evidence.
+    sync_once(dir, "synced", &to, 0);
+    sync_once(dir, "synced", &file_url(&dir.join("fork")), 3);
+    assert_eq!(evidence_in(&dir.join("synced/.state/evidence")).len(), 1);
+    // So does the reader, shown the fork as a mirror; twice, one folder of evidence.
+    for _ in 0..2 {
+        expect(
+            dir,
+            &[
+                "fetch",
+                "--mirror",
+                dir.join("fork").to_str().unwrap(),
+                "--publisher",
+                "root.json",
+            ],
+            3,
+        );
+    }
+    assert_eq!(evidence_in(&dir.join("xdg/qasid/evidence")).len(), 1);
+    // A root 3 made on the fork's root 2 (the same root keys sign it) names the fork's root
+    // as previous: it does not chain onto the newsroom's root 2, and the fork is found.
+    rotate_in(
+        dir,
+        "fork",
+        "f3.json",
+        &["--signing-key", "S4/publisher.pub"],
+        &["B", "C"],
+    );
+    let store_roots = served_file(&dir.join("store"), "roots");
+    let pushed = qasid(dir, &["push", "--repo", "fork", "--to", &to]);
+    assert_ne!(pushed.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&pushed.stdout);
+    assert!(
+        said.contains("evidence was saved") && !said.contains(".state"),
+        "the mirror names no local path: {said}"
+    );
+    assert!(!store_roots.join("3.json").exists());
+    let out = qasid(
+        dir,
+        &[
+            "fetch",
+            "--mirror",
+            dir.join("fork").to_str().unwrap(),
+            "--publisher",
+            "root.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("EQUIVOCATION"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Rollback: a folder serving only root 1 and S-signed heads does not undo root 2.
     let old = dir.join("thief-old");
     std::process::Command::new("cp")
@@ -773,4 +777,138 @@ fn rotate_revoke_check(dir: &Path, old: &Path) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(roots.contains(&"2.json".to_owned()), "{roots:?}");
+}
+
+/// `qasid sync --once` into STORE (trusting root.json) from UPSTREAM, expecting CODE.
+fn sync_once(dir: &Path, store: &str, upstream: &str, code: i32) -> String {
+    expect(
+        dir,
+        &[
+            "sync",
+            "--once",
+            "--store",
+            store,
+            "--publisher",
+            "root.json",
+            "--upstream",
+            upstream,
+            "--connect-timeout",
+            "5s",
+            "--read-timeout",
+            "10s",
+        ],
+        code,
+    )
+}
+
+fn file_url(dir: &Path) -> String {
+    format!("file://{}/", dir.display())
+}
+
+/// A file of the one publisher's folder in a repo or store layout.
+fn served_file(root: &Path, name: &str) -> PathBuf {
+    let publishers = root.join("qasid/v1/publishers");
+    let folder = std::fs::read_dir(&publishers)
+        .unwrap_or_else(|e| panic!("{}: {e}", publishers.display()))
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    folder.join(name)
+}
+
+/// The names of the root evidence folders in `dir` (sorted; none if it does not exist).
+fn evidence_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("root-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_mirror_trusting_root_json_in_its_config_follows_the_publisher_from_upstream_without_a_push() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    newsroom(dir);
+    let first = mirror(dir, "store1", &[]);
+    let to = format!("{}/", first.base);
+    // A rotation before the second mirror exists: it must learn roots 1 and 2 by itself.
+    replace_signing_key(dir, "r2.json", "S", "S2", &["A", "B"]);
+    bundle(
+        dir,
+        "alpha",
+        "S2/publisher.key",
+        "alpha",
+        "2",
+        "alpha-2.zip",
+    );
+    publish(dir, "repo", "S2/publisher.key", &["alpha-2.zip"]);
+    ok(dir, &["push", "--repo", "repo", "--to", &to]);
+    std::fs::write(
+        dir.join("mirrors.toml"),
+        format!(
+            "[mirror]\nlisten = \"127.0.0.1:0\"\nstore = \"store2\"\n\n[[publisher]]\nname = \"Newsroom\"\nkey = \"root.json\"\n\n[[upstream]]\nurl = \"{to}\"\n\n[sync]\ninterval = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let second = Process::start(&[
+        "mirror",
+        "--config",
+        dir.join("mirrors.toml").to_str().unwrap(),
+    ]);
+    // The store holds root 1 from the start, and syncs root 2 and alpha v2 (bounded wait).
+    fetch_until(dir, "alpha", &second.base);
+    assert!(dir.join("got/alpha-v2.zip").is_file());
+    assert!(served_file(&dir.join("store2"), "roots/2.json").is_file());
+    // The same from a reader's config file: `key = "root.json"` there too.
+    std::fs::write(
+        dir.join("reader.toml"),
+        format!(
+            "[[publisher]]\nkey = \"root.json\"\n\n[reader]\nmirrors = [\"{}/\"]\nstate = \"reader-state\"\n",
+            second.base
+        ),
+    )
+    .unwrap();
+    ok(
+        dir,
+        &["fetch", "alpha", "--config", "reader.toml", "--out", "got2"],
+    );
+    assert!(dir.join("got2/alpha-v2.zip").is_file());
+    second.terminate();
+    first.terminate();
+}
+
+#[test]
+fn root_show_prints_the_current_signing_key_that_minisign_verifies_bundles_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    newsroom(dir);
+    let shown = ok(dir, &["root", "show", "--repo", "repo"]);
+    let at = shown
+        .find("untrusted comment:")
+        .unwrap_or_else(|| panic!("a minisign public key in: {shown}"));
+    let key: String = shown[at..]
+        .lines()
+        .take(2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        key,
+        std::fs::read_to_string(dir.join("S/publisher.pub")).unwrap()
+    );
+    std::fs::write(dir.join("current.pub"), &key).unwrap();
+    let out = Command::new("minisign")
+        .args(["-Vm", "alpha-1.zip", "-p", "current.pub"])
+        .current_dir(dir)
+        .output()
+        .expect("minisign is installed (apt-get install minisign)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
