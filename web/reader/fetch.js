@@ -256,7 +256,7 @@ function askRoot(publisher, version, sources, onRefused) {
           } catch (e) {
             if (done) return;
             let refusal = e;
-            if ((e.code === "below_threshold" || e.code === "stray_signature") && version > 1) {
+            if ((e.code === "below_threshold" || e.code === "stray_signature" || e.code === "wrong_previous") && version > 1) {
               try {
                 await publisher.chain.offer((await get(source, version - 1)).bytes);
               } catch (older) {

@@ -38,9 +38,13 @@ async function parseRoot(bytes) {
   };
   shape(file, ["signed", "signatures"], "root");
   const s = file.signed;
-  shape(s, ["format", "version", "threshold", "root_keys", "signing_keys"], "root signed");
+  // `previous` (the sha256 of the previous root's payload) is absent in root 1 and required after.
+  shape(s, ["format", "version", ...("previous" in s ? ["previous"] : []), "threshold", "root_keys", "signing_keys"], "root signed");
   if (s.format !== ROOT_FORMAT) throw rootError("unknown_format", `format ${JSON.stringify(String(s.format).slice(0, 40))} is not ${ROOT_FORMAT}`);
   if (!Number.isSafeInteger(s.version) || s.version < 1) throw rootError("malformed", "version must be at least 1");
+  if ((s.version === 1) === ("previous" in s) || ("previous" in s && !/^[0-9a-f]{64}$/.test(String(s.previous)))) {
+    throw rootError("malformed", "previous (the sha256 of the previous root's payload) is required from version 2 on, and absent in root 1");
+  }
   if (!Array.isArray(s.root_keys) || s.root_keys.length < 1 || s.root_keys.length > ROOT_LIMITS.rootKeys) {
     throw rootError("malformed", `between 1 and ${ROOT_LIMITS.rootKeys} root keys are allowed`);
   }
@@ -97,6 +101,7 @@ async function parseRoot(bytes) {
   const payloadText = JSON.stringify({
     format: s.format,
     version: s.version,
+    ...("previous" in s ? { previous: s.previous } : {}),
     threshold: s.threshold,
     root_keys: s.root_keys,
     signing_keys: s.signing_keys.map((d) => ({ key: d.key, roles: d.roles, expires: d.expires })),
@@ -109,7 +114,7 @@ async function parseRoot(bytes) {
       throw rootError("bad_signature", `version ${s.version}: the signature by ${g.key.keyId} does not verify`);
     }
   }
-  return { version: s.version, threshold: s.threshold, rootKeys, signingKeys, signatures, payload, bytes, id: await sha256Hex(payload) };
+  return { version: s.version, previous: s.previous, threshold: s.threshold, rootKeys, signingKeys, signatures, payload, bytes, id: await sha256Hex(payload) };
 }
 
 function countSigners(root, keys) {
@@ -227,6 +232,7 @@ async function verifyFirstRoot(root, idLine) {
 
 function verifySuccessorRoot(root, previous) {
   if (root.version !== previous.version + 1) throw rootError("wrong_version", `version ${root.version} does not follow version ${previous.version}`);
+  if (root.previous !== previous.id) throw rootError("wrong_previous", `version ${root.version} follows another root ${root.version - 1} (a fork)`);
   checkRootSigners(root, previous);
 }
 
