@@ -153,6 +153,30 @@ impl RootError {
         }
     }
 
+    /// The error's name in the shared vectors (`tests/vectors/root-v1/expect.json`) and the
+    /// browser reader: one word per way a root is refused.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RootError::TooLarge { .. } => "too_large",
+            RootError::Malformed(_) => "malformed",
+            RootError::NonCanonical => "non_canonical",
+            RootError::UnknownFormat { .. } => "unknown_format",
+            RootError::BadSignature { .. } => "bad_signature",
+            RootError::StraySignature { .. } => "stray_signature",
+            RootError::BelowThreshold { .. } => "below_threshold",
+            RootError::WrongPublisher { .. } => "wrong_publisher",
+            RootError::WrongPrevious { .. } => "wrong_previous",
+            RootError::WrongVersion { .. } => "wrong_version",
+            RootError::Rollback { .. } => "rollback",
+            RootError::Equivocation { .. } => "equivocation",
+            RootError::TooMany { .. } => "too_many",
+            RootError::StateCorrupt { .. } => "state_corrupt",
+            RootError::Usage(_) => "usage",
+            RootError::Key(_) => "key",
+            RootError::Io { .. } => "io",
+        }
+    }
+
     /// The root does not chain onto the held one (signatures): when walking, the source is
     /// asked for the held version again, to tell a forgery from equivocation.
     pub fn breaks_chain(&self) -> bool {

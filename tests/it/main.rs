@@ -46,6 +46,7 @@ mod repo_kill;
 mod repo_publish;
 mod repo_restore;
 mod roots;
+mod roots_vector;
 mod static_nginx;
 mod sync_cli;
 mod sync_crash;
