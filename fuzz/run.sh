@@ -22,7 +22,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
 
 all_targets=(fuzz_bundle_verify fuzz_manifest fuzz_index_head fuzz_index_piece fuzz_keys
-  fuzz_config fuzz_push_body fuzz_front_matter)
+  fuzz_config fuzz_push_body fuzz_front_matter fuzz_note fuzz_root)
 seconds=60
 jobs=1
 merge=0
