@@ -636,53 +636,75 @@ impl ShowArgs {
             }
             return print_json(&doc);
         }
-        match &id {
-            Some(id) => println!("publisher: {}", id.id()),
-            None => println!("publisher: (not root 1: unknown from this file alone)"),
-        }
-        if roots.is_empty() {
-            println!("no roots: a one-key publisher (its key signs everything)");
-        }
-        for r in roots {
-            let b = r.body();
-            println!(
-                "root {} (sha256 {}): threshold {} of {} root keys, signed by {} keys",
-                r.version(),
-                r.id(),
-                b.threshold,
-                b.root_keys.len(),
-                r.signatures().len()
-            );
-            for k in &b.root_keys {
-                let signed = r.signatures().iter().any(|(s, _)| s == k);
-                println!(
-                    "  root key    {} {}",
-                    k.id(),
-                    if signed { "(signed)" } else { "" }
-                );
-            }
-            for d in &b.signing_keys {
-                let roles: Vec<_> = d.roles.iter().map(|r| r.as_str()).collect();
-                println!(
-                    "  signing key {} [{}] expires {}{}",
-                    d.key.id(),
-                    roles.join(","),
-                    time(d.expires),
-                    if d.expires <= now { " (EXPIRED)" } else { "" }
-                );
-            }
-        }
-        if let Some(current) = current {
-            println!("current signing keys (minisign public key form, for minisign -Vm):");
-            for d in current
-                .body()
-                .signing_keys
-                .iter()
-                .filter(|d| d.expires > now)
-            {
-                print!("{}", d.key.to_file_text());
-            }
-        }
-        Ok(())
+        // Written, not printed: a closed stdout (`root show | head`) ends quietly.
+        write_text(&mut std::io::stdout().lock(), id.as_ref(), roots, now).map_err(Failure::runtime)
     }
+}
+
+/// `root show`'s text form.
+fn write_text(
+    out: &mut impl std::io::Write,
+    id: Option<&PublicKey>,
+    roots: &[Root],
+    now: SystemTime,
+) -> std::io::Result<()> {
+    let time = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let current = roots.last();
+    match &id {
+        Some(id) => writeln!(out, "publisher: {}", id.id())?,
+        None => writeln!(out, "publisher: (not root 1: unknown from this file alone)")?,
+    }
+    if roots.is_empty() {
+        writeln!(
+            out,
+            "no roots: a one-key publisher (its key signs everything)"
+        )?;
+    }
+    for r in roots {
+        let b = r.body();
+        writeln!(
+            out,
+            "root {} (sha256 {}): threshold {} of {} root keys, signed by {} keys",
+            r.version(),
+            r.id(),
+            b.threshold,
+            b.root_keys.len(),
+            r.signatures().len()
+        )?;
+        for k in &b.root_keys {
+            let signed = r.signatures().iter().any(|(s, _)| s == k);
+            writeln!(
+                out,
+                "  root key    {} {}",
+                k.id(),
+                if signed { "(signed)" } else { "" }
+            )?;
+        }
+        for d in &b.signing_keys {
+            let roles: Vec<_> = d.roles.iter().map(|r| r.as_str()).collect();
+            writeln!(
+                out,
+                "  signing key {} [{}] expires {}{}",
+                d.key.id(),
+                roles.join(","),
+                time(d.expires),
+                if d.expires <= now { " (EXPIRED)" } else { "" }
+            )?;
+        }
+    }
+    if let Some(current) = current {
+        writeln!(
+            out,
+            "current signing keys (minisign public key form, for minisign -Vm):"
+        )?;
+        for d in current
+            .body()
+            .signing_keys
+            .iter()
+            .filter(|d| d.expires > now)
+        {
+            write!(out, "{}", d.key.to_file_text())?;
+        }
+    }
+    Ok(())
 }
