@@ -30,7 +30,13 @@ try {
   for (const step of scenario.steps) {
     const started = performance.now();
     if (step.goto) {
+      const sameDocument = page.url().split("#")[0] === step.goto.split("#")[0] && step.goto.includes("#");
       await page.goto(step.goto, { timeout });
+      // A fragment change is handled on `hashchange`, after goto returns: wait for the page to
+      // start on it (it marks itself busy) before waiting for it to be idle again.
+      if (sameDocument) {
+        await page.waitForFunction(() => document.body.dataset.state !== "idle", null, { timeout: 2000, polling: 10 }).catch(() => {});
+      }
       await settle();
       out.timings[step.name ?? step.goto] = performance.now() - started;
     } else if (step.setFiles) {
