@@ -623,8 +623,34 @@ fn the_page_code_reaches_the_shared_vectors_conclusions() {
             "publisher": notes["publisher"], "now": notes["now"], "outcome": outcome,
         }));
     }
-    assert!(cases.len() > 40, "the vectors are there");
-    let scripts: String = ["bytes.js", "verify.js", "note.js", "zip.js"]
+    let root_dir = vectors.join("root-v1");
+    let roots: Value =
+        serde_json::from_str(&fs::read_to_string(root_dir.join("expect.json")).unwrap()).unwrap();
+    let keys: serde_json::Map<String, Value> = roots["keys"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, k)| (name.clone(), k["public"].clone()))
+        .collect();
+    for case in roots["cases"].as_array().unwrap() {
+        let files: Vec<String> = case["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| b64(&root_dir.join(f.as_str().unwrap())))
+            .collect();
+        let expect = match case["expect"].as_str().unwrap() {
+            "ok" => "ok".to_owned(),
+            _ => case["error"].as_str().unwrap().to_owned(),
+        };
+        cases.push(json!({
+            "kind": "root", "file": format!("root-v1/{}", case["name"].as_str().unwrap()),
+            "expect": expect, "roots": files, "check": case["check"], "result": case["result"],
+            "keys": keys, "publisher": roots["publisher"], "now": roots["now"],
+        }));
+    }
+    assert!(cases.len() > 60, "the vectors are there");
+    let scripts: String = ["bytes.js", "verify.js", "roots.js", "note.js", "zip.js"]
         .iter()
         .map(|f| fs::read_to_string(root.join("web/reader").join(f)).unwrap())
         .collect::<Vec<_>>()
@@ -650,6 +676,20 @@ fn the_page_code_reaches_the_shared_vectors_conclusions() {
               const same = n.keyId === o.publisher && n.sequence === BigInt(o.sequence) && n.expires === BigInt(o.expires)
                 && JSON.stringify(n.mirrors.map((m) => [m.url, m.hint])) === JSON.stringify(o.mirrors.map((m) => [m.url, m.hint]));
               got = same ? "ok" : "wrong result";
+            } else if (c.kind === "root") {
+              const now = Date.parse(c.now);
+              const chain = rootChain(c.publisher);
+              for (const f of c.roots) await chain.offer(b64bytes(f));
+              const name = {};
+              for (const [k, line] of Object.entries(c.keys)) name[(await importPublisher(line)).hex] = k;
+              if (c.check) chain.checkSigner((await importPublisher(c.keys[c.check.key])).hex, c.check.role, now);
+              const current = chain.roots[chain.roots.length - 1];
+              const signers = chain.signers(now);
+              const named = Object.fromEntries(Object.entries(signers).map(([r, ks]) => [r, ks.map((k) => name[k.hex])]));
+              const o = c.result;
+              const same = current.version === o.version && current.id === o.root_sha256
+                && JSON.stringify(named) === JSON.stringify(o.signers);
+              got = same ? "ok" : "wrong result " + JSON.stringify({ version: current.version, id: current.id, named });
             } else if (c.kind === "bundle") {
               await readBundle(bytes, publisher);
               got = "ok";

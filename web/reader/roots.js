@@ -212,6 +212,11 @@ async function deriveRootId(payload) {
   throw rootError("malformed", "no publisher id could be derived");
 }
 
+/** The raw key (hex) of a one-line key. */
+function importedHex(line) {
+  return hex(base64Decode(line).slice(10));
+}
+
 /** The minisign one-line form of a raw 32-byte key: base64("Ed" ‖ key id ‖ key). */
 async function keyLine(raw) {
   const id = (await sha256(raw)).slice(0, 8);
@@ -274,6 +279,14 @@ function rootChain(idLine, roots = []) {
         throw rootError("rollback", `version ${root.version} is not the root this browser holds, and does not chain`);
       }
       throw rootError("equivocation", `EQUIVOCATION: two different validly signed roots with version ${root.version} (root keys stolen or their holders coerced)`);
+    },
+    /** Throws unless the current root lets `keyHex` sign for `role` at `nowMs` (section 11.5). */
+    checkSigner(keyHex, role, nowMs) {
+      const current = this.roots[this.roots.length - 1];
+      const d = current ? current.signingKeys.find((x) => x.key.hex === keyHex && x.roles.includes(role)) : null;
+      if (!current && keyHex === importedHex(this.id)) return;
+      if (!d) throw rootError("not_delegated", `the current root does not delegate that key for ${role}`);
+      if (d.expires <= nowMs) throw rootError("expired", `the delegation of that key for ${role} has expired`);
     },
     /** Keys allowed per role right now: the current root's unexpired delegations, or the id. */
     signers(nowMs) {
