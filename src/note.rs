@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 
 use crate::index::MirrorUrl;
-use crate::keys::{Domain, KeyId, PublicKey, SecretKey};
+use crate::keys::{Domain, KeyId, PublicKey, Role, SecretKey, Trusted};
 use crate::limits::{IndexLimits, MAX_NOTE_BYTES, MAX_NOTE_MIRRORS};
 use crate::ErrorClass;
 
@@ -106,7 +106,8 @@ impl NoteMirror {
 /// The content of a note.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
-    /// Whose mirrors these are: the key id of the publisher's key.
+    /// Who signed: the key id of the publisher's key, or of a key its root delegates for
+    /// notes (PROTOCOL.md §12 calls it `key_id`).
     pub publisher: KeyId,
     /// Higher is newer; a reader refuses a note older than one it accepted.
     pub sequence: u64,
@@ -386,15 +387,17 @@ impl SignedNote {
         Some(KeyId::from_bytes(id))
     }
 
-    /// Verifies the signature with the trusted key the note names, then decodes and checks
-    /// that the bytes are the canonical encoding. Expiry is not checked here (see
+    /// Verifies the signature with the trusted key the note names (a publisher's key, or a key
+    /// its current root delegates for notes: [`note_signer`]), then decodes and checks that
+    /// the bytes are the canonical encoding. Expiry is not checked here (see
     /// [`VerifiedNote::check_fresh`]), so an expired note can still be shown.
-    pub fn verify(&self, trusted: &[PublicKey]) -> Result<VerifiedNote, NoteError> {
+    pub fn verify<T: Trusted>(&self, trusted: &[T]) -> Result<VerifiedNote, NoteError> {
         if self.bytes.len() < 8 + 3 + SIGNATURE_BYTES {
             return Err(NoteError::Malformed("too short to be a note".into()));
         }
         let claimed = self.claimed_publisher().expect("length checked");
-        let signer = note_signer(claimed, trusted).ok_or(NoteError::UnknownPublisher(claimed))?;
+        let (owner, signer) =
+            note_signer(claimed, trusted).ok_or(NoteError::UnknownPublisher(claimed))?;
         let (body, signature) = self.bytes.split_at(self.bytes.len() - SIGNATURE_BYTES);
         let signature: &[u8; 64] = signature.try_into().expect("64 bytes");
         signer
@@ -404,17 +407,22 @@ impl SignedNote {
         Ok(VerifiedNote {
             note,
             signed: self.clone(),
-            publisher: signer.clone(),
+            publisher: owner.publisher().clone(),
+            signer: signer.clone(),
         })
     }
 }
 
-/// The key that may sign notes for the publisher with key id `id`, among the trusted ones.
-///
-/// Today that is the publisher key itself. This is the one place to change when a publisher's
-/// root delegates a separate signing key for notes.
-pub fn note_signer(id: KeyId, trusted: &[PublicKey]) -> Option<&PublicKey> {
-    trusted.iter().find(|k| k.id() == id)
+/// The key with key id `id` that may sign notes, among the trusted publishers, and whose
+/// notes it signs: a key the publisher's current root delegates for the `note` role, or the
+/// publisher's own key when it has no root (a bare [`PublicKey`] is the implicit one-key root).
+pub fn note_signer<T: Trusted>(id: KeyId, trusted: &[T]) -> Option<(&T, &PublicKey)> {
+    trusted.iter().find_map(|t| {
+        t.signers(Role::Note)
+            .iter()
+            .find(|k| k.id() == id)
+            .map(|k| (t, k))
+    })
 }
 
 /// A note whose signature and encoding checked out with a trusted publisher's key.
@@ -422,7 +430,10 @@ pub fn note_signer(id: KeyId, trusted: &[PublicKey]) -> Option<&PublicKey> {
 pub struct VerifiedNote {
     note: Note,
     signed: SignedNote,
+    /// The publisher id (its folder name; the key itself for a one-key publisher).
     publisher: PublicKey,
+    /// The key that signed: the publisher's, or one its root delegates for notes.
+    signer: PublicKey,
 }
 
 impl VerifiedNote {
@@ -434,9 +445,14 @@ impl VerifiedNote {
         &self.signed
     }
 
-    /// The trusted publisher whose note it is.
+    /// The trusted publisher whose note it is (its id).
     pub fn publisher(&self) -> &PublicKey {
         &self.publisher
+    }
+
+    /// The key that signed it (the publisher's own, or one its root delegates for notes).
+    pub fn signer(&self) -> &PublicKey {
+        &self.signer
     }
 
     pub fn expires(&self) -> SystemTime {
@@ -447,7 +463,7 @@ impl VerifiedNote {
     pub fn check_fresh(&self, now: SystemTime) -> Result<(), NoteError> {
         match now.duration_since(self.expires()) {
             Ok(since) if !since.is_zero() => Err(NoteError::Expired {
-                publisher: self.note.publisher,
+                publisher: self.publisher.id(),
                 sequence: self.note.sequence,
                 since,
             }),
@@ -460,6 +476,16 @@ impl fmt::Display for SignedNote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_uri())
     }
+}
+
+/// Writes `note`'s URI and a newline to `path`, atomically (the temp file beside it), so a
+/// reader of the file sees the old note or the new one, never part of one.
+pub fn write_uri_file(path: &std::path::Path, note: &SignedNote) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    crate::index::atomic::write(dir, path, format!("{}\n", note.to_uri()).as_bytes())
 }
 
 /// Whether `url`'s host is this machine: plain `http://` is allowed there only (a local DoH

@@ -23,6 +23,7 @@ use crate::limits::{BundleLimits, IndexLimits};
 use crate::roots::{Chain, ChainStorage};
 use crate::ErrorClass;
 
+mod note;
 mod pieces;
 mod stage;
 
@@ -110,6 +111,25 @@ pub enum RepoError {
     MirrorNotListed { url: MirrorUrl, listed: String },
     #[error("--expires must be between 1 minute and 366 days")]
     BadExpiry,
+    /// `--note-out` with a key the publisher's current root does not delegate for notes.
+    #[error(
+        "key {key} may not sign mirror notes for publisher {publisher}: root {root} does not \
+         delegate it the note role (run `qasid root rotate --signing-key KEY.pub --roles \
+         bundle,index,note`, sign and install the root, or sign with a key that has the note role)"
+    )]
+    NoNoteRole {
+        key: KeyId,
+        publisher: KeyId,
+        root: u64,
+    },
+    /// `--note-out` when the signed index lists no mirror.
+    #[error(
+        "the signed index lists no mirror, so there is nothing to put in a note: add mirrors \
+         with --mirror or --add-mirror"
+    )]
+    NoMirrorsForNote,
+    #[error(transparent)]
+    Note(#[from] crate::note::NoteError),
     #[error("{}", path.display())]
     Io {
         path: PathBuf,
@@ -144,7 +164,10 @@ impl RepoError {
             | RepoError::NothingPublished
             | RepoError::MirrorAlreadyListed { .. }
             | RepoError::MirrorNotListed { .. }
-            | RepoError::BadExpiry => ErrorClass::Usage,
+            | RepoError::BadExpiry
+            | RepoError::NoNoteRole { .. }
+            | RepoError::NoMirrorsForNote => ErrorClass::Usage,
+            RepoError::Note(e) => e.class(),
         }
     }
 }

@@ -41,6 +41,7 @@ use crate::roots::{Authority, Chain, ChainStorage, Offered, RootError};
 use crate::ErrorClass;
 
 mod lock;
+mod note;
 mod object;
 pub mod refusals;
 mod staging;
@@ -189,6 +190,9 @@ pub enum StoreError {
     /// A root document was refused (not the next version, not validly signed, equivocation).
     #[error("{0}")]
     Root(#[source] RootError),
+    /// A mirror note was refused (not verified, expired, or older than the held one).
+    #[error("{0}")]
+    Note(#[source] crate::note::NoteError),
     /// The index lists pieces or bundles that are not in the store yet.
     #[error("missing objects: the index lists {} object(s) the store does not have", .0.len())]
     MissingObjects(Vec<MissingObject>),
@@ -216,6 +220,7 @@ impl StoreError {
             StoreError::Bundle { source, .. } => source.class(),
             StoreError::Index(e) => e.class(),
             StoreError::Root(e) => e.class(),
+            StoreError::Note(e) => e.class(),
             StoreError::Minisig { .. }
             | StoreError::OlderIndex { .. }
             | StoreError::ListedAsOther { .. }
@@ -374,6 +379,7 @@ impl Store {
             ObjectKind::Index => format!("{base}/index.json"),
             ObjectKind::PublisherPub => format!("{base}/publisher.pub"),
             ObjectKind::Root(version) => format!("{base}/roots/{version}.json"),
+            ObjectKind::Note => format!("{base}/note"),
             ObjectKind::Piece(id) => format!("{base}/pieces/{id}.json"),
             ObjectKind::Bundle(id) => format!("{base}/bundles/{id}.zip"),
             ObjectKind::Minisig(id) => format!("{base}/bundles/{id}.zip.minisig"),

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
-use qasid::keys::PublicKey;
 use qasid::note::dns::{txt_strings, zone_line};
 use qasid::note::qr::{self, QrFormat};
 use qasid::note::source::NoteSpec;
 use qasid::note::{subset, Note, NoteError, NoteMirror, SignedNote, VerifiedNote};
+use qasid::roots::{Anchor, Authority, Chain, RootError};
 use serde_json::json;
 
 use super::{load_secret_key, print_json, Failure};
@@ -186,9 +186,10 @@ pub struct ShowArgs {
     /// The note: a qasid:1:… URI or a file holding one.
     #[arg(value_name = "NOTE")]
     note: String,
-    /// A trusted publisher: a publisher.pub file or its one-line base64 key (repeat for
+    /// A trusted publisher: a publisher.pub file, its one-line base64 key, or its first root
+    /// file (root.json: the keys it delegates for notes sign too) (repeat for
     /// several).
-    #[arg(long = "publisher", value_name = "PUBKEY", required = true)]
+    #[arg(long = "publisher", value_name = "PUBKEY|ROOT", required = true)]
     publishers: Vec<String>,
     /// Print the note as JSON.
     #[arg(long)]
@@ -197,11 +198,17 @@ pub struct ShowArgs {
 
 impl ShowArgs {
     fn run(self) -> Result<(), Failure> {
+        // A root file as --publisher trusts what that root delegates for notes.
+        let now = SystemTime::now();
         let trusted = self
             .publishers
             .iter()
-            .map(|p| PublicKey::from_arg(p))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|p| {
+                let anchor = Anchor::from_arg(p)?;
+                Ok(Chain::anchored(&anchor, None)?.authority(now))
+            })
+            .collect::<Result<Vec<Authority>, RootError>>()
+            .map_err(|e| Failure::new(e.class(), e))?;
         let text = match NoteSpec::parse(&self.note).map_err(Failure::from)? {
             NoteSpec::Uri(uri) => uri,
             NoteSpec::File(path) => {

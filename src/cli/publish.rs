@@ -6,9 +6,16 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use qasid::index::MirrorUrl;
 use qasid::limits::{BundleLimits, IndexLimits};
-use qasid::repo::{BundleStatus, MirrorEdit, PublishReport, PublishRequest, Repo};
+use qasid::note::VerifiedNote;
+use qasid::repo::{BundleStatus, MirrorEdit, PublishReport, PublishRequest, Repo, RepoError};
 
 use super::{json, load_secret_key, print_json, Failure};
+
+/// Shortest and longest `--note-expires` (as for `note create --expires`): a note must outlive
+/// its trip through a channel, and a long-lived one hands out mirrors long after they may have
+/// been blocked or seized.
+const MIN_NOTE_EXPIRES: Duration = Duration::from_secs(60);
+const MAX_NOTE_EXPIRES: Duration = Duration::from_secs(366 * 86400);
 
 /// Publish bundles into a repo folder and sign a new index.
 ///
@@ -64,6 +71,15 @@ pub struct PublishArgs {
     /// Drop these article names from the current listing.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     retract: Vec<String>,
+    /// After publishing, sign a mirror note (sequence: the index's issue time; mirrors: its
+    /// signed list) and write its qasid:1:… URI to FILE and to the repo's `note` file, which
+    /// mirrors serve. The key must be allowed to sign notes (with roots: the note role).
+    #[arg(long, value_name = "FILE")]
+    note_out: Option<PathBuf>,
+    /// How long the note of --note-out is valid: longer than the index, since a note travels
+    /// through chats and flyers, yet short enough that old mirror lists fade.
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration, requires = "note_out")]
+    note_expires: Duration,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -89,6 +105,17 @@ impl PublishArgs {
         };
         let key = load_secret_key(&self.key)?;
         let repo = Repo::for_key(&self.repo, key.public(), limits, BundleLimits::default())?;
+        let now = SystemTime::now();
+        if self.note_out.is_some() {
+            check_note_request(
+                &repo,
+                &key,
+                mirrors.as_deref(),
+                &edit,
+                self.note_expires,
+                now,
+            )?;
+        }
         let report = repo.publish_editing_mirrors(
             &key,
             &PublishRequest {
@@ -97,12 +124,26 @@ impl PublishArgs {
                 refresh: self.refresh,
                 mirrors,
                 expires_in: self.expires,
-                now: SystemTime::now(),
+                now,
             },
             &edit,
         )?;
+        let note = match &self.note_out {
+            Some(path) => Some(write_note(
+                &repo,
+                &key,
+                &report,
+                path,
+                now + self.note_expires,
+            )?),
+            None => None,
+        };
         if self.json {
-            return print_json(&json_document(key.public(), &report));
+            let mut doc = json_document(key.public(), &report);
+            if let (Some(signed), Some(path)) = (&note, &self.note_out) {
+                doc["note"] = note_json(signed, path);
+            }
+            return print_json(&doc);
         }
         for b in &report.bundles {
             let what = match b.status {
@@ -139,8 +180,87 @@ impl PublishArgs {
                 report.previous_sequence.unwrap_or(0)
             ),
         }
+        if let (Some(signed), Some(path)) = (&note, &self.note_out) {
+            let n = signed.note();
+            println!(
+                "note sequence {} ({} mirrors, expires {}) written to {} and the repo's note file",
+                n.sequence,
+                n.mirrors.len(),
+                humantime::format_rfc3339_seconds(signed.expires()),
+                path.display()
+            );
+        }
         Ok(())
     }
+}
+
+/// What `--note-out` needs, checked before anything is written: a note key, an expiry in
+/// range, and mirrors in the list the new index will carry.
+fn check_note_request(
+    repo: &Repo,
+    key: &qasid::keys::SecretKey,
+    mirrors: Option<&[MirrorUrl]>,
+    edit: &MirrorEdit,
+    expires: Duration,
+    now: SystemTime,
+) -> Result<(), Failure> {
+    repo.check_note_key(key.public(), now)?;
+    if !(MIN_NOTE_EXPIRES..=MAX_NOTE_EXPIRES).contains(&expires) {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--note-expires must be between 1 minute and 366 days"
+        )));
+    }
+    let listed = match mirrors {
+        Some(list) => list.to_vec(),
+        None => repo
+            .current()?
+            .map(|i| i.head().mirrors().to_vec())
+            .unwrap_or_default(),
+    };
+    let left = listed
+        .iter()
+        .chain(&edit.add)
+        .any(|m| !edit.remove.contains(m));
+    if !left {
+        return Err(RepoError::NoMirrorsForNote.into());
+    }
+    Ok(())
+}
+
+/// Signs the note of the index now current (the one just signed, or the held one when nothing
+/// changed), writes it into the repo and to `path`, and returns it verified.
+fn write_note(
+    repo: &Repo,
+    key: &qasid::keys::SecretKey,
+    report: &PublishReport,
+    path: &std::path::Path,
+    expires: SystemTime,
+) -> Result<VerifiedNote, Failure> {
+    let current;
+    let head = match &report.signed {
+        Some(signed) => signed.head(),
+        None => {
+            current = repo.current()?.ok_or(RepoError::NothingPublished)?;
+            current.head()
+        }
+    };
+    let signed = repo.write_note(key, head, expires)?;
+    qasid::note::write_uri_file(path, &signed)
+        .map_err(|e| Failure::runtime(anyhow::anyhow!("{}: {e}", path.display())))?;
+    signed
+        .verify(std::slice::from_ref(key.public()))
+        .map_err(Failure::from)
+}
+
+fn note_json(v: &VerifiedNote, path: &std::path::Path) -> serde_json::Value {
+    let n = v.note();
+    serde_json::json!({
+        "file": path,
+        "uri": v.signed().to_uri(),
+        "sequence": n.sequence,
+        "expires": humantime::format_rfc3339_seconds(v.expires()).to_string(),
+        "mirrors": n.mirrors.iter().map(|m| m.url.as_str()).collect::<Vec<_>>(),
+    })
 }
 
 /// `index` (the newly signed index) is present only when something was published; `sequence`

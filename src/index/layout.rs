@@ -40,6 +40,11 @@ impl PublisherLayout {
         format!("{}/publisher.pub", self.base)
     }
 
+    /// The publisher's signed mirror note, one `qasid:1:` URI (docs/PROTOCOL.md §12).
+    pub fn note(&self) -> String {
+        format!("{}/note", self.base)
+    }
+
     /// The publisher's root documents, one immutable file per version (docs/PROTOCOL.md §11).
     pub fn roots_dir(&self) -> String {
         format!("{}/roots", self.base)

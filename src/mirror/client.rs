@@ -63,6 +63,8 @@ pub struct PushPlan {
     bundles: Vec<Item>,
     pieces: Vec<Item>,
     index: Item,
+    /// The repo's signed mirror note, when it has one: pushed after the index.
+    note: Option<Item>,
 }
 
 impl PushPlan {
@@ -72,7 +74,11 @@ impl PushPlan {
 
     /// Number of objects in the plan (index included).
     pub fn objects(&self) -> usize {
-        self.roots.len() + self.bundles.len() + self.pieces.len() + 1
+        self.roots.len()
+            + self.bundles.len()
+            + self.pieces.len()
+            + 1
+            + usize::from(self.note.is_some())
     }
 }
 
@@ -234,13 +240,39 @@ pub fn plan(repo: &Path, publisher: &PublicKey) -> Result<PushPlan, PushError> {
             )
         })
         .collect();
+    // The note as the file holds it (the mirror verifies it); read up to one byte past the
+    // cap, so an oversized file is sent as such and refused by the mirror's size check.
+    let note = read_capped(
+        &on_disk(repo, &layout.note()),
+        crate::limits::MAX_NOTE_TEXT_BYTES,
+    )
+    .map(|bytes| {
+        item(
+            layout.note(),
+            bytes.len() as u64,
+            ContentId::of_bytes(&bytes),
+        )
+    });
     Ok(PushPlan {
         publisher: publisher.clone(),
         roots,
         bundles,
         pieces,
         index,
+        note,
     })
+}
+
+/// At most `cap + 1` bytes of the file at `path`; `None` when it cannot be read (absent).
+fn read_capped(path: &Path, cap: u64) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
 }
 
 /// Pushes `plan` to the mirror at `base` (the URL under which `qasid/v1/` is served).
@@ -271,6 +303,7 @@ pub async fn push(
         .chain(&plan.bundles)
         .chain(&plan.pieces)
         .chain([&plan.index])
+        .chain(&plan.note)
         .collect();
     let limit = Arc::new(Semaphore::new(PUSH_CONCURRENCY));
     let mut asks = tokio::task::JoinSet::new();
@@ -312,6 +345,10 @@ pub async fn push(
     let (index, objects): (Vec<&Item>, Vec<&Item>) = missing
         .into_iter()
         .partition(|i| i.relative == plan.index.relative);
+    // The note last: its mirrors are only worth handing out once the index they serve is in.
+    let (note, objects): (Vec<&Item>, Vec<&Item>) = objects
+        .into_iter()
+        .partition(|i| plan.note.as_ref().is_some_and(|n| n.relative == i.relative));
     // Bundles before their minisigs (the mirror checks a minisig against its bundle), then
     // pieces; both are independent of each other, so they go in parallel within a class.
     let (minisigs, rest): (Vec<&Item>, Vec<&Item>) = objects
@@ -341,6 +378,7 @@ pub async fn push(
         }
     }
     put_all(client, &url_of, index, &limit, &progress, &mut summary).await?;
+    put_all(client, &url_of, note, &limit, &progress, &mut summary).await?;
     Ok(summary)
 }
 

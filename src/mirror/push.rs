@@ -29,6 +29,7 @@ use crate::index::{
 };
 use crate::keys::PublicKey;
 use crate::limits::IndexLimits;
+use crate::note::NoteError;
 use crate::roots::RootError;
 use crate::store::{
     Installed, MissingObject, ObjectKind, PieceOrigin, Refusal, StagingFull, StoreError,
@@ -165,6 +166,7 @@ async fn put_trusted(
         ObjectKind::Minisig(_) => MAX_MINISIG_BYTES,
         ObjectKind::Index => index_limits.max_head_bytes,
         ObjectKind::Root(_) => crate::limits::MAX_ROOT_BYTES,
+        ObjectKind::Note => crate::limits::MAX_NOTE_TEXT_BYTES,
     };
     let length = content_length(headers, cap)?;
     let store = state.store.clone();
@@ -224,6 +226,13 @@ async fn put_trusted(
             let bytes = receive_bytes(state, length, body).await?;
             let object = object_of(&bytes);
             blocking(move || store.install_root(&key, version, &bytes))
+                .await
+                .map(|installed| (installed, object))
+        }
+        ObjectKind::Note => {
+            let bytes = receive_bytes(state, length, body).await?;
+            let object = object_of(&bytes);
+            blocking(move || store.install_note(&key, &bytes, std::time::SystemTime::now()))
                 .await
                 .map(|installed| (installed, object))
         }
@@ -502,6 +511,14 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
             "index verification failed",
             "index",
         ),
+        StoreError::Note(NoteError::Rollback { .. }) => {
+            (StatusCode::CONFLICT, "older note", "note_rollback")
+        }
+        StoreError::Note(inner) if inner.class() == ErrorClass::Verification => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "note verification failed",
+            "note",
+        ),
         StoreError::Minisig { .. } => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "signature verification failed",
@@ -528,7 +545,10 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
             api.missing = vec![layout.bundle(id)];
             return api;
         }
-        StoreError::Bundle { .. } | StoreError::Index(_) | StoreError::Root(_) => {
+        StoreError::Bundle { .. }
+        | StoreError::Index(_)
+        | StoreError::Root(_)
+        | StoreError::Note(_) => {
             tracing::error!("push failed: {e}");
             return ApiError::internal();
         }
@@ -559,5 +579,6 @@ fn missing_path(layout: &PublisherLayout, m: &MissingObject) -> String {
         ObjectKind::Index => layout.index(),
         ObjectKind::PublisherPub => layout.publisher_pub(),
         ObjectKind::Root(version) => layout.root(version),
+        ObjectKind::Note => layout.note(),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Owns the only mapping from a URL path to a store object. The raw path is matched byte for
 //! byte, never percent-decoded or normalised: only `qasid/v1/publishers/<64 hex>/` followed by
-//! `index.json`, `publisher.pub`, `pieces/<64 hex>.json`, `bundles/<64 hex>.zip` or
+//! `index.json`, `publisher.pub`, `note`, `pieces/<64 hex>.json`, `bundles/<64 hex>.zip` or
 //! `bundles/<64 hex>.zip.minisig` is an object, so `..`, `%2e%2e`, `%2f`, backslashes, NUL and
 //! every other trick simply match nothing. It never touches the file system.
 
@@ -31,6 +31,7 @@ pub fn parse(path: &str) -> Option<ObjectPath> {
     let kind = match rest.strip_prefix('/')? {
         "index.json" => ObjectKind::Index,
         "publisher.pub" => ObjectKind::PublisherPub,
+        "note" => ObjectKind::Note,
         file => {
             if let Some(name) = file.strip_prefix("pieces/") {
                 ObjectKind::Piece(hash_with_suffix(name, ".json")?)
@@ -86,6 +87,7 @@ mod tests {
                 format!("/qasid/v1/publishers/{P}/publisher.pub"),
                 ObjectKind::PublisherPub,
             ),
+            (format!("/qasid/v1/publishers/{P}/note"), ObjectKind::Note),
             (
                 format!("/qasid/v1/publishers/{P}/pieces/{H}.json"),
                 ObjectKind::Piece(h),

@@ -161,6 +161,8 @@ pub(super) async fn object(
         ObjectKind::Bundle(_) => ("application/zip", IMMUTABLE),
         ObjectKind::Minisig(_) => ("text/plain; charset=utf-8", IMMUTABLE),
         ObjectKind::Root(_) => ("application/json", IMMUTABLE),
+        // Replaced by a newer note like index.json: the same short cache.
+        ObjectKind::Note => ("text/plain; charset=utf-8", INDEX_CACHE),
     };
     let named_etag = path.kind.content_id().map(|id| etag_of(&id));
     // Objects named by their hash may answer 304 or HEAD without reading a byte; the others

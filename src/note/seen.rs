@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::{NoteError, SignedNote, VerifiedNote};
 use crate::index::atomic;
-use crate::keys::PublicKey;
+use crate::keys::{PublicKey, Trusted};
 use crate::limits::MAX_NOTE_TEXT_BYTES;
 
 /// What storing a newly verified note did.
@@ -32,9 +32,9 @@ pub fn reader_path(state: &Path, publisher: &PublicKey) -> PathBuf {
         .join(format!("{}.note", publisher.hex()))
 }
 
-/// The note held at `path`, re-verified with `publisher` (expired ones included: the sequence
-/// still counts); `None` if there is none.
-pub fn held(path: &Path, publisher: &PublicKey) -> Result<Option<VerifiedNote>, NoteError> {
+/// The note held at `path`, re-verified with `publisher` (a key, or an authority whose note
+/// signers count; expired notes included: the sequence still counts); `None` if there is none.
+pub fn held<T: Trusted>(path: &Path, publisher: &T) -> Result<Option<VerifiedNote>, NoteError> {
     let state_error = |reason: String| NoteError::State {
         path: path.to_owned(),
         reason,
@@ -54,24 +54,37 @@ pub fn held(path: &Path, publisher: &PublicKey) -> Result<Option<VerifiedNote>, 
         .map_err(|e| state_error(format!("the held note does not verify: {e}")))
 }
 
-/// Stores `note` at `path` (temp file in `tmp_dir`) unless it is older than the held one,
-/// which is refused as a rollback.
-pub fn store(tmp_dir: &Path, path: &Path, note: &VerifiedNote) -> Result<Stored, NoteError> {
-    if let Some(held) = held(path, note.publisher())? {
-        let (held_seq, offered) = (held.note().sequence, note.note().sequence);
-        if offered < held_seq {
-            return Err(NoteError::Rollback {
-                publisher: note.publisher().id(),
-                held: held_seq,
-                offered,
-            });
+/// The rollback rule: `Err` for a note older than `held`, `Some` when `held` stays (the same
+/// sequence), `None` when `note` is newer and replaces it.
+pub fn against_held(held: &VerifiedNote, note: &VerifiedNote) -> Result<Option<Stored>, NoteError> {
+    let (held_seq, offered) = (held.note().sequence, note.note().sequence);
+    if offered < held_seq {
+        return Err(NoteError::Rollback {
+            publisher: note.publisher().id(),
+            held: held_seq,
+            offered,
+        });
+    }
+    Ok((offered == held_seq).then(|| {
+        if held.signed() == note.signed() {
+            Stored::Unchanged
+        } else {
+            Stored::KeptHeld
         }
-        if offered == held_seq {
-            return Ok(if held.signed() == note.signed() {
-                Stored::Unchanged
-            } else {
-                Stored::KeptHeld
-            });
+    }))
+}
+
+/// Stores `note` at `path` (temp file in `tmp_dir`) unless it is older than the held one,
+/// which is refused as a rollback. The held note is re-verified with `publisher`.
+pub fn store<T: Trusted>(
+    tmp_dir: &Path,
+    path: &Path,
+    publisher: &T,
+    note: &VerifiedNote,
+) -> Result<Stored, NoteError> {
+    if let Some(held) = held(path, publisher)? {
+        if let Some(kept) = against_held(&held, note)? {
+            return Ok(kept);
         }
     }
     let io = |e: std::io::Error| NoteError::State {
@@ -111,7 +124,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretKey::from_seed(&[7; 32]);
         let path = reader_path(dir.path(), key.public());
-        let s = |seq, url| store(dir.path(), &path, &signed(&key, seq, url));
+        let s = |seq, url| store(dir.path(), &path, key.public(), &signed(&key, seq, url));
         assert_eq!(s(5, "https://a.example/").unwrap(), Stored::Replaced);
         assert_eq!(s(5, "https://a.example/").unwrap(), Stored::Unchanged);
         assert_eq!(s(5, "https://b.example/").unwrap(), Stored::KeptHeld);
@@ -133,11 +146,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretKey::from_seed(&[8; 32]);
         let path = reader_path(dir.path(), key.public());
-        store(dir.path(), &path, &signed(&key, 9, "https://a.example/")).unwrap();
+        store(
+            dir.path(),
+            &path,
+            key.public(),
+            &signed(&key, 9, "https://a.example/"),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace('A', "B")).unwrap();
         assert!(matches!(
-            store(dir.path(), &path, &signed(&key, 1, "https://a.example/")),
+            store(
+                dir.path(),
+                &path,
+                key.public(),
+                &signed(&key, 1, "https://a.example/")
+            ),
             Err(NoteError::State { .. })
         ));
     }

@@ -16,11 +16,13 @@ use super::transport;
 use super::{known, MirrorLocation, MirrorSpec, Origin, ReaderError, ReaderOptions};
 use crate::index::MirrorUrl;
 use crate::keys::PublicKey;
+use crate::keys::Trusted as _;
 use crate::limits::{MAX_NOTES_PER_SOURCE, MAX_NOTE_TEXT_BYTES};
 use crate::note::dns::{self, DnsServer};
 use crate::note::seen::{self, Stored};
 use crate::note::source::{candidates, NoteSpec};
 use crate::note::{NoteError, NoteMirror, SignedNote, VerifiedNote};
+use crate::roots::{self, Authority, Chain};
 use crate::ErrorClass;
 
 /// A note accepted from a source.
@@ -96,10 +98,21 @@ pub async fn gather_notes(options: &ReaderOptions) -> Result<GatheredNotes, Read
     )?;
     let state = &options.state_dir;
     std::fs::create_dir_all(state).map_err(ReaderError::io(state))?;
+    // Who may sign notes: what each publisher's held roots delegate for notes now (the
+    // publisher key itself without roots). Roots are walked later, with the index race.
+    let now = SystemTime::now();
+    let authorities = options
+        .publishers
+        .iter()
+        .map(|key| {
+            Chain::open(key, Some(roots::state_storage(state, key))).map(|c| c.authority(now))
+        })
+        .collect::<Result<Vec<Authority>, _>>()
+        .map_err(ReaderError::Root)?;
     let mut learned: Vec<MirrorUrl> = Vec::new();
     for spec in &options.notes {
         let result = match texts(spec, options, &client).await {
-            Ok(texts) => accept(&texts, options, SystemTime::now()),
+            Ok(texts) => accept(&texts, options, &authorities, SystemTime::now()),
             Err(failure) => Err(failure),
         };
         if let Ok(accepted) = &result {
@@ -206,13 +219,14 @@ fn resolver(options: &ReaderOptions) -> Result<DnsServer, NoteFailure> {
 fn accept(
     texts: &[String],
     options: &ReaderOptions,
+    authorities: &[Authority],
     now: SystemTime,
 ) -> Result<Vec<AcceptedNote>, NoteFailure> {
     let mut verified: Vec<VerifiedNote> = Vec::new();
     let mut errors: Vec<NoteError> = Vec::new();
     for text in texts {
         match SignedNote::from_uri(text)
-            .and_then(|s| s.verify(&options.publishers))
+            .and_then(|s| s.verify(authorities))
             .and_then(|v| v.check_fresh(now).map(|()| v))
         {
             Ok(v) => verified.push(v),
@@ -226,7 +240,11 @@ fn accept(
             continue;
         }
         let path = seen::reader_path(&options.state_dir, v.publisher());
-        match seen::store(&options.state_dir, &path, &v) {
+        let authority = authorities
+            .iter()
+            .find(|a| a.publisher() == v.publisher())
+            .expect("a verified note's publisher is one of the authorities");
+        match seen::store(&options.state_dir, &path, authority, &v) {
             Ok(stored) => accepted.push(AcceptedNote {
                 publisher: v.publisher().clone(),
                 sequence: v.note().sequence,

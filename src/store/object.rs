@@ -78,6 +78,9 @@ pub enum ObjectKind {
     Minisig(ContentId),
     /// `roots/<N>.json`: root version N of the publisher's root of trust (immutable).
     Root(u64),
+    /// `note`: the publisher's signed mirror note (one `qasid:1:` URI); replaced only by a
+    /// note with a higher sequence.
+    Note,
 }
 
 impl ObjectKind {
@@ -88,13 +91,15 @@ impl ObjectKind {
             ObjectKind::Index
             | ObjectKind::PublisherPub
             | ObjectKind::Minisig(_)
-            | ObjectKind::Root(_) => None,
+            | ObjectKind::Root(_)
+            | ObjectKind::Note => None,
         }
     }
 
-    /// Whether the store ever replaces this file once written. Only `index.json` changes.
+    /// Whether the store ever replaces this file once written. Only `index.json` and `note`
+    /// change.
     pub fn is_immutable(&self) -> bool {
-        !matches!(self, ObjectKind::Index)
+        !matches!(self, ObjectKind::Index | ObjectKind::Note)
     }
 
     /// A short label for logs and metrics.
@@ -106,6 +111,7 @@ impl ObjectKind {
             ObjectKind::Bundle(_) => "bundle",
             ObjectKind::Minisig(_) => "minisig",
             ObjectKind::Root(_) => "root",
+            ObjectKind::Note => "note",
         }
     }
 }

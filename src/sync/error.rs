@@ -120,6 +120,14 @@ pub enum SyncError {
         #[source]
         source: Box<StoreError>,
     },
+    /// The upstream's mirror note was refused (not signed by the publisher's note key,
+    /// malformed, too large).
+    #[error("{url}: note refused: {source}")]
+    Note {
+        url: String,
+        #[source]
+        source: Box<StoreError>,
+    },
     /// The upstream's index lists an object that neither it nor any other upstream serves.
     #[error("{url}: its index lists {what} {sha256}, which no upstream serves")]
     MissingObject {
@@ -170,6 +178,7 @@ impl SyncError {
             SyncError::Object { source, .. } => source.class(),
             SyncError::Bundle { source, .. } => source.class(),
             SyncError::Root { source, .. } => source.class(),
+            SyncError::Note { source, .. } => source.class(),
             SyncError::OlderIndex { .. }
             | SyncError::ExpiredIndex { .. }
             | SyncError::Minisig { .. }
@@ -216,6 +225,7 @@ impl SyncError {
                 }
                 _ => "root",
             },
+            SyncError::Note { .. } => "note",
             SyncError::Listing { .. } => "listed_as_other",
             SyncError::MissingObject { .. } => "missing_object",
             SyncError::Store(_) | SyncError::Tracker(_) | SyncError::State { .. } => "store",
@@ -238,6 +248,7 @@ impl SyncError {
             | SyncError::Minisig { url, .. }
             | SyncError::Listing { url, .. }
             | SyncError::Root { url, .. }
+            | SyncError::Note { url, .. }
             | SyncError::MissingObject { url, .. }
             | SyncError::BadUpstream { url, .. } => Some(url),
             _ => None,

@@ -27,6 +27,8 @@ use crate::index::{
     PieceRef, SignedHead,
 };
 use crate::keys::PublicKey;
+use crate::limits::MAX_NOTE_TEXT_BYTES;
+use crate::note::NoteError;
 use crate::store::{
     required_bundles, Listing, ObjectKind, PieceOrigin, PublisherId, Store, StoreError,
 };
@@ -163,6 +165,8 @@ pub(crate) async fn sync_publisher(
     }
     guard = complete(&ctx, &p, guard, None, &upstreams, &mut report).await;
 
+    // Upstreams that served a changed head this round: their note is asked for too.
+    let mut changed: Vec<Arc<Upstream>> = Vec::new();
     while let Some(joined) = heads.join_next().await {
         let (upstream, result) = match joined {
             Ok(pair) => pair,
@@ -191,6 +195,7 @@ pub(crate) async fn sync_publisher(
             }
         };
         ctx.round.received(&url, Wire::Head, bytes.len() as u64);
+        changed.push(upstream.clone());
         let handle = tokio::runtime::Handle::current();
         let (fetch_ctx, fetch_p, fetch_up) = (ctx.clone(), p.clone(), upstream.clone());
         let store = ctx.store.clone();
@@ -217,6 +222,8 @@ pub(crate) async fn sync_publisher(
             Err(e) => local_failure(&mut report, e),
         }
     }
+
+    sync_note(&ctx, &p, &changed).await;
 
     let (store, keep, grace) = (ctx.store.clone(), ctx.store.keep(), ctx.prune_grace);
     let state = ctx.state.clone();
@@ -256,6 +263,69 @@ pub(crate) async fn sync_publisher(
 /// A head's sequence number.
 fn sequence(head: &SignedHead) -> u64 {
     head.head().sequence()
+}
+
+/// Fetches the mirror note (`note`, at most [`MAX_NOTE_TEXT_BYTES`], 404: none) of every
+/// upstream that served a changed `index.json` this round, at once, and offers each to the
+/// store, which verifies it and keeps the newest. Only those: `publish --note-out` writes a
+/// new note with each new index, and an unchanged round must stay one conditional request
+/// per publisher. A note that does not verify is the upstream's failure; an older or expired
+/// one is only skipped (an upstream that is behind, or a publisher that stopped making notes,
+/// is no liar).
+async fn sync_note(ctx: &Arc<RoundCtx>, p: &Arc<PublisherSync>, upstreams: &[Arc<Upstream>]) {
+    let mut fetches = JoinSet::new();
+    for upstream in upstreams {
+        let (upstream, cancel, path) = (upstream.clone(), ctx.cancel.clone(), p.layout.note());
+        fetches.spawn(async move {
+            let url = upstream.url().to_owned();
+            let too_large = move || SyncError::Note {
+                url: url.clone(),
+                source: Box::new(StoreError::Note(crate::note::NoteError::TooLarge {
+                    limit: MAX_NOTE_TEXT_BYTES as usize,
+                })),
+            };
+            let fetched = cancellable(
+                &cancel,
+                upstream.capped_bytes(&path, MAX_NOTE_TEXT_BYTES, too_large),
+            )
+            .await;
+            (upstream, fetched)
+        });
+    }
+    while let Some(joined) = fetches.join_next().await {
+        let Ok((upstream, fetched)) = joined else {
+            continue;
+        };
+        let url = upstream.url().to_owned();
+        let bytes = match fetched {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => continue,
+            Err(e) => {
+                ctx.round.fail(e);
+                continue;
+            }
+        };
+        ctx.round.received(&url, Wire::Head, bytes.len() as u64);
+        let (store, key) = (ctx.store.clone(), p.key.clone());
+        let installed =
+            blocking(move || Ok(store.install_note(&key, &bytes, SystemTime::now()))).await;
+        match installed {
+            Ok(Ok(_)) => {}
+            Ok(Err(StoreError::Note(e)))
+                if matches!(e, NoteError::Rollback { .. } | NoteError::Expired { .. }) =>
+            {
+                tracing::info!(upstream = %url, publisher = %p.key.id(), "sync: note skipped: {e}");
+            }
+            Ok(Err(e)) if e.class() == crate::ErrorClass::Verification => {
+                ctx.round.fail(SyncError::Note {
+                    url,
+                    source: Box::new(e),
+                });
+            }
+            Ok(Err(e)) => tracing::error!(publisher = %p.key.id(), "sync: note: {e}"),
+            Err(e) => tracing::error!(publisher = %p.key.id(), "sync: note: {e}"),
+        }
+    }
 }
 
 /// Fetches and installs the publisher's roots after the store's newest, from each upstream in

@@ -32,6 +32,7 @@ mod mirror_ops;
 mod mirror_pages;
 mod mirror_push;
 mod notes;
+mod notes_mirror;
 mod notes_vectors;
 mod pages_chromium;
 mod push_client;
