@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use qasid::keys::{write_key_pair, PublicKey, SecretKey};
 use qasid::note::{Note, NoteMirror};
 
+use crate::json_support::{check_json, validate};
 use crate::mirror_support::{Process, WAIT};
 use crate::roots::{article, bundle, expect, newsroom, ok, qasid, rotate};
 
@@ -321,7 +322,7 @@ fn only_a_key_with_the_note_role_can_write_a_note_and_readers_and_mirrors_verify
     // S has every role (root 1 gave it bundle, index and note).
     let first = mirror(dir, "store1", "root.json", &[]);
     let to = format!("{}/", first.base);
-    ok(
+    let out = qasid(
         dir,
         &[
             "publish",
@@ -334,9 +335,14 @@ fn only_a_key_with_the_note_role_can_write_a_note_and_readers_and_mirrors_verify
             &to,
             "--note-out",
             "n.txt",
+            "--json",
         ],
     );
+    let doc = check_json(&out, "qasid/publish/1");
     let note = std::fs::read_to_string(dir.join("n.txt")).unwrap();
+    assert_eq!(doc["note"]["uri"].as_str(), Some(note.trim()));
+    assert_eq!(doc["note"]["mirrors"][0].as_str(), Some(to.as_str()));
+    validate(&[("publish --note-out".to_owned(), doc)]);
     assert_eq!(
         std::fs::read_to_string(index.with_file_name("note")).unwrap(),
         note
