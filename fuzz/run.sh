@@ -73,7 +73,8 @@ mkdir -p "$logs"
 dicts_of() {
   case "$1" in
     fuzz_bundle_verify | fuzz_push_body) echo zip json ;;
-    fuzz_manifest | fuzz_index_head | fuzz_index_piece) echo json ;;
+    fuzz_manifest | fuzz_index_head | fuzz_index_piece | fuzz_root) echo json ;;
+    fuzz_note) echo keys ;;
     fuzz_keys) echo keys ;;
     fuzz_config) echo config ;;
     fuzz_front_matter) echo front_matter ;;
