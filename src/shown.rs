@@ -48,12 +48,20 @@ pub fn lines(text: &str) -> String {
 }
 
 /// Untrusted bytes quoted in an error message: not valid UTF-8 replaced, hidden characters
-/// written as `\u{..}` escapes, so the message shows what was there without acting on it.
+/// written as `\u{..}` escapes, so the message shows what was there without acting on it. Unlike
+/// article text ([`line`]), the joiners and direction marks that Arabic-script text needs are
+/// escaped too: a quoted field name or value has no use for them, and a mark could still turn
+/// the neutral characters around it (found by the `fuzz_root` target).
 pub fn escaped(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
         .chars()
         .map(|c| {
-            if is_hidden(c) {
+            if is_hidden(c)
+                || matches!(
+                    c,
+                    '\u{200C}' | '\u{200D}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+                )
+            {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()
@@ -65,6 +73,18 @@ pub fn escaped(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_untrusted_bytes_escape_direction_marks_too() {
+        // The fuzz_root finding: an unknown field name carrying U+200E reached the message raw.
+        let quoted = escaped("format\u{200e}x\u{1b}y\u{061c}".as_bytes());
+        assert_eq!(quoted, "format\\u{200e}x\\u{1b}y\\u{61c}");
+        assert_eq!(
+            line("\u{0627}\u{200e}"),
+            "\u{0627}\u{200e}",
+            "article text keeps its marks"
+        );
+    }
 
     #[test]
     fn bidi_overrides_isolates_and_invisible_characters_are_dropped() {
