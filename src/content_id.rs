@@ -135,6 +135,85 @@ impl<R: Read> HashingReader<R> {
     }
 }
 
+/// A reader whose bytes are hashed on a second thread, for a caller that is itself busy hashing
+/// what it reads (`verify` checks every entry's sha256 while the whole file's sha256 is wanted
+/// too): on two cores the second hash then costs a copy, not a second pass. At most
+/// [`ThreadedHashingReader::QUEUE`] chunks wait for the hashing thread, so memory stays bounded.
+pub struct ThreadedHashingReader<R> {
+    inner: R,
+    count: u64,
+    /// Bytes not yet handed to the thread: sent in chunks of [`Self::CHUNK`], not per read.
+    pending: Vec<u8>,
+    sender: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    worker: Option<std::thread::JoinHandle<Sha256>>,
+}
+
+impl<R: Read> ThreadedHashingReader<R> {
+    /// Chunks queued for the hashing thread before reads wait for it.
+    pub const QUEUE: usize = 8;
+    /// Bytes per chunk handed to the hashing thread.
+    pub const CHUNK: usize = 1 << 20;
+
+    pub fn new(inner: R) -> Self {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(Self::QUEUE);
+        let worker = std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            for chunk in receiver {
+                hasher.update(&chunk);
+            }
+            hasher
+        });
+        Self {
+            inner,
+            count: 0,
+            pending: Vec::with_capacity(Self::CHUNK),
+            sender: Some(sender),
+            worker: Some(worker),
+        }
+    }
+
+    /// The hash and length of everything read.
+    pub fn finish(mut self) -> (ContentId, u64) {
+        if let Some(sender) = self.sender.take() {
+            // A closed channel means the thread is gone; join below reports that.
+            let _ = sender.send(std::mem::take(&mut self.pending));
+        }
+        let hasher = self
+            .worker
+            .take()
+            .expect("finish is called once")
+            .join()
+            .expect("the hashing thread does not panic");
+        (ContentId::from_digest(hasher), self.count)
+    }
+}
+
+impl<R: Read> Read for ThreadedHashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() >= Self::CHUNK {
+            if let Some(sender) = &self.sender {
+                let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(Self::CHUNK));
+                sender
+                    .send(chunk)
+                    .map_err(|_| io::Error::other("the hashing thread stopped"))?;
+            }
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> Drop for ThreadedHashingReader<R> {
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
@@ -147,6 +226,18 @@ impl<R: Read> Read for HashingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_threaded_reader_hashes_what_a_plain_one_does() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut plain = HashingReader::new(&data[..]);
+        let mut threaded = ThreadedHashingReader::new(&data[..]);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        plain.read_to_end(&mut a).unwrap();
+        threaded.read_to_end(&mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(plain.finish(), threaded.finish());
+    }
 
     #[test]
     fn known_vector_and_round_trip() {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use qasid::bundle::{self, BundleError};
-use qasid::content_id::HashingReader;
+use qasid::content_id::ThreadedHashingReader;
 use qasid::index::default_state_dir;
 use qasid::limits::BundleLimits;
 
@@ -43,8 +43,9 @@ impl VerifyArgs {
             source,
         })?;
         // One pass: the verifier reads the whole file (trailing bytes are an error), so the
-        // hash of what it read is the hash of the file.
-        let mut hashing = HashingReader::new(file);
+        // hash of what it read is the hash of the file; hashed on a second thread, beside the
+        // verifier's own hashing of every entry.
+        let mut hashing = ThreadedHashingReader::new(file);
         let verified = bundle::verify_reader(&mut hashing, &authority, &BundleLimits::default())?;
         let (bundle_sha256, size) = hashing.finish();
         let m = verified.manifest();
