@@ -11,25 +11,10 @@ use qasid::keys::{write_key_pair, PublicKey, SecretKey};
 use qasid::note::{Note, NoteMirror};
 
 use crate::json_support::{check_json, validate};
-use crate::mirror_support::{Process, WAIT};
-use crate::roots::{article, bundle, expect, newsroom, ok, qasid, rotate};
-
-/// A `qasid mirror` trusting `publisher` (a key or root file), store `dir/store`.
-fn mirror(dir: &Path, store: &str, publisher: &str, extra: &[&str]) -> Process {
-    let store = dir.join(store);
-    let publisher = dir.join(publisher);
-    let mut args = vec![
-        "mirror",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        store.to_str().unwrap(),
-        "--publisher",
-        publisher.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Process::start(&args)
-}
+use crate::mirror_support::WAIT;
+use crate::roots::{
+    article, bundle, expect, mirror_trusting as mirror, newsroom, ok, qasid, rotate,
+};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

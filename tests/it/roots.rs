@@ -159,9 +159,10 @@ fn replace_signing_key(dir: &Path, out: &str, old: &str, new: &str, signers: &[&
     );
 }
 
-fn mirror(dir: &Path, store: &str, extra: &[&str]) -> Process {
+/// A `qasid mirror` trusting `publisher` (a key or root file in `dir`), store `dir/STORE`.
+pub(crate) fn mirror_trusting(dir: &Path, store: &str, publisher: &str, extra: &[&str]) -> Process {
     let store = dir.join(store);
-    let root = dir.join("root.json");
+    let publisher = dir.join(publisher);
     let mut args = vec![
         "mirror",
         "--listen",
@@ -169,10 +170,14 @@ fn mirror(dir: &Path, store: &str, extra: &[&str]) -> Process {
         "--store",
         store.to_str().unwrap(),
         "--publisher",
-        root.to_str().unwrap(),
+        publisher.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     Process::start(&args)
+}
+
+fn mirror(dir: &Path, store: &str, extra: &[&str]) -> Process {
+    mirror_trusting(dir, store, "root.json", extra)
 }
 
 fn fetch(dir: &Path, name: &str, base: &str, code: i32) -> String {
