@@ -942,3 +942,71 @@ fn the_page_follows_a_root_rotation_and_refuses_what_the_revoked_key_signs() {
     );
     only_requests_to(&report, &[&honest.url, &thief.url]);
 }
+
+/// A browser that holds root 2 asks every mirror for root 2 again: a mirror serving a different
+/// validly signed root 2 (a coerced majority's fork) is named, even when it offers no root 3.
+#[test]
+fn the_page_re_asks_the_root_it_holds_and_names_a_fork() {
+    use crate::roots::{newsroom, ok, rotate, rotate_in};
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    newsroom(dir);
+    std::process::Command::new("cp")
+        .args(["-a", "repo", "fork"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    // The newsroom's root 2 (editors A, B); the fork's root 2 (coerced B, C), another key.
+    rotate(
+        dir,
+        "r2.json",
+        &["--signing-key", "S2/publisher.pub"],
+        &["A", "B"],
+    );
+    rotate_in(
+        dir,
+        "fork",
+        "f2.json",
+        &["--signing-key", "T/publisher.pub"],
+        &["B", "C"],
+    );
+    let honest = CorsDir::start(&dir.join("repo"));
+    let forker = CorsDir::start(&dir.join("fork"));
+    let (first, second) = (dir.join("first.html"), dir.join("second.html"));
+    for (out, mirror) in [(&first, &honest.url), (&second, &forker.url)] {
+        ok(
+            dir,
+            &[
+                "reader-page",
+                "--publisher",
+                "root.json",
+                "--mirror",
+                mirror,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+    }
+    let report = drive(json!({
+        "timeoutMs": 60000,
+        "steps": [
+            {"goto": format!("file://{}#read=alpha", first.display())},
+            {"snapshot": "holds-root-2"},
+            {"goto": format!("file://{}#read=alpha", second.display())},
+            {"snapshot": "forked"},
+        ]
+    }));
+    let held = snapshot(&report, "holds-root-2");
+    assert_eq!(held["statusClass"], "good", "{held}");
+    let forked = snapshot(&report, "forked");
+    assert!(
+        texts(&forked["problems"])
+            .iter()
+            .any(|p| p.contains(&forker.url) && p.contains("EQUIVOCATION")),
+        "the fork of root 2 is named: {forked}"
+    );
+    assert!(
+        forked["article"].is_null(),
+        "nothing the forking mirror serves is shown: {forked}"
+    );
+}

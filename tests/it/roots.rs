@@ -134,7 +134,7 @@ pub(crate) fn rotate(dir: &Path, out: &str, extra: &[&str], signers: &[&str]) {
 }
 
 /// Rotates REPO to the next root with `extra` args, signed by `signers`, installed.
-fn rotate_in(dir: &Path, repo: &str, out: &str, extra: &[&str], signers: &[&str]) {
+pub(crate) fn rotate_in(dir: &Path, repo: &str, out: &str, extra: &[&str], signers: &[&str]) {
     let mut args = vec!["root", "rotate", "--repo", repo, "--out", out];
     args.extend_from_slice(extra);
     ok(dir, &args);

@@ -278,9 +278,17 @@ function askRoot(publisher, version, sources, onRefused) {
   });
 }
 
-/** Walks a publisher's chain from the root held to the newest one the sources serve. */
+/**
+ * Walks a publisher's chain from the root held to the newest one the sources serve. Beside the
+ * walk, every source is asked again for the version held (as the Rust walkers do): a different
+ * valid root there is a fork of what this browser trusts, which asking only for newer versions
+ * would never see.
+ */
 async function walkRoots(publisher, sources, onRefused) {
+  const held = publisher.chain.version();
+  const recheck = held > 0 ? askRoot(publisher, held, sources, onRefused) : Promise.resolve(false);
   for (let step = 0; step < ROOT_LIMITS.steps; step++) {
     if (!(await askRoot(publisher, publisher.chain.version() + 1, sources, onRefused))) break;
   }
+  await recheck;
 }

@@ -87,7 +87,7 @@ async function trustPublisher(pinned) {
     }
   }
   refreshSigners(publisher);
-  publisher.rootsReady = Promise.resolve();
+  publisher.rootsReady = Promise.resolve(new Map());
   return publisher;
 }
 
@@ -96,20 +96,27 @@ function refreshSigners(publisher) {
 }
 
 /** Follows the publisher's root chain on these sources; heads are verified after it. */
+/** Resolves to the labels of sources that served a root which is a fork or does not chain. */
 async function followRoots(publisher, sources) {
   const before = publisher.chain.version();
+  const liars = new Map();
   await walkRoots(publisher, sources, (source, version, e) => {
+    liars.set(source.label, `root ${version}: ${e.message}`);
     if (e.code === "equivocation") problem(`${source.label}: ${e.message}`);
     else problem(`${source.label} lied: root ${version}: ${e.message}`);
   });
   refreshSigners(publisher);
   if (publisher.chain.version() > before) saveRoots(publisher);
+  return liars;
 }
 
 async function loadPublisher(publisher, sources, report, origin) {
   publisher.rootsReady = followRoots(publisher, sources);
-  const results = await raceIndex(publisher, sources, report);
-  await publisher.rootsReady;
+  const raced = await raceIndex(publisher, sources, report);
+  // A mirror that served a forged or forked root is not believed about anything else.
+  const rootLiars = await publisher.rootsReady;
+  for (const [label, text] of rootLiars) report.set(label, { ok: false, kind: "lying", text });
+  const results = raced.filter((r) => !rootLiars.has(r.source.label));
   const now = Date.now();
   results.sort((a, b) => preference(a, b, now));
   let held = loadHeld(publisher);
@@ -144,7 +151,7 @@ async function loadPublisher(publisher, sources, report, origin) {
     }
   }
   const head = chosen.head;
-  const ranked = rankSources(results, chosen, sources);
+  const ranked = rankSources(results, chosen, sources.filter((s) => !rootLiars.has(s.label)));
   const entries = [];
   for (const ref of head.log.pieces) {
     const path = `${publisherPath(publisher)}pieces/${ref.sha256}.json`;
