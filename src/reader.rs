@@ -908,58 +908,17 @@ async fn walk_roots(chain: &mut Chain, sources: &[transport::Source]) -> Option<
     let id = chain.id().clone();
     let layout = crate::index::layout::PublisherLayout::new(&id);
     for source in sources {
-        let mut steps = 0;
-        while steps < crate::limits::MAX_ROOT_STEPS {
-            let next = chain.version() + 1;
-            let Ok(bytes) = source
-                .read(&layout.root(next), crate::limits::MAX_ROOT_BYTES)
-                .await
-            else {
-                // Nothing newer here: the source's copy of the held root must be the same one.
-                if let Some(e) = held_again(chain, source, &layout).await {
-                    return Some(e);
-                }
-                break;
-            };
-            match chain.offer(&bytes) {
-                Ok(_) => steps += 1,
-                Err(e) => {
-                    if e.breaks_chain() {
-                        if let Some(e) = held_again(chain, source, &layout).await {
-                            return Some(e);
-                        }
-                    }
-                    tracing::warn!(
-                        "publisher {}: a mirror's root {next} was refused: {e}",
-                        id.id()
-                    );
-                    break;
-                }
-            }
+        let read = async |version| {
+            let path = layout.root(version);
+            source.read(&path, crate::limits::MAX_ROOT_BYTES).await.ok()
+        };
+        match chain.walk(read).await {
+            Ok(_) => {}
+            Err(e @ RootError::Equivocation { .. }) => return Some(e),
+            Err(e) => tracing::warn!("publisher {}: a mirror's root was refused: {e}", id.id()),
         }
     }
     None
-}
-
-/// Asks `source` for the held root's version again: a different valid root there is root
-/// equivocation (evidence kept by the chain).
-async fn held_again(
-    chain: &mut Chain,
-    source: &transport::Source,
-    layout: &crate::index::layout::PublisherLayout,
-) -> Option<RootError> {
-    let held = chain.version();
-    if held == 0 {
-        return None;
-    }
-    let bytes = source
-        .read(&layout.root(held), crate::limits::MAX_ROOT_BYTES)
-        .await
-        .ok()?;
-    match chain.offer(&bytes) {
-        Err(e @ RootError::Equivocation { .. }) => Some(e),
-        _ => None,
-    }
 }
 
 /// The article `request` names among the updated indexes: (publisher position, entry).

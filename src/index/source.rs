@@ -84,7 +84,7 @@ pub fn root_from_dir(root: &Path, publisher: &PublicKey, version: u64) -> Option
 /// Walks `chain` forward with the roots a repo or mirror folder holds.
 pub fn walk_roots_dir(chain: &mut Chain, root: &Path) -> Result<u64, RootError> {
     let id = chain.id().clone();
-    chain.walk(|version| root_from_dir(root, &id, version))
+    chain.walk_now(|version| root_from_dir(root, &id, version))
 }
 
 /// GETs root version `version` from a mirror; `None` when it has none (or the request
@@ -118,31 +118,9 @@ pub async fn walk_roots_http(
     base: &MirrorUrl,
 ) -> Result<u64, RootError> {
     let id = chain.id().clone();
-    let mut accepted = 0;
-    while accepted < crate::limits::MAX_ROOT_STEPS {
-        let next = chain.version() + 1;
-        let Some(bytes) = root_from_http(client, base, &id, next).await else {
-            // Nothing newer: the mirror's copy of the held root must be the same one.
-            if next > 1 {
-                if let Some(held) = root_from_http(client, base, &id, next - 1).await {
-                    if let Err(e @ RootError::Equivocation { .. }) = chain.offer(&held) {
-                        return Err(e);
-                    }
-                }
-            }
-            break;
-        };
-        if let Err(e) = chain.offer(&bytes) {
-            if e.breaks_chain() && next > 1 {
-                if let Some(held) = root_from_http(client, base, &id, next - 1).await {
-                    chain.offer(&held)?;
-                }
-            }
-            return Err(e);
-        }
-        accepted += 1;
-    }
-    Ok(accepted)
+    chain
+        .walk(async |version| root_from_http(client, base, &id, version).await)
+        .await
 }
 
 /// Updates `tracker` from a mirror: `base` is the URL of the folder holding `qasid/v1/`.

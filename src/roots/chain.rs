@@ -9,6 +9,7 @@
 //! [`MAX_ROOT_EVIDENCE`] folders per publisher.
 
 use std::fs;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -210,17 +211,19 @@ impl Chain {
     /// [`MAX_ROOT_STEPS`]) until it has none, verifying each. When a root does not chain, or
     /// the source has none newer, the held version is fetched again from the same source: if
     /// that one is a different valid root, the source proves equivocation. Returns the number
-    /// of roots accepted.
-    pub fn walk(
+    /// of roots accepted. The one walk every verifier uses (reader, `index show`, `root`
+    /// commands); [`Chain::walk_now`] runs it over a source that never waits (a folder).
+    pub async fn walk(
         &mut self,
-        mut fetch: impl FnMut(u64) -> Option<Vec<u8>>,
+        mut fetch: impl AsyncFnMut(u64) -> Option<Vec<u8>>,
     ) -> Result<u64, RootError> {
         let mut accepted = 0;
         while accepted < MAX_ROOT_STEPS {
             let next = self.version() + 1;
-            let Some(bytes) = fetch(next) else {
+            let Some(bytes) = fetch(next).await else {
+                // Nothing newer here: the source's copy of the held root must be the same one.
                 if next > 1 {
-                    if let Some(held) = fetch(next - 1) {
+                    if let Some(held) = fetch(next - 1).await {
                         if let Err(e @ RootError::Equivocation { .. }) = self.offer(&held) {
                             return Err(e);
                         }
@@ -231,8 +234,9 @@ impl Chain {
             match self.offer(&bytes) {
                 Ok(_) => accepted += 1,
                 Err(e) => {
+                    // Asking for the held version again tells a forgery from equivocation.
                     if e.breaks_chain() && next > 1 {
-                        if let Some(held) = fetch(next - 1) {
+                        if let Some(held) = fetch(next - 1).await {
                             self.offer(&held)?;
                         }
                     }
@@ -241,6 +245,21 @@ impl Chain {
             }
         }
         Ok(accepted)
+    }
+
+    /// [`Chain::walk`] over a source that answers at once (files on disk).
+    pub fn walk_now(
+        &mut self,
+        mut fetch: impl FnMut(u64) -> Option<Vec<u8>>,
+    ) -> Result<u64, RootError> {
+        let walk = std::pin::pin!(self.walk(async |version| fetch(version)));
+        let waker = std::task::Waker::noop();
+        match walk.poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => {
+                unreachable!("a walk whose fetch never waits is ready at once")
+            }
+        }
     }
 
     /// Keeps both roots as evidence; `None` when it could not be written or the per-publisher

@@ -230,7 +230,7 @@ fn a_root_made_on_a_fork_does_not_chain_and_walking_finds_the_fork() {
         _ => None,
     };
     assert!(matches!(
-        chain.walk(served),
+        chain.walk_now(served),
         Err(RootError::Equivocation {
             version: 2,
             evidence: Some(_)
