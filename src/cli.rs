@@ -266,7 +266,35 @@ classified_errors!(
     qasid::note::NoteError,
     qasid::daemon::DaemonError,
     qasid::status::StatusError,
+    qasid::bucket::BucketError,
 );
+
+/// Applies `--store` (a folder or `s3://bucket/prefix`) and `--work` (a bucket store's local
+/// work folder) over the configuration's `mirror.store`.
+pub fn store_flags(
+    mirror: &mut qasid::config::MirrorConfig,
+    store: Option<&std::path::Path>,
+    work: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    match store {
+        Some(location) => {
+            let text = location
+                .to_str()
+                .ok_or_else(|| Failure::usage(anyhow::anyhow!("--store: not valid UTF-8")))?;
+            mirror.set_store(text, std::path::Path::new(""), work.map(ToOwned::to_owned))?;
+        }
+        None if work.is_some() && mirror.bucket.is_some() => {
+            mirror.store = work.expect("checked").to_owned();
+        }
+        None if work.is_some() => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--work is only for a bucket store (--store s3://bucket/prefix)"
+            )))
+        }
+        None => {}
+    }
+    Ok(())
+}
 
 /// Reads a `--publisher` value (a key, a key file or a first root file) and returns the
 /// publisher id. With a state folder, a first root is kept there, so that later runs start

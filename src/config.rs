@@ -35,6 +35,8 @@ pub struct Config {
     /// "root.json"`, `--publisher root.json`): a store installs them at start, so a mirror
     /// follows a multi-key publisher's roots from its upstreams without waiting for a push.
     pub publisher_roots: Vec<crate::roots::Root>,
+    /// `[s3]`: endpoint, region and addressing of S3-compatible buckets (`s3://…` stores).
+    pub s3: crate::bucket::Settings,
 }
 
 /// `[metrics]`: what the mirror's `/metrics` shows.
@@ -80,8 +82,15 @@ pub struct MirrorConfig {
     /// Address to listen on. Default 127.0.0.1:8080: loopback, so a mirror is only exposed to
     /// the network when the operator says so (or puts a reverse proxy in front).
     pub listen: SocketAddr,
-    /// The store folder (the static layout). Default `./qasid-store`.
+    /// The store folder (the static layout). Default `./qasid-store`. For a bucket store
+    /// (`store = "s3://bucket/prefix"`, see `bucket`) this is its local work folder: a verified
+    /// copy of what was uploaded, the temp files and the index history (`[mirror] work`, default
+    /// `$XDG_STATE_HOME/qasid/buckets/<bucket>_<prefix>-<hash>`).
     pub store: PathBuf,
+    /// The bucket the store lives in, when `store` names one (`s3://bucket/prefix`): objects
+    /// are verified in the work folder (`store`), then uploaded; readers and front ends read
+    /// the bucket. `None`: a folder store.
+    pub bucket: Option<crate::bucket::BucketUrl>,
     /// Retention. Default [`Keep::All`].
     pub keep: Keep,
     /// Largest object a publisher may push, in bytes. Default 256 MiB: articles with photos are
@@ -131,11 +140,42 @@ impl MirrorConfig {
     }
 }
 
+impl MirrorConfig {
+    /// Sets the store from a location (`--store`, `mirror.store`): a folder (relative to
+    /// `base`) or `s3://bucket/prefix` with its work folder (`work`, or the default under the
+    /// state folder).
+    pub fn set_store(
+        &mut self,
+        location: &str,
+        base: &Path,
+        work: Option<PathBuf>,
+    ) -> Result<(), crate::bucket::BucketError> {
+        match crate::bucket::Location::parse(location)? {
+            crate::bucket::Location::Folder(path) => {
+                self.store = base.join(path);
+                self.bucket = None;
+            }
+            crate::bucket::Location::Bucket(url) => {
+                self.store = match work {
+                    Some(w) => w,
+                    None => crate::index::default_state_dir()
+                        .ok_or(crate::bucket::BucketError::NoWorkFolder)?
+                        .join("buckets")
+                        .join(url.work_folder_name()),
+                };
+                self.bucket = Some(url);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for MirrorConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             store: PathBuf::from("qasid-store"),
+            bucket: None,
             keep: Keep::All,
             max_push_bytes: 256 << 20,
             max_connections: 1024,
@@ -368,6 +408,28 @@ mod tests {
             !c.metrics.upstream_urls,
             "upstream URLs are hidden from /metrics by default"
         );
+    }
+
+    #[test]
+    fn a_bucket_store_has_a_work_folder_and_s3_settings() {
+        let c = parse(
+            "[mirror]\nstore = \"s3://news/site\"\nwork = \"work\"\n\
+             [s3]\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\n\
+             path_style = true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.mirror.bucket.as_ref().unwrap().to_string(),
+            "s3://news/site"
+        );
+        assert_eq!(c.mirror.store, Path::new("/etc/qasid/work"));
+        assert_eq!(c.s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(c.s3.region.as_deref(), Some("garage"));
+        assert_eq!(c.s3.path_style, Some(true));
+        let folder = parse("[mirror]\nstore = \"store\"\n").unwrap();
+        assert!(folder.mirror.bucket.is_none());
+        assert!(parse("[mirror]\nstore = \"s3://BAD/x\"\n").is_err());
+        assert!(parse("[mirror]\nwork = \"w\"\n").is_err());
     }
 
     #[test]

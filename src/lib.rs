@@ -10,6 +10,8 @@
 //! - [`roots`]: a publisher's threshold root of trust, its delegated signing keys, rotation.
 //! - [`article`]: the article folder's `article.md` front matter.
 //! - [`manifest`]: the signed description of a bundle and its validated entry names.
+//! - [`bucket`]: S3-compatible buckets as stores (`s3://bucket/prefix`): the client, its bounds
+//!   and errors, and the upload rules (content-addressed objects, `index.json` last).
 //! - [`bundle`]: writing deterministic bundles and verifying them (strict zip reading).
 //! - [`demo`]: the one-command story on loopback (`qasid demo`).
 //! - [`render`]: turning a verified article into terminal text.
@@ -32,6 +34,7 @@
 //! the verifier, and everything that serves or shows an article takes that type.
 
 pub mod article;
+pub mod bucket;
 pub mod bundle;
 pub mod config;
 pub mod content_id;

@@ -211,3 +211,48 @@ pub const MIN_ANSWER_RATE: u64 = 4 << 10;
 /// How long an answer body may lag behind [`MIN_ANSWER_RATE`] from its first byte: 10 s, for
 /// a slow start (TCP slow start over Tor, a cold disk on the mirror).
 pub const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bounds on every request to an S3-compatible bucket (`src/bucket.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketLimits {
+    /// Time to open a connection. 5 s: an endpoint that does not answer a TCP+TLS handshake in
+    /// five seconds is down or blocked, and retries follow.
+    pub connect_timeout: std::time::Duration,
+    /// Time for one whole request, body included. 120 s: a 16 MiB part at 1 Mbit/s.
+    pub request_timeout: std::time::Duration,
+    /// Retries of one request after a timeout, a dropped connection or a 5xx. 3: rides out a
+    /// node restart of a replicated store without hiding an endpoint that is down.
+    pub max_retries: usize,
+    /// Longest time spent retrying one request. 30 s.
+    pub retry_timeout: std::time::Duration,
+    /// Parallel requests (uploads) and idle pooled connections. 32: fills a fast link with
+    /// small objects (each PUT is a round trip) without hundreds of sockets.
+    pub max_parallel: usize,
+    /// Files up to this size are uploaded in one PUT, read into memory. 8 MiB: at
+    /// `max_parallel` uploads that is at most 256 MiB in flight; most bundles are far smaller.
+    pub multipart_threshold: u64,
+    /// Part size of multipart uploads. 8 MiB (S3's minimum is 5 MiB).
+    pub part_size: usize,
+    /// Parts of one multipart upload in flight at once. 2: memory per upload stays at about
+    /// three parts whatever the file's size.
+    pub parts_in_flight: usize,
+    /// Most objects one listing may return. 10,000,000: an archive of millions of bundles, far
+    /// under what the listing itself would cost to hold in memory (about 1 GiB).
+    pub max_listed: usize,
+}
+
+impl Default for BucketLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: std::time::Duration::from_secs(5),
+            request_timeout: std::time::Duration::from_secs(120),
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(30),
+            max_parallel: 32,
+            multipart_threshold: 8 << 20,
+            part_size: 8 << 20,
+            parts_in_flight: 2,
+            max_listed: 10_000_000,
+        }
+    }
+}

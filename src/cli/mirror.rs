@@ -46,9 +46,14 @@ pub struct MirrorArgs {
     /// Address to listen on (mirror.listen; default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// The store folder (mirror.store; default ./qasid-store).
-    #[arg(long, value_name = "DIR")]
+    /// The store: a folder, or an S3-compatible bucket s3://bucket/prefix (credentials and
+    /// endpoint from AWS_* variables and [s3]) (mirror.store; default ./qasid-store).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     store: Option<PathBuf>,
+    /// A bucket store's local work folder: verified copies, temp files, index history
+    /// (mirror.work; default $XDG_STATE_HOME/qasid/buckets/NAME).
+    #[arg(long, value_name = "DIR")]
+    work: Option<PathBuf>,
     /// Keep every verified object ("all", the default) or only what current indexes list
     /// (mirror.keep).
     #[arg(long, value_name = "all|current")]
@@ -125,9 +130,7 @@ impl MirrorArgs {
         if let Some(v) = self.listen {
             m.listen = v;
         }
-        if let Some(v) = &self.store {
-            m.store = v.clone();
-        }
+        super::store_flags(m, self.store.as_deref(), self.work.as_deref())?;
         if let Some(v) = self.keep {
             m.keep = v;
         }

@@ -44,9 +44,14 @@ pub struct SyncArgs {
     /// The configuration file (mirrors.toml). Without it, defaults and flags only.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The store folder (mirror.store; default ./qasid-store).
-    #[arg(long, value_name = "DIR")]
+    /// The store: a folder, or an S3-compatible bucket s3://bucket/prefix (credentials and
+    /// endpoint from AWS_* variables and [s3]) (mirror.store; default ./qasid-store).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     store: Option<PathBuf>,
+    /// A bucket store's local work folder: verified copies, temp files, index history
+    /// (mirror.work; default $XDG_STATE_HOME/qasid/buckets/NAME).
+    #[arg(long, value_name = "DIR")]
+    work: Option<PathBuf>,
     /// Keep every verified object ("all", the default) or prune what no current index lists
     /// after --prune-grace (mirror.keep).
     #[arg(long, value_name = "all|current")]
@@ -122,9 +127,7 @@ impl SyncArgs {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
-        if let Some(v) = &self.store {
-            c.mirror.store = v.clone();
-        }
+        super::store_flags(&mut c.mirror, self.store.as_deref(), self.work.as_deref())?;
         if let Some(v) = self.keep {
             c.mirror.keep = v;
         }
@@ -146,6 +149,12 @@ impl SyncArgs {
 
     pub fn run(self) -> Result<(), Failure> {
         let config = self.config()?;
+        if let Some(bucket) = &config.mirror.bucket {
+            // Until the store uploads to buckets, a sync must not fill only the work folder.
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--store {bucket}: syncing into a bucket is not available in this build yet"
+            )));
+        }
         if config.publishers.is_empty() {
             return Err(Failure::usage(anyhow::anyhow!(
                 "no publishers to sync: give --publisher or [[publisher]] in the config"

@@ -40,6 +40,17 @@ struct FileWire {
     metrics: MetricsWire,
     #[serde(default)]
     note_source: Vec<NoteSourceWire>,
+    #[serde(default)]
+    s3: S3Wire,
+}
+
+/// `[s3]`: how to reach S3-compatible buckets named `s3://…` (see [`crate::bucket::Settings`]).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3Wire {
+    endpoint: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
+    path_style: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -60,6 +71,7 @@ struct NoteSourceWire {
 struct MirrorWire {
     listen: Option<Spanned<String>>,
     store: Option<Spanned<String>>,
+    work: Option<Spanned<String>>,
     keep: Option<Spanned<String>>,
     max_push_bytes: Option<Spanned<SizeWire>>,
     max_connections: Option<Spanned<i64>>,
@@ -231,6 +243,7 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
                 spec => Ok(spec),
             })
             .collect::<Result<_, _>>()?,
+        s3: s3(file.s3)?,
     })
 }
 
@@ -333,7 +346,41 @@ fn optional_path(
     }
 }
 
-fn mirror(m: MirrorWire, d: MirrorConfig, base: &Path) -> Result<MirrorConfig, WireError> {
+fn mirror(mut m: MirrorWire, d: MirrorConfig, base: &Path) -> Result<MirrorConfig, WireError> {
+    let (store, work) = (m.store.take(), m.work.take());
+    let mut config = mirror_fields(m, d)?;
+    if let Some(s) = &store {
+        if s.get_ref().is_empty() {
+            return Err(at(s, "mirror.store: empty path".into()));
+        }
+        let work = work.as_ref().map(|w| base.join(w.get_ref()));
+        config
+            .set_store(s.get_ref(), base, work)
+            .map_err(|e| at(s, format!("mirror.store: {e}")))?;
+    } else if let Some(w) = &work {
+        return Err(at(
+            w,
+            "mirror.work: only for a bucket store (store = \"s3://…\")".into(),
+        ));
+    }
+    Ok(config)
+}
+
+/// `[s3]`, validated later by [`crate::bucket::Bucket::new`] (where the environment may
+/// override it).
+fn s3(s: S3Wire) -> Result<crate::bucket::Settings, WireError> {
+    let non_empty = |v: Option<Spanned<String>>, what: &str| match v {
+        Some(v) if v.get_ref().trim().is_empty() => Err(at(&v, format!("s3.{what}: empty"))),
+        v => Ok(v.map(|v| v.into_inner())),
+    };
+    Ok(crate::bucket::Settings {
+        endpoint: non_empty(s.endpoint, "endpoint")?,
+        region: non_empty(s.region, "region")?,
+        path_style: s.path_style,
+    })
+}
+
+fn mirror_fields(m: MirrorWire, d: MirrorConfig) -> Result<MirrorConfig, WireError> {
     Ok(MirrorConfig {
         listen: match m.listen {
             None => d.listen,
@@ -347,13 +394,8 @@ fn mirror(m: MirrorWire, d: MirrorConfig, base: &Path) -> Result<MirrorConfig, W
                 )
             })?,
         },
-        store: match m.store {
-            None => d.store,
-            Some(s) if s.get_ref().is_empty() => {
-                return Err(at(&s, "mirror.store: empty path".into()))
-            }
-            Some(s) => base.join(s.get_ref()),
-        },
+        store: d.store,
+        bucket: d.bucket,
         keep: match m.keep {
             None => d.keep,
             Some(s) => s
