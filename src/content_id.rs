@@ -35,6 +35,11 @@ impl ContentId {
         &self.0
     }
 
+    /// Wraps 32 raw digest bytes read from a binary format (a chunk list).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     pub fn to_hex(&self) -> String {
         self.with_hex(str::to_owned)
     }

@@ -9,6 +9,7 @@
 //! - `layout`: where files live under `qasid/v1/`.
 //! - `head`: the signed head and its envelope.
 //! - `log`: entries, canonical pieces, the merge rule and the current listing.
+//! - `chunks`: chunk lists of large bundles, checked chunk by chunk as they arrive.
 //! - `fetch`: size-capped, hash-checked receiving of pieces and bundles.
 //! - `tracker`: the client's stored history and the rules for accepting a new head.
 //! - `source`: reading an index from a folder or over HTTP into a tracker.
@@ -20,6 +21,7 @@ use crate::keys::KeyId;
 use crate::ErrorClass;
 
 pub(crate) mod atomic;
+pub mod chunks;
 mod fetch;
 mod head;
 pub mod layout;
@@ -35,8 +37,8 @@ pub use fetch::{
 pub use head::{Freshness, Head, HeadFields, LogRef, MirrorUrl, SignedHead};
 pub(crate) use log::encode_piece_refs;
 pub use log::{
-    current_positions, encode_piece, merged_counts, validate_piece, ArticleFields, ArticleVersion,
-    EncodedPiece, Entry, ObjectRef, PieceRef,
+    current_positions, decode_piece, encode_piece, merged_counts, validate_piece, ArticleFields,
+    ArticleVersion, EncodedPiece, Entry, ObjectRef, PieceRef,
 };
 pub use source::{
     fetch_bundle_http, html_page, http_client, receive_bundle, redirect_policy,

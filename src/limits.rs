@@ -256,3 +256,19 @@ impl Default for BucketLimits {
         }
     }
 }
+
+/// Bundles larger than this many bytes get a chunk list (docs/PROTOCOL.md §13); smaller ones
+/// are fetched whole. 1 MiB: below it a bundle is at most four chunks, which one throttled
+/// connection delivers about as fast as four mirrors would after their connection set-up, and
+/// the chunk list would be a second request for little gain.
+pub const CHUNKED_BUNDLE_THRESHOLD: u64 = 1 << 20;
+
+/// Size of every chunk of a chunk list but the last (which holds the rest). 256 KiB: small
+/// enough that a bad or cut chunk wastes little (a quarter second at 8 mbit) and that a 2 MiB
+/// bundle spreads over four mirrors; large enough that per-request overhead stays a few
+/// percent on a slow link, and a 2 GiB bundle needs only 8,192 hashes (256 KiB of list).
+pub const CHUNK_SIZE: u64 = 256 << 10;
+
+/// Largest chunk list accepted: the list of the largest bundle `BundleLimits` allows (2 GiB):
+/// 32 bytes naming the bundle plus 32 per chunk.
+pub const MAX_CHUNK_LIST_BYTES: u64 = 32 * (1 + (2 << 30) / CHUNK_SIZE);

@@ -432,6 +432,10 @@ impl Repo {
                 },
                 &self.index_limits,
             )
+            .and_then(|a| match &bundle.chunks {
+                Some(list) => a.with_chunks(crate::index::ObjectRef::of_bytes(&list.encode())),
+                None => Ok(a),
+            })
             .map_err(|source| RepoError::Unlistable {
                 path: input.clone(),
                 source: Box::new(source),
@@ -462,9 +466,15 @@ impl Repo {
             });
         }
 
-        // Bundles first, then pieces, then the head: nothing the head names can be missing.
+        // Bundles (and their chunk lists) first, then pieces, then the head: nothing the head
+        // names can be missing.
         for bundle in staged {
             let sha = bundle.sha256();
+            if let Some(list) = &bundle.chunks {
+                let bytes = list.encode();
+                let relative = self.layout.chunks(&ContentId::of_bytes(&bytes));
+                self.write_file(&tmp_dir, &relative, |p| !p.exists(), &bytes)?;
+            }
             bundle.persist(
                 &self.path(&self.layout.bundle(&sha)),
                 &self.path(&self.layout.minisig(&sha)),
@@ -570,6 +580,7 @@ impl Repo {
             tmp.clone(),
             self.path(&self.layout.pieces_dir()),
             self.path(&self.layout.bundles_dir()),
+            self.path(&self.layout.chunks_dir()),
         ] {
             created.create(&dir)?;
         }

@@ -7,8 +7,9 @@
 //! only once a verified `index.json` lists it (until then it waits, unserved, in a staging
 //! folder, because pieces carry no signature of their own); `index.json` only after the index
 //! module's history checks (no rollback, no equivocation, fresher kept), only once every
-//! piece and bundle it lists is present, and only if each bundle it adds holds the article and
-//! version its entry names. Writes are atomic: a file's data is flushed before it gets its
+//! piece and bundle it lists is present, only if each bundle it adds holds the article and
+//! version its entry names, and once the chunk list of each large bundle it requires is stored
+//! and is that bundle's (docs/PROTOCOL.md §13). Writes are atomic: a file's data is flushed before it gets its
 //! name (a temp file in `<store>/.tmp` renamed or linked into place, or on Linux a nameless
 //! `O_TMPFILE` linked into place), and its folder is flushed before anything that depends on it
 //! (at the latest before the next `index.json`). Immutable objects are never replaced by
@@ -31,6 +32,7 @@ use std::time::{Duration, SystemTime};
 use crate::bundle::{self, BundleError, VerifiedBundle};
 use crate::config::Keep;
 use crate::content_id::ContentId;
+use crate::index::chunks::{ChunkError, ChunkList};
 use crate::index::layout::{self, PublisherLayout};
 use crate::index::{
     self, Entry, FetchError, Index, IndexError, ObjectRef, Offer, PieceRef, Tracker, VerifiedObject,
@@ -169,7 +171,14 @@ pub enum StoreError {
     /// The detached signature does not verify, or is malformed.
     #[error("bundle {bundle}: detached signature refused: {reason}")]
     Minisig { bundle: ContentId, reason: String },
-    /// A `.minisig` was offered for a bundle the store does not have.
+    /// A chunk list is not the list of the bundle it names (or of the entry listing it).
+    #[error("chunk list {list}: {source}")]
+    ChunkList {
+        list: ContentId,
+        #[source]
+        source: crate::index::chunks::ChunkError,
+    },
+    /// A `.minisig` or chunk list was offered for a bundle the store does not have.
     #[error("bundle {0} is not in the store")]
     BundleMissing(ContentId),
     /// The offered index is not newer than the one the store holds (replay or rollback).
@@ -222,6 +231,7 @@ impl StoreError {
             StoreError::Root(e) => e.class(),
             StoreError::Note(e) => e.class(),
             StoreError::Minisig { .. }
+            | StoreError::ChunkList { .. }
             | StoreError::OlderIndex { .. }
             | StoreError::ListedAsOther { .. }
             | StoreError::StaleIndex { .. } => ErrorClass::Verification,
@@ -383,6 +393,7 @@ impl Store {
             ObjectKind::Piece(id) => format!("{base}/pieces/{id}.json"),
             ObjectKind::Bundle(id) => format!("{base}/bundles/{id}.zip"),
             ObjectKind::Minisig(id) => format!("{base}/bundles/{id}.zip.minisig"),
+            ObjectKind::Chunks(id) => format!("{base}/chunks/{id}"),
         };
         layout::on_disk(&self.root, &relative)
     }
@@ -712,6 +723,61 @@ impl Store {
         index::atomic::write(&self.tmp, &dest, bytes).map_err(StoreError::io(&dest))?;
         if !existed {
             self.counts.minisigs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Installed::New)
+    }
+
+    /// Installs a bundle's chunk list after checking it against the stored bundle it names:
+    /// the list's first 32 bytes name the bundle, which must be in the store (pushed or
+    /// synced first), and every chunk hash must be that of the bundle's bytes. Reads the
+    /// bundle once. A list that passes is exactly the list the publisher computed, so the
+    /// store never serves a list that would make readers blame honest mirrors.
+    pub fn install_chunk_list(
+        &self,
+        publisher: &PublicKey,
+        bytes: &[u8],
+    ) -> Result<Installed, StoreError> {
+        let list = ContentId::of_bytes(bytes);
+        let pid = PublisherId::of(publisher);
+        let dest = self.path(&pid, &ObjectKind::Chunks(list));
+        if dest.is_file() {
+            return Ok(Installed::AlreadyPresent);
+        }
+        let Some(named) = bytes.first_chunk::<32>() else {
+            return Err(StoreError::ChunkList {
+                list,
+                source: crate::index::chunks::ChunkError::WrongSize {
+                    bundle_size: 0,
+                    expected: 0,
+                    found: bytes.len() as u64,
+                },
+            });
+        };
+        let bundle = ContentId::from_bytes(*named);
+        let zip = self.path(&pid, &ObjectKind::Bundle(bundle));
+        let file = match fs::File::open(&zip) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::BundleMissing(bundle))
+            }
+            Err(e) => return Err(StoreError::io(&zip)(e)),
+        };
+        let size = file.metadata().map_err(StoreError::io(&zip))?.len();
+        let object = ObjectRef {
+            sha256: bundle,
+            size,
+        };
+        crate::index::chunks::verify_list_against(bytes, object, io::BufReader::new(file))
+            .map_err(StoreError::io(&zip))?
+            .map_err(|source| StoreError::ChunkList { list, source })?;
+        self.ensure_publisher(publisher)?;
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        }
+        if !index::atomic::create_new_synced(&self.tmp, &dest, bytes)
+            .map_err(StoreError::io(&dest))?
+        {
+            return Ok(Installed::AlreadyPresent);
         }
         Ok(Installed::New)
     }
@@ -1151,6 +1217,7 @@ impl Store {
         let newly_listed = newly_listed(held, state.installed.as_deref(), self.keep);
         self.check_listings(publisher, &newly_listed, bundle_limits)?;
         self.ensure_publisher(publisher)?;
+        self.complete_chunk_lists(&pid, held)?;
         self.publish_staged_pieces(publisher, held)?;
         self.sync_folders()?;
         let dest = self.path(&pid, &ObjectKind::Index);
@@ -1202,6 +1269,50 @@ impl Store {
                     listed: listed.clone(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Makes sure every chunk list the index's required entries name is stored and is the list
+    /// of the entry's bundle. A list a push delivered was checked against the bundle it names
+    /// when it was installed, so here it only has to name the entry's bundle; a missing one is
+    /// computed from the stored bundle (a list is a function of the bundle's bytes, so a
+    /// syncing mirror never downloads one) and must be exactly the list the entry names.
+    /// Refuses the index otherwise ([`StoreError::ChunkList`]): serving it would make readers
+    /// blame honest mirrors for every chunk.
+    fn complete_chunk_lists(&self, pid: &PublisherId, index: &Index) -> Result<(), StoreError> {
+        let dir = self.path(pid, &ObjectKind::Index).with_file_name("chunks");
+        let present: std::collections::HashSet<ContentId> = list_names(&dir)?
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        for (bundle, chunks) in required_chunk_lists(index, self.keep) {
+            let dest = self.path(pid, &ObjectKind::Chunks(chunks.sha256));
+            let refuse = |source| StoreError::ChunkList {
+                list: chunks.sha256,
+                source,
+            };
+            if present.contains(&chunks.sha256) {
+                let bytes = fs::read(&dest).map_err(StoreError::io(&dest))?;
+                ChunkList::parse(&bytes, bundle).map_err(refuse)?;
+                continue;
+            }
+            let zip = self.path(pid, &ObjectKind::Bundle(bundle.sha256));
+            let file = fs::File::open(&zip).map_err(StoreError::io(&zip))?;
+            let list = index::chunks::list_of(bundle, io::BufReader::new(file))
+                .map_err(StoreError::io(&zip))?
+                .ok_or(StoreError::BundleMissing(bundle.sha256))?;
+            let bytes = list.encode();
+            let actual = ContentId::of_bytes(&bytes);
+            if actual != chunks.sha256 {
+                return Err(refuse(ChunkError::ListMismatch {
+                    listed: chunks.sha256,
+                    actual,
+                }));
+            }
+            fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+            index::atomic::create_new_synced(&self.tmp, &dest, &bytes)
+                .map_err(StoreError::io(&dest))?;
         }
         Ok(())
     }
@@ -1294,6 +1405,24 @@ pub fn required_bundles(index: &Index, keep: Keep) -> Vec<ObjectRef> {
     };
     let mut seen = std::collections::HashSet::new();
     all.into_iter().filter(|b| seen.insert(b.sha256)).collect()
+}
+
+/// The chunk lists of the bundles [`required_bundles`] gives, each with its bundle, once.
+pub fn required_chunk_lists(index: &Index, keep: Keep) -> Vec<(ObjectRef, ObjectRef)> {
+    let required: std::collections::HashSet<ContentId> = required_bundles(index, keep)
+        .into_iter()
+        .map(|b| b.sha256)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    index
+        .entries()
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Add(a) => Some((a.bundle(), a.chunks()?)),
+            Entry::Retract { .. } => None,
+        })
+        .filter(|(b, c)| required.contains(&b.sha256) && seen.insert(c.sha256))
+        .collect()
 }
 
 /// The entries `index` adds after those of `installed` (the log only grows, and the index

@@ -73,6 +73,15 @@ impl PublisherLayout {
         format!("{}/bundles/{id}.zip", self.base)
     }
 
+    pub fn chunks_dir(&self) -> String {
+        format!("{}/chunks", self.base)
+    }
+
+    /// A bundle's chunk list (docs/PROTOCOL.md §13), named by the sha256 of the list's bytes.
+    pub fn chunks(&self, id: &ContentId) -> String {
+        format!("{}/chunks/{id}", self.base)
+    }
+
     /// The bundle's detached minisign signature, for checks with stock minisign.
     pub fn minisig(&self, id: &ContentId) -> String {
         format!("{}/bundles/{id}.zip.minisig", self.base)

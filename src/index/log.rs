@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::article;
 use crate::content_id::ContentId;
+use crate::index::chunks;
 use crate::index::wire::{EntryOp, EntryWire, PieceWire, PIECE_FORMAT};
 use crate::index::IndexError;
 use crate::keys::PublicKey;
@@ -38,6 +39,16 @@ pub struct PieceRef {
     pub count: u64,
 }
 
+impl ObjectRef {
+    /// The reference of bytes held in memory (small objects: pieces, chunk lists).
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        Self {
+            sha256: ContentId::of_bytes(bytes),
+            size: bytes.len() as u64,
+        }
+    }
+}
+
 impl PieceRef {
     /// One past the position of the piece's last entry.
     pub fn end(&self) -> u64 {
@@ -62,6 +73,9 @@ pub struct ArticleVersion {
     language: String,
     author: String,
     bundle: ObjectRef,
+    /// The bundle's chunk list (docs/PROTOCOL.md §13): present only for a bundle above the
+    /// threshold, and then exactly the size its chunk count gives.
+    chunks: Option<ObjectRef>,
 }
 
 /// The fields of a new [`ArticleVersion`], validated by [`ArticleVersion::new`].
@@ -112,6 +126,18 @@ impl ArticleVersion {
             language,
             author,
             bundle,
+            chunks: None,
+        })
+    }
+
+    /// This version with the chunk list of its bundle: refused unless the bundle is above the
+    /// threshold and the list has exactly the size its chunk count gives.
+    pub fn with_chunks(self, chunks: ObjectRef) -> Result<Self, IndexError> {
+        chunks::check_reference(self.bundle, chunks)
+            .map_err(|e| entry_error(format!("\"chunks\": {e}")))?;
+        Ok(Self {
+            chunks: Some(chunks),
+            ..self
         })
     }
 
@@ -137,6 +163,11 @@ impl ArticleVersion {
     /// The bundle's sha256 and size: fetch it by hash, capped at this size.
     pub fn bundle(&self) -> ObjectRef {
         self.bundle
+    }
+    /// The bundle's chunk list, when the publisher wrote one (bundles above the threshold,
+    /// published by a qasid that knows chunk lists): fetch it by hash, capped at this size.
+    pub fn chunks(&self) -> Option<ObjectRef> {
+        self.chunks
     }
 }
 
@@ -181,6 +212,10 @@ impl Entry {
                     },
                     limits,
                 )
+                .and_then(|a| match wire.chunks {
+                    Some(chunks) => a.with_chunks(chunks),
+                    None => Ok(a),
+                })
                 .map(Entry::Add)
             }
             EntryOp::Retract => {
@@ -189,7 +224,8 @@ impl Entry {
                     || wire.date.is_some()
                     || wire.language.is_some()
                     || wire.author.is_some()
-                    || wire.bundle.is_some();
+                    || wire.bundle.is_some()
+                    || wire.chunks.is_some();
                 if extra {
                     return Err(entry_error("a retract entry has only \"op\" and \"name\""));
                 }
@@ -205,7 +241,7 @@ impl Serialize for Entry {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Entry::Add(a) => {
-                let mut st = s.serialize_struct("Entry", 8)?;
+                let mut st = s.serialize_struct("Entry", 9)?;
                 st.serialize_field("op", "add")?;
                 st.serialize_field("name", &a.name)?;
                 st.serialize_field("version", &a.version)?;
@@ -214,6 +250,9 @@ impl Serialize for Entry {
                 st.serialize_field("language", &a.language)?;
                 st.serialize_field("author", &a.author)?;
                 st.serialize_field("bundle", &a.bundle)?;
+                if let Some(chunks) = &a.chunks {
+                    st.serialize_field("chunks", chunks)?;
+                }
                 st.end()
             }
             Entry::Retract { name } => {

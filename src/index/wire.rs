@@ -70,6 +70,8 @@ pub(crate) struct EntryWire {
     pub language: Option<String>,
     pub author: Option<String>,
     pub bundle: Option<ObjectRef>,
+    /// The chunk list of a bundle above the threshold (`index::chunks`), or absent.
+    pub chunks: Option<ObjectRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -59,7 +59,8 @@ pub struct PushPlan {
     /// The publisher's roots, version 1 first: pushed first, one at a time, so the mirror
     /// knows the current signing keys before anything they signed arrives.
     roots: Vec<Item>,
-    /// Bundles, each followed by its `.minisig` if the repo has one.
+    /// Bundles, each followed by its chunk list if its entry names one and its `.minisig` if
+    /// the repo has one.
     bundles: Vec<Item>,
     pieces: Vec<Item>,
     index: Item,
@@ -200,6 +201,9 @@ pub fn plan(repo: &Path, publisher: &PublicKey) -> Result<PushPlan, PushError> {
             continue;
         }
         bundles.push(item(layout.bundle(&b.sha256), b.size, b.sha256));
+        if let Some(c) = article.chunks() {
+            bundles.push(item(layout.chunks(&c.sha256), c.size, c.sha256));
+        }
         let minisig = layout.minisig(&b.sha256);
         if let Ok(bytes) = std::fs::read(on_disk(repo, &minisig)) {
             bundles.push(item(
@@ -349,11 +353,12 @@ pub async fn push(
     let (note, objects): (Vec<&Item>, Vec<&Item>) = objects
         .into_iter()
         .partition(|i| plan.note.as_ref().is_some_and(|n| n.relative == i.relative));
-    // Bundles before their minisigs (the mirror checks a minisig against its bundle), then
-    // pieces; both are independent of each other, so they go in parallel within a class.
+    // Bundles before their minisigs and chunk lists (the mirror checks those against their
+    // bundle), then pieces; both are independent of each other, so they go in parallel within
+    // a class.
     let (minisigs, rest): (Vec<&Item>, Vec<&Item>) = objects
         .into_iter()
-        .partition(|i| i.relative.ends_with(".minisig"));
+        .partition(|i| i.relative.ends_with(".minisig") || i.relative.contains("/chunks/"));
     let deferred = put_all(client, &url_of, rest, &limit, &progress, &mut summary).await?;
     put_all(client, &url_of, minisigs, &limit, &progress, &mut summary).await?;
     let mut index = index;

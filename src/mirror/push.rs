@@ -164,6 +164,7 @@ async fn put_trusted(
             .max_push_bytes
             .min(index_limits.max_piece_bytes),
         ObjectKind::Minisig(_) => MAX_MINISIG_BYTES,
+        ObjectKind::Chunks(_) => crate::limits::MAX_CHUNK_LIST_BYTES,
         ObjectKind::Index => index_limits.max_head_bytes,
         ObjectKind::Root(_) => crate::limits::MAX_ROOT_BYTES,
         ObjectKind::Note => crate::limits::MAX_NOTE_TEXT_BYTES,
@@ -214,6 +215,22 @@ async fn put_trusted(
             blocking(move || store.install_minisig(&key, bundle, &bytes))
                 .await
                 .map(|installed| (installed, object))
+        }
+        ObjectKind::Chunks(id) => {
+            let expected = ObjectRef {
+                sha256: id,
+                size: length,
+            };
+            if store.contains(&path.publisher, &path.kind) {
+                return Ok((Installed::AlreadyPresent, expected));
+            }
+            let bytes = receive_bytes(state, length, body).await?;
+            blocking(move || {
+                crate::index::check_bytes(&bytes, expected).map_err(StoreError::Object)?;
+                store.install_chunk_list(&key, &bytes)
+            })
+            .await
+            .map(|installed| (installed, expected))
         }
         ObjectKind::Index => {
             let bytes = receive_bytes(state, length, body).await?;
@@ -524,6 +541,11 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
             "signature verification failed",
             "minisig",
         ),
+        StoreError::ChunkList { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "chunk list verification failed",
+            "chunk_list",
+        ),
         StoreError::ListedAsOther { .. } => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "index verification failed",
@@ -576,6 +598,7 @@ fn missing_path(layout: &PublisherLayout, m: &MissingObject) -> String {
         ObjectKind::Piece(id) => layout.piece(&id),
         ObjectKind::Bundle(id) => layout.bundle(&id),
         ObjectKind::Minisig(id) => layout.minisig(&id),
+        ObjectKind::Chunks(id) => layout.chunks(&id),
         ObjectKind::Index => layout.index(),
         ObjectKind::PublisherPub => layout.publisher_pub(),
         ObjectKind::Root(version) => layout.root(version),

@@ -2,9 +2,10 @@
 //!
 //! Owns the only mapping from a URL path to a store object. The raw path is matched byte for
 //! byte, never percent-decoded or normalised: only `qasid/v1/publishers/<64 hex>/` followed by
-//! `index.json`, `publisher.pub`, `note`, `pieces/<64 hex>.json`, `bundles/<64 hex>.zip` or
-//! `bundles/<64 hex>.zip.minisig` is an object, so `..`, `%2e%2e`, `%2f`, backslashes, NUL and
-//! every other trick simply match nothing. It never touches the file system.
+//! `index.json`, `publisher.pub`, `note`, `pieces/<64 hex>.json`, `bundles/<64 hex>.zip`,
+//! `bundles/<64 hex>.zip.minisig` or `chunks/<64 hex>` is an object, so `..`, `%2e%2e`, `%2f`,
+//! backslashes, NUL and every other trick simply match nothing. It never touches the file
+//! system.
 
 use crate::content_id::ContentId;
 use crate::store::{ObjectKind, PublisherId};
@@ -35,6 +36,8 @@ pub fn parse(path: &str) -> Option<ObjectPath> {
         file => {
             if let Some(name) = file.strip_prefix("pieces/") {
                 ObjectKind::Piece(hash_with_suffix(name, ".json")?)
+            } else if let Some(name) = file.strip_prefix("chunks/") {
+                ObjectKind::Chunks(name.parse().ok()?)
             } else if let Some(name) = file.strip_prefix("roots/") {
                 ObjectKind::Root(root_version(name)?)
             } else if let Some(name) = file.strip_prefix("bundles/") {
@@ -100,6 +103,10 @@ mod tests {
                 format!("/qasid/v1/publishers/{P}/bundles/{H}.zip.minisig"),
                 ObjectKind::Minisig(h),
             ),
+            (
+                format!("/qasid/v1/publishers/{P}/chunks/{H}"),
+                ObjectKind::Chunks(h),
+            ),
         ];
         for (path, kind) in cases {
             let parsed = parse(&path).unwrap_or_else(|| panic!("{path}"));
@@ -128,6 +135,9 @@ mod tests {
             format!("/qasid/v1/publishers/{P}/bundles/{H}.json"),
             format!("/qasid/v1/publishers/{P}/pieces/{H}.zip"),
             format!("/qasid/v1/publishers/{P}/pieces/{H}"),
+            format!("/qasid/v1/publishers/{P}/chunks/{upper}"),
+            format!("/qasid/v1/publishers/{P}/chunks/{H}.json"),
+            format!("/qasid/v1/publishers/{P}/chunks/{H}/"),
             format!("/qasid/v1/publishers/{P}/.tmp/{H}"),
             format!("/qasid/v1/publishers/{P}/bundles/{H}.zip.minisig.zip"),
             format!("/qasid/v1/publishers/{}/index.json", &P[..63]),

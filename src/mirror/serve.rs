@@ -160,6 +160,7 @@ pub(super) async fn object(
         ObjectKind::Piece(_) => ("application/json", IMMUTABLE),
         ObjectKind::Bundle(_) => ("application/zip", IMMUTABLE),
         ObjectKind::Minisig(_) => ("text/plain; charset=utf-8", IMMUTABLE),
+        ObjectKind::Chunks(_) => ("application/octet-stream", IMMUTABLE),
         ObjectKind::Root(_) => ("application/json", IMMUTABLE),
         // Replaced by a newer note like index.json: the same short cache.
         ObjectKind::Note => ("text/plain; charset=utf-8", INDEX_CACHE),

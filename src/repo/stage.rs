@@ -13,6 +13,7 @@ use tempfile::NamedTempFile;
 
 use crate::bundle::{self, VerifiedBundle};
 use crate::content_id::{ContentId, HashingReader};
+use crate::index::chunks::{ChunkHasher, ChunkList};
 use crate::index::{atomic, ObjectRef};
 use crate::keys::{minisig, Trusted};
 use crate::limits::BundleLimits;
@@ -26,6 +27,8 @@ const MAX_MINISIG_BYTES: u64 = 4096;
 #[derive(Debug)]
 pub(crate) struct StagedBundle {
     pub object: ObjectRef,
+    /// The bundle's chunk list, for a bundle above the chunk threshold.
+    pub chunks: Option<ChunkList>,
     pub verified: VerifiedBundle,
     zip: NamedTempFile,
     minisig: Option<NamedTempFile>,
@@ -50,6 +53,7 @@ pub(crate) fn stage(
     let mut tee = Tee {
         inner: HashingReader::new(file.take(limits.max_bundle_bytes + 1)),
         copy: zip,
+        chunks: ChunkHasher::new(),
     };
     let verified =
         bundle::verify_reader(&mut tee, publisher, limits).map_err(|source| RepoError::Bundle {
@@ -57,7 +61,11 @@ pub(crate) fn stage(
             source,
         })?;
     io::copy(&mut tee, &mut io::sink()).map_err(io_err(input))?;
-    let Tee { inner, copy: zip } = tee;
+    let Tee {
+        inner,
+        copy: zip,
+        chunks,
+    } = tee;
     let (sha256, size) = inner.finish();
     if size > limits.max_bundle_bytes {
         return Err(RepoError::BundleTooLarge {
@@ -68,22 +76,25 @@ pub(crate) fn stage(
     let minisig = stage_minisig(input, zip.path(), tmp_dir, publisher)?;
     Ok(StagedBundle {
         object: ObjectRef { sha256, size },
+        chunks: chunks.finish(sha256),
         verified,
         zip,
         minisig,
     })
 }
 
-/// A reader that writes every byte it hands out into `copy`.
+/// A reader that writes every byte it hands out into `copy`, and hashes it into chunks.
 struct Tee<R> {
     inner: R,
     copy: NamedTempFile,
+    chunks: ChunkHasher,
 }
 
 impl<R: io::Read> io::Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.copy.write_all(&buf[..n])?;
+        self.chunks.update(&buf[..n]);
         Ok(n)
     }
 }

@@ -76,6 +76,9 @@ pub enum ObjectKind {
     Bundle(ContentId),
     /// `bundles/<sha256>.zip.minisig`: the detached signature of that bundle.
     Minisig(ContentId),
+    /// `chunks/<sha256>`: an immutable chunk list of a large bundle, named by the sha256 of
+    /// the list's bytes (docs/PROTOCOL.md §13).
+    Chunks(ContentId),
     /// `roots/<N>.json`: root version N of the publisher's root of trust (immutable).
     Root(u64),
     /// `note`: the publisher's signed mirror note (one `qasid:1:` URI); replaced only by a
@@ -87,7 +90,7 @@ impl ObjectKind {
     /// The sha256 of the object's bytes when its name is that hash (pieces and bundles).
     pub fn content_id(&self) -> Option<ContentId> {
         match self {
-            ObjectKind::Piece(id) | ObjectKind::Bundle(id) => Some(*id),
+            ObjectKind::Piece(id) | ObjectKind::Bundle(id) | ObjectKind::Chunks(id) => Some(*id),
             ObjectKind::Index
             | ObjectKind::PublisherPub
             | ObjectKind::Minisig(_)
@@ -110,6 +113,7 @@ impl ObjectKind {
             ObjectKind::Piece(_) => "piece",
             ObjectKind::Bundle(_) => "bundle",
             ObjectKind::Minisig(_) => "minisig",
+            ObjectKind::Chunks(_) => "chunks",
             ObjectKind::Root(_) => "root",
             ObjectKind::Note => "note",
         }

@@ -435,15 +435,22 @@ fn outcome(result: Result<(), IndexError>) -> String {
 fn index_vector_rebuilds_byte_for_byte() {
     let dir = vector_dir();
     let vector = generate();
+    rebuild_or_compare(&dir, &vector.files);
+}
+
+/// Writes a vector's generated files into `dir` when `QASID_REGENERATE_VECTORS=1`, else checks
+/// that every checked-in file is byte for byte what the generator makes. Shared by the vector
+/// tests.
+pub(crate) fn rebuild_or_compare(dir: &Path, files: &BTreeMap<String, Vec<u8>>) {
     if std::env::var_os("QASID_REGENERATE_VECTORS").is_some_and(|v| v == "1") {
-        for (path, bytes) in &vector.files {
+        for (path, bytes) in files {
             let path = dir.join(path);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(path, bytes).unwrap();
         }
         return;
     }
-    for (path, bytes) in &vector.files {
+    for (path, bytes) in files {
         let held = fs::read(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(
             held == *bytes,

@@ -14,6 +14,8 @@ mod bundle_attacks;
 mod bundle_create;
 mod bundle_throughput;
 mod bundle_vector;
+mod chunks_mirror;
+mod chunks_vectors;
 mod cli_foundation;
 mod cli_install;
 mod demo;
