@@ -28,7 +28,7 @@ cargo build --release --quiet --bin qasid
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
-benches=(verify_1gib mirror_vs_nginx sync_vs_rsync reader_race reader_page index_scale)
+benches=(verify_1gib mirror_vs_nginx sync_vs_rsync reader_race reader_page index_scale bucket_push)
 status=0
 for b in "${benches[@]}"; do
     [ -n "${ONLY:-}" ] && [ "$ONLY" != "$b" ] && continue

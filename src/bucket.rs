@@ -29,6 +29,8 @@ use crate::ErrorClass;
 
 mod error;
 
+pub mod upload;
+
 pub use error::BucketError;
 
 /// The scheme of a bucket location.
@@ -215,6 +217,42 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The standard AWS variables, read once ([`Environment::from_process`]) or given (tests,
+/// callers with credentials of their own). Empty values count as unset.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("Environment")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Environment {
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` and
+    /// `AWS_ENDPOINT_URL` of this process.
+    pub fn from_process() -> Environment {
+        Environment {
+            access_key_id: env(ENV_ACCESS_KEY),
+            secret_access_key: env(ENV_SECRET_KEY),
+            session_token: env(ENV_SESSION_TOKEN),
+            region: env(ENV_REGION),
+            endpoint: env(ENV_ENDPOINT),
+        }
+    }
+}
+
 /// Whether a plain-http endpoint's host is this machine (the only place http:// is allowed:
 /// anything else would send the signed requests and the bytes in the clear).
 fn is_loopback(url: &reqwest::Url) -> bool {
@@ -238,7 +276,8 @@ impl Bucket {
         settings: &Settings,
         access: Access,
     ) -> Result<Bucket, BucketError> {
-        let bucket = Self::new(url, settings, access, BucketLimits::default())?;
+        let environment = Environment::from_process();
+        let bucket = Self::new(url, settings, &environment, access, BucketLimits::default())?;
         bucket.probe().await?;
         Ok(bucket)
     }
@@ -247,16 +286,17 @@ impl Bucket {
     pub fn new(
         url: &BucketUrl,
         settings: &Settings,
+        environment: &Environment,
         access: Access,
         limits: BucketLimits,
     ) -> Result<Bucket, BucketError> {
         // reqwest 0.13 (object_store's transport) runs rustls without a bundled provider; ring
         // is the one already built for the rest of qasid. A second install is a no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let region = env(ENV_REGION)
+        let region = (environment.region.clone())
             .or_else(|| settings.region.clone())
             .unwrap_or_else(|| "us-east-1".to_owned());
-        let endpoint = env(ENV_ENDPOINT).or_else(|| settings.endpoint.clone());
+        let endpoint = (environment.endpoint.clone()).or_else(|| settings.endpoint.clone());
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(url.bucket())
             .with_region(&region)
@@ -323,12 +363,15 @@ impl Bucket {
                 shown_endpoint = format!("AWS S3 ({region})");
             }
         }
-        match (env(ENV_ACCESS_KEY), env(ENV_SECRET_KEY)) {
+        match (
+            environment.access_key_id.clone(),
+            environment.secret_access_key.clone(),
+        ) {
             (Some(id), Some(secret)) => {
                 builder = builder
                     .with_access_key_id(id)
                     .with_secret_access_key(secret);
-                if let Some(token) = env(ENV_SESSION_TOKEN) {
+                if let Some(token) = environment.session_token.clone() {
                     builder = builder.with_token(token);
                 }
             }
@@ -632,22 +675,25 @@ mod tests {
             endpoint: Some(e.to_owned()),
             ..Settings::default()
         };
-        // An endpoint from the environment would win over the settings; these tests set none.
-        if env(ENV_ENDPOINT).is_some() {
-            return;
-        }
         for ok in [
             "http://127.0.0.1:3900",
             "http://[::1]:3900",
             "http://localhost:3900",
             "https://s3.example.org",
         ] {
-            Bucket::new(&url, &settings(ok), Access::Read, BucketLimits::default())
-                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+            Bucket::new(
+                &url,
+                &settings(ok),
+                &Environment::default(),
+                Access::Read,
+                BucketLimits::default(),
+            )
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         let e = Bucket::new(
             &url,
             &settings("http://s3.example.org"),
+            &Environment::default(),
             Access::Read,
             BucketLimits::default(),
         )

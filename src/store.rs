@@ -42,12 +42,14 @@ use crate::limits::{BundleLimits, IndexLimits, StagingLimits};
 use crate::roots::{Authority, Chain, ChainStorage, Offered, RootError};
 use crate::ErrorClass;
 
+mod bucket;
 mod lock;
 mod note;
 mod object;
 pub mod refusals;
 mod staging;
 
+pub use bucket::BucketSink;
 pub use lock::{StoreLock, LOCK_FILE};
 pub use object::{ObjectKind, ParsePublisherIdError, PublisherId};
 pub use refusals::Refusal;
@@ -215,6 +217,10 @@ pub enum StoreError {
     /// A piece no signed index lists was refused: the staging folder's bound is reached.
     #[error("{0}")]
     StagingFull(#[source] StagingFull),
+    /// Uploading to the store's bucket failed or was refused; the work folder's `index.json`
+    /// was not replaced, so the next sync or push tries again.
+    #[error("{0}")]
+    Bucket(#[source] crate::bucket::upload::UploadError),
 }
 
 impl StoreError {
@@ -230,6 +236,7 @@ impl StoreError {
             StoreError::Index(e) => e.class(),
             StoreError::Root(e) => e.class(),
             StoreError::Note(e) => e.class(),
+            StoreError::Bucket(e) => e.class(),
             StoreError::Minisig { .. }
             | StoreError::ChunkList { .. }
             | StoreError::OlderIndex { .. }
@@ -283,6 +290,8 @@ pub struct Store {
     /// Pieces waiting for an index that lists them, and the bounds on them. Taken after the
     /// publishers lock when both are needed, never before.
     staging: Mutex<Staging>,
+    /// The bucket this store is the work folder of: every index install uploads there first.
+    bucket: std::sync::OnceLock<BucketSink>,
 }
 
 /// A bounded first-in-first-out cache of object bytes.
@@ -334,6 +343,7 @@ impl Store {
             cache: Mutex::new(ObjectCache::default()),
             refusals,
             staging: Mutex::new(staging),
+            bucket: std::sync::OnceLock::new(),
         };
         store.clean_tmp(STALE_TMP_AGE)?;
         Ok(store)
@@ -1220,6 +1230,7 @@ impl Store {
         self.complete_chunk_lists(&pid, held)?;
         self.publish_staged_pieces(publisher, held)?;
         self.sync_folders()?;
+        self.upload(publisher, held)?;
         let dest = self.path(&pid, &ObjectKind::Index);
         index::atomic::write(&self.tmp, &dest, envelope).map_err(StoreError::io(&dest))?;
         if state.installed.is_none() {

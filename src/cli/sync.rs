@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use qasid::bucket::{Access, Bucket};
 use qasid::config::{self, Config, Keep, PublisherConfig, SyncConfig, UpstreamConfig};
 use qasid::daemon::Signals;
 use qasid::keys::PublicKey;
 use qasid::limits::IndexLimits;
 use qasid::mirror::Metrics;
-use qasid::store::Store;
+use qasid::store::{BucketSink, Store};
 use qasid::sync::{error_chain, RoundReport, SyncOptions, Syncer};
 use qasid::ErrorClass;
 use tokio_util::sync::CancellationToken;
@@ -149,12 +150,6 @@ impl SyncArgs {
 
     pub fn run(self) -> Result<(), Failure> {
         let config = self.config()?;
-        if let Some(bucket) = &config.mirror.bucket {
-            // Until the store uploads to buckets, a sync must not fill only the work folder.
-            return Err(Failure::usage(anyhow::anyhow!(
-                "--store {bucket}: syncing into a bucket is not available in this build yet"
-            )));
-        }
         if config.publishers.is_empty() {
             return Err(Failure::usage(anyhow::anyhow!(
                 "no publishers to sync: give --publisher or [[publisher]] in the config"
@@ -178,8 +173,20 @@ impl SyncArgs {
             .map_err(Failure::runtime)?;
         runtime.block_on(async move {
             let signals = Signals::install().map_err(Failure::runtime)?;
+            if let Some(url) = &config.mirror.bucket {
+                let bucket = Bucket::connect(url, &config.s3, Access::Write).await?;
+                store.set_bucket(BucketSink {
+                    bucket,
+                    runtime: tokio::runtime::Handle::current(),
+                });
+                if !self.once {
+                    // Repairs what the bucket lost while no syncer ran; the rounds then upload
+                    // only what each new index adds.
+                    reconcile(&store, &config.publisher_keys()).await?;
+                }
+            }
             let syncer = Syncer::new(
-                store,
+                store.clone(),
                 &config.publisher_keys(),
                 &config.upstreams,
                 SyncOptions::from_config(&config.sync),
@@ -194,11 +201,23 @@ impl SyncArgs {
                 } else {
                     print_summary(&report);
                 }
-                let doc = round_json(&report, &config.publisher_keys());
-                return match report.failure() {
-                    None if self.json => print_json(&doc),
-                    None => Ok(()),
-                    Some(class) => {
+                let mut doc = round_json(&report, &config.publisher_keys());
+                // Whatever the round did, the bucket ends up holding the work folder's state.
+                let uploaded = match config.mirror.bucket {
+                    Some(_) => Some(reconcile(&store, &config.publisher_keys()).await),
+                    None => None,
+                };
+                if let Some(Ok((objects, bytes))) = &uploaded {
+                    doc["bucket"] = serde_json::json!({ "uploaded": objects, "bytes": bytes });
+                    if !self.json {
+                        println!("bucket: uploaded {objects} object(s), {bytes} bytes");
+                    }
+                }
+                return match (report.failure(), uploaded) {
+                    (_, Some(Err(e))) => Err(e.with_json(doc)),
+                    (None, _) if self.json => print_json(&doc),
+                    (None, _) => Ok(()),
+                    (Some(class), _) => {
                         Err(Failure::new(class, anyhow::anyhow!(failure_line(&report)))
                             .with_json(doc))
                     }
@@ -214,6 +233,23 @@ impl SyncArgs {
             Ok(())
         })
     }
+}
+
+/// Puts every publisher's installed state into the store's bucket, checking each object there
+/// (see [`Store::reconcile_bucket`]); objects and bytes uploaded.
+async fn reconcile(store: &Arc<Store>, publishers: &[PublicKey]) -> Result<(u64, u64), Failure> {
+    let (mut objects, mut bytes) = (0, 0);
+    for key in publishers {
+        let (store, key) = (store.clone(), key.clone());
+        let done = tokio::task::spawn_blocking(move || store.reconcile_bucket(&key))
+            .await
+            .map_err(Failure::runtime)??;
+        if let Some(done) = done {
+            objects += done.objects;
+            bytes += done.bytes;
+        }
+    }
+    Ok((objects, bytes))
 }
 
 /// Runs `round`, showing live totals on stderr when it is a terminal.

@@ -464,7 +464,16 @@ fn refusal(state: &MirrorState, layout: &PublisherLayout, e: impl Into<Received>
         Received::Store(e) => e,
     };
     let (status, error, metric) = match &e {
-        StoreError::Io { .. } | StoreError::InUse { .. } => {
+        StoreError::Bucket(crate::bucket::upload::UploadError::Conflict { .. }) => {
+            tracing::error!("push refused: {e}");
+            state.metrics.verification_failure("equivocation");
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "conflicting index",
+                "the store's bucket holds another history signed by this publisher".to_owned(),
+            );
+        }
+        StoreError::Io { .. } | StoreError::InUse { .. } | StoreError::Bucket(_) => {
             tracing::error!("push failed: {e}");
             return ApiError::internal();
         }

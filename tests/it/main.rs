@@ -3,6 +3,7 @@
 
 mod bundle_support;
 mod chromium_support;
+mod garage_support;
 mod json_support;
 mod mirror_support;
 mod reader_support;
@@ -10,6 +11,7 @@ mod repo_support;
 mod sync_support;
 
 mod adversarial;
+mod bucket_sync;
 mod bundle_attacks;
 mod bundle_create;
 mod bundle_throughput;
