@@ -105,10 +105,8 @@ pub fn write(page: &Page, path: &std::path::Path) -> std::io::Result<()> {
 
 /// Builds the page. Pure: the same configuration always gives the same bytes.
 pub fn build(config: &PageConfig) -> Page {
-    let script = format!(
-        "(() => {{\n\"use strict\";\n{}\n}})();\n",
-        SCRIPTS.join("\n")
-    );
+    let code: Vec<String> = SCRIPTS.iter().map(|s| without_comment_lines(s)).collect();
+    let script = format!("(() => {{\n\"use strict\";\n{}\n}})();\n", code.join("\n"));
     let publishers: Vec<serde_json::Value> = config
         .publishers
         .iter()
@@ -155,6 +153,39 @@ pub fn build(config: &PageConfig) -> Page {
     Page { html, sha256 }
 }
 
+/// The page's code without its comment lines (whole lines that are `//` comments or lines of
+/// a `/* … */` block that starts a line): a phone on a throttled link downloads the page, and
+/// the comments are for the people reading web/reader/*.js. Code lines are kept byte for byte
+/// (web/reader never starts a line inside a string with `//`, `/*` or `*`).
+fn without_comment_lines(js: &str) -> String {
+    let mut out = String::with_capacity(js.len());
+    let mut in_block = false;
+    for line in js.lines() {
+        let t = line.trim_start();
+        if in_block || t.starts_with("/*") {
+            let body = if in_block { t } else { &t[2..] };
+            match body.find("*/") {
+                // Code after the block's end on the same line: keep the line as it is.
+                Some(end) if !body[end + 2..].trim().is_empty() => {}
+                Some(_) => {
+                    in_block = false;
+                    continue;
+                }
+                None => {
+                    in_block = true;
+                    continue;
+                }
+            }
+            in_block = false;
+        } else if t.starts_with("//") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +199,15 @@ mod tests {
                 MirrorUrl::parse("http://127.0.0.1:8080/m", &IndexLimits::default()).unwrap(),
             ],
         }
+    }
+
+    #[test]
+    fn comment_lines_are_left_out_and_code_is_kept() {
+        let js = "// a\nconst a = 1; // b\n/**\n * doc\n */\nfunction f() {}\n  /* one */\n/* x */ g();\nconst u = \"http://x\";\n";
+        assert_eq!(
+            without_comment_lines(js),
+            "const a = 1; // b\nfunction f() {}\n/* x */ g();\nconst u = \"http://x\";\n"
+        );
     }
 
     #[test]

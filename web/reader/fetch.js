@@ -24,7 +24,9 @@ function publisherPath(publisher) {
 function httpSource(base) {
   return {
     label: base,
-    async get(path, cap, { signal, onProgress, fresh }) {
+    ranges: true,
+    /** `range` [first, last] asks for those bytes only: the answer must be 206 with exactly them. */
+    async get(path, cap, { signal, onProgress, fresh, range }) {
       let response;
       try {
         response = await fetch(base + path, {
@@ -33,13 +35,15 @@ function httpSource(base) {
           redirect: "error",
           referrerPolicy: "no-referrer",
           cache: fresh ? "no-cache" : "default",
+          headers: range ? { Range: `bytes=${range[0]}-${range[1]}` } : {},
         });
       } catch (e) {
         if (signal && signal.aborted) throw signal.reason;
         throw new QasidError("unavailable", "no answer (blocked, offline or no CORS)");
       }
       if (response.status === 404) throw new QasidError("unavailable", "does not have it (404)");
-      if (response.status !== 200) throw new QasidError("unavailable", `answered HTTP ${response.status}`);
+      if (range && response.status === 200) throw new QasidError("no-ranges", "does not serve byte ranges");
+      if (response.status !== (range ? 206 : 200)) throw new QasidError("unavailable", `answered HTTP ${response.status}`);
       const type = response.headers.get("Content-Type") || "";
       if (type.startsWith("text/html")) {
         throw new QasidError("not-mirror", "not a qasid mirror (an HTML page: wrong URL or a captive portal?)");
@@ -69,7 +73,7 @@ function timeoutError(what) {
 /**
  * Runs source.get with a total deadline and a stall watchdog; aborts the transfer on either.
  */
-function getWithDeadline(source, path, cap, { totalMs, stallMs, fresh, outerSignal }) {
+function getWithDeadline(source, path, cap, { totalMs, stallMs, fresh, outerSignal, range }) {
   const controller = new AbortController();
   let watchdog;
   let lastProgress = performance.now();
@@ -84,6 +88,7 @@ function getWithDeadline(source, path, cap, { totalMs, stallMs, fresh, outerSign
     .get(path, cap, {
       signal: controller.signal,
       fresh,
+      range,
       onProgress: () => {
         lastProgress = performance.now();
       },
@@ -214,6 +219,165 @@ async function fetchObject(path, size, sha, sources, report, what) {
         });
     };
     startNext();
+  });
+}
+
+/** Segmented downloads: connections per mirror and in all, and one chunk's time bound. */
+const SEGMENTS = { perSource: 2, connections: 8, chunkMs: 60000, doubleAfterMs: 500, doubledShare: 0.1 };
+
+/**
+ * Gets a large bundle in chunks from every source at once (PROTOCOL.md section 13): the chunk
+ * list first (by its signed hash, hedged like any object), then each chunk from whichever
+ * source is free, up to two at a time per source, so a fast mirror takes more of them. Each
+ * chunk is hashed on arrival: a source that sends a wrong one is named with the chunk and its
+ * offset and asked for nothing more, and the chunk goes to another source. A source that errs
+ * or stalls drops out and its chunk goes back to the others; when no chunk is left to start, a
+ * free source doubles the oldest chunk still on the way (at most once each), so one slow mirror
+ * cannot hold the end back. The whole bundle's sha256 is checked at the end.
+ * Resolves { bytes, sources: Map(label -> bytes delivered), wasted }.
+ */
+async function fetchChunked(publisher, entry, sources, report, onProgress) {
+  const base = publisherPath(publisher);
+  const list = await fetchObject(`${base}chunks/${entry.chunks.sha256}`, entry.chunks.size, entry.chunks.sha256, sources, report, "the chunk list");
+  const hashes = parseChunkList(list.bytes, entry.bundle);
+  const path = `${base}bundles/${entry.bundle.sha256}.zip`;
+  const size = entry.bundle.size;
+  const out = new Uint8Array(size);
+  const chunks = hashes.map((_, i) => ({
+    first: i * CHUNKS.size,
+    length: Math.min(CHUNKS.size, size - i * CHUNKS.size),
+    done: false,
+    attempts: [],
+    refused: new Set(),
+    started: 0,
+  }));
+  const delivered = new Map();
+  let wasted = 0;
+  let left = chunks.length;
+  let connections = 0;
+  const failures = [];
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (f) => {
+      if (settled) return;
+      settled = true;
+      for (const c of chunks) for (const a of c.attempts) a.controller.abort(timeoutError("the bundle is complete"));
+      f();
+    };
+    const took = [];
+    let doubled = 0;
+    const pick = (source) => {
+      const fresh = chunks.find((c) => !c.done && c.attempts.length === 0 && !c.refused.has(source.label));
+      if (fresh) return fresh;
+      // Nothing left to start: double the oldest chunk still on the way at another source, once
+      // it has taken twice as long as chunks usually take (so doubling wastes little).
+      const sorted = [...took].sort((a, b) => a - b);
+      const usual = sorted.length ? sorted[Math.floor(sorted.length / 2)] : TIMING.hedgeMs / 2;
+      const late = performance.now() - Math.max(2 * usual, SEGMENTS.doubleAfterMs);
+      const open = chunks.filter((c) => !c.done && c.attempts.length === 1 && c.started < late && c.attempts[0].source !== source && !c.refused.has(source.label));
+      open.sort((a, b) => a.started - b.started);
+      // Doubled chunks are at most a tenth of the bundle: bytes on the wire stay bounded.
+      if (!open[0] || doubled + open[0].length > size * SEGMENTS.doubledShare) return null;
+      doubled += open[0].length;
+      return open[0];
+    };
+    // Workers with nothing to start wait for a change (a chunk done, a source dropped).
+    let waiting = [];
+    const notify = () => {
+      const w = waiting;
+      waiting = [];
+      for (const wake of w) wake();
+    };
+    // Also woken by time: a chunk on the way becomes late enough to double.
+    const changed = () =>
+      new Promise((wake) => {
+        waiting.push(wake);
+        setTimeout(wake, SEGMENTS.doubleAfterMs / 2);
+      });
+    const dropped = new Set();
+    const drop = (source, e) => {
+      if (dropped.has(source.label)) return;
+      dropped.add(source.label);
+      const text = `the bundle: ${describe(e)}`;
+      failures.push(`${source.label} ${text}`);
+      report.set(source.label, { ok: false, kind: e.kind, text });
+      for (const c of chunks) for (const a of c.attempts) if (a.source === source) a.controller.abort(timeoutError("dropped"));
+    };
+    const worker = async (source) => {
+      while (!settled && !dropped.has(source.label)) {
+        const chunk = connections < SEGMENTS.connections ? pick(source) : null;
+        if (!chunk) {
+          if (left === 0) return;
+          await changed();
+          continue;
+        }
+        const index = chunks.indexOf(chunk);
+        const controller = new AbortController();
+        const attempt = { source, controller };
+        chunk.attempts.push(attempt);
+        if (chunk.attempts.length === 1) chunk.started = performance.now();
+        connections += 1;
+        let bytes = null;
+        try {
+          ({ bytes } = await getWithDeadline(source, path, chunk.length, {
+            totalMs: SEGMENTS.chunkMs,
+            stallMs: TIMING.stallMs,
+            fresh: false,
+            outerSignal: controller.signal,
+            range: [chunk.first, chunk.first + chunk.length - 1],
+          }));
+          await verifyChunk(index, bytes, hashes, size);
+          delivered.set(source.label, (delivered.get(source.label) || 0) + bytes.length);
+          if (chunk.done) {
+            wasted += bytes.length;
+          } else {
+            chunk.done = true;
+            took.push(performance.now() - chunk.started);
+            out.set(bytes, chunk.first);
+            left -= 1;
+            for (const a of chunk.attempts) if (a !== attempt) a.controller.abort(timeoutError("another mirror was faster"));
+            if (onProgress) onProgress(chunks.length - left, chunks.length);
+          }
+        } catch (e) {
+          if (bytes) wasted += bytes.length;
+          if (!settled && !chunk.done) {
+            chunk.refused.add(source.label);
+            drop(source, e);
+          }
+        } finally {
+          connections -= 1;
+          chunk.attempts = chunk.attempts.filter((a) => a !== attempt);
+          notify();
+        }
+        if (left === 0 && !settled) {
+          const all = await sha256Hex(out);
+          if (all !== entry.bundle.sha256) {
+            settle(() => reject(new QasidError("malformed", "the chunks verify but the whole bundle does not: the publisher's chunk list is wrong")));
+          } else {
+            settle(() => resolve({ bytes: out, sources: delivered, wasted }));
+          }
+          notify();
+          return;
+        }
+      }
+    };
+    const alive = new Set();
+    const ranged = sources.filter((s) => s.ranges);
+    if (ranged.length === 0) {
+      settle(() => reject(new QasidError("unavailable", "no mirror serves byte ranges")));
+      return;
+    }
+    for (const source of ranged) {
+      for (let k = 0; k < SEGMENTS.perSource; k++) {
+        const run = worker(source).finally(() => {
+          alive.delete(run);
+          if (alive.size === 0 && !settled) {
+            settle(() => reject(new QasidError("unavailable", `no mirror delivered the bundle: ${failures.join("; ")}`)));
+          }
+        });
+        alive.add(run);
+      }
+    }
   });
 }
 

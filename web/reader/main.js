@@ -236,6 +236,31 @@ function showArticle(verified, bytes, badgeParts) {
   view.scrollIntoView();
 }
 
+/**
+ * A bundle's bytes, sha256 checked: in verified chunks from every mirror at once when the entry
+ * has a chunk list and a mirror serves byte ranges, else whole from the fastest mirror (also
+ * when no mirror has the chunk list: repos synced by an older qasid). Says who served it.
+ */
+async function downloadBundle(item, report) {
+  const { entry, publisher } = item;
+  if (entry.chunks && item.sources.some((s) => s.ranges)) {
+    try {
+      const got = await fetchChunked(publisher, entry, item.sources, report, (done, all) => {
+        setStatus(`Downloading "${entry.title}": ${done} of ${all} chunks verified…`);
+      });
+      const shares = [...got.sources].sort((a, b) => b[1] - a[1]);
+      const servedBy = shares.map(([label, n]) => `${label} (${Math.round((100 * n) / entry.bundle.size)}%)`).join(", ");
+      return { bytes: got.bytes, servedBy };
+    } catch (e) {
+      if (e.kind === "malformed") throw e;
+      setStatus(`Downloading "${entry.title}" whole (${describe(e)})…`);
+    }
+  }
+  const path = `${publisherPath(publisher)}bundles/${entry.bundle.sha256}.zip`;
+  const { bytes, source } = await fetchObject(path, entry.bundle.size, entry.bundle.sha256, item.sources, report, "the bundle");
+  return { bytes, servedBy: source.label };
+}
+
 async function openArticle(name) {
   await app.ready;
   const item = app.catalog.get(name);
@@ -247,8 +272,7 @@ async function openArticle(name) {
   setStatus(`Downloading "${entry.title}" (${entry.bundle.size} bytes)…`);
   const report = new Map();
   try {
-    const path = `${publisherPath(publisher)}bundles/${entry.bundle.sha256}.zip`;
-    const { bytes, source } = await fetchObject(path, entry.bundle.size, entry.bundle.sha256, item.sources, report, "the bundle");
+    const { bytes, servedBy } = await downloadBundle(item, report);
     const verified = await readBundle(bytes, publisher);
     if (verified.manifest.name !== entry.name || verified.manifest.version !== entry.version) {
       throw new QasidError("lying", "the bundle is another article than the index entry names");
@@ -257,7 +281,7 @@ async function openArticle(name) {
     showArticle(verified, bytes, [
       `publisher ${publisher.keyId}`,
       `index sequence ${head.sequence}, expires ${dateText(head.expires)}${stale}`,
-      `served by ${source.label}`,
+      `served by ${servedBy}`,
       `bundle sha256 ${entry.bundle.sha256}`,
     ]);
     setStatus(`Verified "${entry.title}".`, stale ? "stale" : "good");

@@ -11,6 +11,9 @@ const PIECE_FORMAT = "qasid-index-piece/1";
 const BUNDLE_FORMAT = "qasid-bundle/1";
 
 /** Caps from docs/PROTOCOL.md section 8 (IndexLimits) and docs/FORMAT.md. */
+/** Chunk lists (PROTOCOL.md section 13): bundles above 1 MiB, 256 KiB chunks. */
+const CHUNKS = { threshold: 1 << 20, size: 256 << 10, hashBytes: 32 };
+
 const LIMITS = {
   indexBytes: 64 * 1024,
   pieceBytes: 256 * 1024 * 1024,
@@ -285,7 +288,8 @@ function checkEntry(e) {
     return { op: "retract", name: e.name };
   }
   if (e.op !== "add") throw malformed("log entry", "unknown op");
-  requireKeys(e, ["op", "name", "version", "title", "date", "language", "author", "bundle"], "add entry");
+  const members = ["op", "name", "version", "title", "date", "language", "author", "bundle"];
+  requireKeys(e, Object.prototype.hasOwnProperty.call(e, "chunks") ? [...members, "chunks"] : members, "add entry");
   if (typeof e.name !== "string" || !NAME.test(e.name)) throw malformed("add entry", "bad name");
   requireCount(e.version, "version", 1);
   requireText(e.title, "title");
@@ -295,7 +299,7 @@ function checkEntry(e) {
   requireKeys(e.bundle, ["sha256", "size"], "entry bundle");
   requireHash(e.bundle.sha256, "bundle sha256");
   requireCount(e.bundle.size, "bundle size", 1);
-  return {
+  const entry = {
     op: "add",
     name: e.name,
     version: e.version,
@@ -305,6 +309,60 @@ function checkEntry(e) {
     author: e.author,
     bundle: { sha256: e.bundle.sha256, size: e.bundle.size },
   };
+  if (e.chunks !== undefined) {
+    try {
+      entry.chunks = checkChunksRef(e.chunks, entry.bundle);
+    } catch (err) {
+      throw malformed("add entry", err.message);
+    }
+  }
+  return entry;
+}
+
+/** An entry's `chunks` reference (PROTOCOL.md section 13): only above the threshold, exact size. */
+function checkChunksRef(ref, bundle) {
+  requireKeys(ref, ["sha256", "size"], "entry chunks");
+  requireHash(ref.sha256, "chunk list sha256");
+  requireCount(ref.size, "chunk list size", 1);
+  if (bundle.size <= CHUNKS.threshold) throw chunkError("malformed", "not_chunked", `a bundle of ${bundle.size} bytes has no chunk list`);
+  const expected = CHUNKS.hashBytes * (1 + chunkCount(bundle.size));
+  if (ref.size !== expected) throw chunkError("malformed", "wrong_size", `chunk list is ${ref.size} bytes, a bundle of ${bundle.size} bytes needs ${expected}`);
+  return { sha256: ref.sha256, size: ref.size };
+}
+
+/** Checks chunk `index` (its bytes as received) against the list: names the chunk and offset. */
+async function verifyChunk(index, bytes, hashes, bundleSize) {
+  const first = index * CHUNKS.size;
+  const length = Math.min(CHUNKS.size, bundleSize - first);
+  const where = `chunk ${index} (bytes ${first}..${first + length})`;
+  if (bytes.length !== length || (await sha256Hex(bytes)) !== hashes[index]) {
+    const e = new QasidError("lying", `sent a wrong ${where} of the bundle`, "chunk_mismatch");
+    e.chunk = { index, offset: first };
+    throw e;
+  }
+}
+
+function chunkError(kind, code, reason) {
+  return new QasidError(kind, `chunk list: ${reason}`, code);
+}
+
+function chunkCount(bundleSize) {
+  return Math.ceil(bundleSize / CHUNKS.size);
+}
+
+/**
+ * Parses a chunk list whose bytes already matched the entry's signed `chunks` sha256 and size:
+ * the bundle's sha256, then one sha256 per chunk. Returns the chunks' hashes as hex.
+ */
+function parseChunkList(bytes, bundle) {
+  const n = chunkCount(bundle.size);
+  if (bundle.size <= CHUNKS.threshold) throw chunkError("malformed", "not_chunked", `a bundle of ${bundle.size} bytes has no chunk list`);
+  if (bytes.length !== CHUNKS.hashBytes * (1 + n)) throw chunkError("malformed", "wrong_size", `${bytes.length} bytes is not the size for ${n} chunks`);
+  const named = hex(bytes.subarray(0, CHUNKS.hashBytes));
+  if (named !== bundle.sha256) throw chunkError("malformed", "wrong_bundle", "it is the list of another bundle");
+  const hashes = [];
+  for (let i = 1; i <= n; i++) hashes.push(hex(bytes.subarray(i * CHUNKS.hashBytes, (i + 1) * CHUNKS.hashBytes)));
+  return hashes;
 }
 
 /** Verifies a piece against the signed PieceRef: size and sha256 first, then canonical JSON. */
