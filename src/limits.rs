@@ -272,3 +272,23 @@ pub const CHUNK_SIZE: u64 = 256 << 10;
 /// Largest chunk list accepted: the list of the largest bundle `BundleLimits` allows (2 GiB):
 /// 32 bytes naming the bundle plus 32 per chunk.
 pub const MAX_CHUNK_LIST_BYTES: u64 = 32 * (1 + (2 << 30) / CHUNK_SIZE);
+
+/// Most connections one segmented download (a bundle with a chunk list) keeps open, all
+/// mirrors together. 16: four mirrors with four connections each; enough to add up throttled
+/// links, few enough not to look like a flood to a mirror or a censor's middlebox.
+pub const SEGMENTED_MAX_CONNECTIONS: usize = 16;
+
+/// Most connections to one mirror in a segmented download. 4: more connections help only
+/// against a per-connection throttle, and the reader adds one only while the last one added
+/// raised that mirror's measured rate by a quarter or more.
+pub const SEGMENTED_MAX_PER_MIRROR: usize = 4;
+
+/// Most requests for one chunk in a segmented download (first try, re-fetch after a bad or
+/// cut chunk, end-game duplicate). 3: a bad chunk is fetched again once from another mirror;
+/// a chunk that fails three times points at a wrong list, not at three liars.
+pub const MAX_CHUNK_FETCHES: u32 = 3;
+
+/// How long one request of a segmented download aims to take at its mirror's measured rate:
+/// 1 s. Longer runs mean fewer requests (less overhead on slow links), shorter ones that a
+/// cut loses less and that the queue stays shared between mirrors near the end.
+pub const SEGMENT_TARGET: std::time::Duration = std::time::Duration::from_secs(1);

@@ -52,6 +52,7 @@ mod known;
 mod mirrors;
 mod notes;
 mod race;
+mod segmented;
 mod transport;
 
 pub use known::MAX_KNOWN_MIRRORS;
@@ -779,14 +780,50 @@ impl Reader {
             out_dir.to_owned(),
             self.options.bundle_limits.clone(),
         ));
-        let result = download::download(
-            job,
-            &self.ranked[j],
-            &mut self.mirrors,
-            self.options.hedge_delay,
-            progress,
-        )
-        .await;
+        // A bundle with a chunk list comes in checked chunks from every mirror at once; one
+        // without (small, or published before chunk lists), or whose list no mirror serves,
+        // comes whole.
+        let segmented = match article.chunks() {
+            Some(chunks) => {
+                segmented::download(
+                    job.clone(),
+                    chunks,
+                    &self.ranked[j],
+                    &mut self.mirrors,
+                    self.options.hedge_delay,
+                    progress.clone(),
+                )
+                .await
+            }
+            None => Ok(None),
+        };
+        let result = match segmented {
+            Ok(Some(done)) => {
+                for (m, bytes) in &done.bytes {
+                    self.mirrors[*m].add_bytes(*bytes);
+                }
+                Ok(done.downloaded)
+            }
+            Ok(None) => {
+                let done = download::download(
+                    job,
+                    &self.ranked[j],
+                    &mut self.mirrors,
+                    self.options.hedge_delay,
+                    progress,
+                )
+                .await;
+                if let Ok(done) = &done {
+                    // The winner's bytes (other requests' are not counted on this path).
+                    self.mirrors[done.mirror].add_bytes(segmented::MirrorBytes {
+                        delivered: article.bundle().size - done.resumed_from,
+                        wasted: 0,
+                    });
+                }
+                done
+            }
+            Err(e) => Err(e),
+        };
         for m in self.mirrors.iter_mut().filter(|m| m.index_usable()) {
             m.note_bundle(Fate::NotNeeded, None);
         }

@@ -482,6 +482,12 @@ pub fn print_report(report: &Report, problems_only: bool) {
             if let Some(detail) = &m.detail {
                 line.push_str(&format!(" · {}", plain(detail)));
             }
+            if m.bytes_delivered > 0 || m.bytes_wasted > 0 {
+                line.push_str(&format!(
+                    " · {} bytes delivered, {} wasted",
+                    m.bytes_delivered, m.bytes_wasted
+                ));
+            }
             line
         })
         .collect();

@@ -84,17 +84,32 @@ impl Job {
         self.article.bundle().size
     }
 
+    pub(super) fn bundle(&self) -> crate::index::ObjectRef {
+        self.article.bundle()
+    }
+
+    pub(super) fn publisher_key(&self) -> &crate::keys::PublicKey {
+        self.publisher.publisher()
+    }
+
+    pub(super) fn partial_dir(&self) -> &Path {
+        &self.partial_dir
+    }
+
     fn partial_path(&self) -> PathBuf {
         self.partial_dir
             .join(format!("{}.part", self.article.bundle().sha256))
     }
 
-    fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         format!("{} v{}", self.article.name(), self.article.version())
     }
 
     /// The one check every copy passes, whatever it came through.
-    async fn verify(self: &Arc<Self>, path: PathBuf) -> Result<FetchedBundle, BundleFetchError> {
+    pub(super) async fn verify(
+        self: &Arc<Self>,
+        path: PathBuf,
+    ) -> Result<FetchedBundle, BundleFetchError> {
         let job = self.clone();
         tokio::task::spawn_blocking(move || {
             let file = std::fs::File::open(&path).map_err(|e| BundleFetchError::Fetch {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::segmented::MirrorBytes;
 use super::transport::Source;
 use super::{ReaderError, Warning};
 use crate::index::MirrorUrl;
@@ -155,6 +156,11 @@ pub struct MirrorReport {
     /// How fast its first valid index answer came, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_ms: Option<u64>,
+    /// Bundle bytes this mirror sent that were checked and used.
+    pub bytes_delivered: u64,
+    /// Bundle bytes this mirror sent that were not used: a bad chunk, a chunk cut part-way,
+    /// a duplicate of a chunk another mirror delivered first.
+    pub bytes_wasted: u64,
 }
 
 /// What a run did to each mirror, in the order they were given, and what to warn about.
@@ -185,6 +191,7 @@ pub(super) struct Mirror {
     pieces: Option<Note>,
     bundle: Option<Note>,
     answered: Option<Duration>,
+    bytes: MirrorBytes,
 }
 
 impl Mirror {
@@ -197,6 +204,7 @@ impl Mirror {
             pieces: None,
             bundle: None,
             answered: None,
+            bytes: MirrorBytes::default(),
         }
     }
 
@@ -222,6 +230,12 @@ impl Mirror {
     /// Records a note from the bundle phase.
     pub(super) fn note_bundle(&mut self, fate: Fate, detail: Option<&str>) {
         merge(&mut self.bundle, fate, detail);
+    }
+
+    /// Counts bundle bytes this mirror delivered and wasted.
+    pub(super) fn add_bytes(&mut self, bytes: MirrorBytes) {
+        self.bytes.delivered += bytes.delivered;
+        self.bytes.wasted += bytes.wasted;
     }
 
     /// A valid index answer arrived after `latency`.
@@ -262,6 +276,8 @@ impl Mirror {
             fate: note.fate,
             detail: note.detail,
             answered_ms: self.answered.map(|d| d.as_millis() as u64),
+            bytes_delivered: self.bytes.delivered,
+            bytes_wasted: self.bytes.wasted,
         }
     }
 
