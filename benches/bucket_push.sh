@@ -33,8 +33,11 @@ command -v rclone >/dev/null || { echo "rclone is needed (apt-get install rclone
 command -v "${GARAGE:-garage}" >/dev/null ||
     { echo "garage is needed (cargo install --locked garage --version 2.5.0)"; exit 1; }
 
-cargo build --release --quiet --bin qasid
-QASID="$PWD/target/release/qasid"
+# QASID=path/to/qasid skips the release build (a debug build only makes qasid slower).
+if [ -z "${QASID:-}" ]; then
+    cargo build --release --quiet --bin qasid
+    QASID="$PWD/target/release/qasid"
+fi
 
 WORK="$(mktemp -d /tmp/qasid-bucket-bench.XXXXXX)"
 CLUSTER="$WORK/garage"

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use qasid::bucket::{Access, Bucket};
 use qasid::config::{self, Config, Keep};
 use qasid::daemon;
 use qasid::limits::IndexLimits;
-use qasid::store::Store;
+use qasid::store::{BucketSink, Store};
 
 use super::Failure;
 
@@ -209,6 +210,15 @@ impl MirrorArgs {
             .map_err(Failure::runtime)?;
         runtime.block_on(async move {
             let signals = daemon::Signals::install().map_err(Failure::runtime)?;
+            if let Some(url) = &config.mirror.bucket {
+                // Pushes and syncs install into the work folder's store, which uploads each
+                // new state to the bucket first (index.json last).
+                let bucket = Bucket::connect(url, &config.s3, Access::Write).await?;
+                store.set_bucket(BucketSink {
+                    bucket,
+                    runtime: tokio::runtime::Handle::current(),
+                });
+            }
             let listener = tokio::net::TcpListener::bind(config.mirror.listen)
                 .await
                 .map_err(|e| {

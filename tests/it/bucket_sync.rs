@@ -532,3 +532,92 @@ fn a_bundle_over_the_multipart_threshold_goes_up_in_parts_with_its_chunk_list_an
         .unwrap());
     assert_eq!(doc["pushes"][0]["sent"], 0, "{doc}");
 }
+
+/// A `qasid mirror --store s3://…` front end, killed on drop.
+struct FrontEnd {
+    child: std::process::Child,
+    base: String,
+}
+
+impl FrontEnd {
+    fn start(bucket: &GarageBucket, prefix: &str, work: &Path, publisher: &Path) -> FrontEnd {
+        use std::io::BufRead as _;
+        let mut cmd = qasid(bucket);
+        cmd.args([
+            "mirror",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &bucket.url(prefix),
+        ])
+        .arg("--work")
+        .arg(work)
+        .arg("--publisher")
+        .arg(publisher)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut front = FrontEnd {
+            child,
+            base: String::new(),
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the front end logs its address in time");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                front.base = addr.to_owned();
+                return front;
+            }
+        }
+    }
+}
+
+impl Drop for FrontEnd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_push_to_a_front_end_lands_in_its_bucket() {
+    let bucket = garage_support::bucket("front-push");
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(38);
+    let (repo, _) = repo_with(dir.path(), &k, 3, 500);
+    let pubfile = dir.path().join("publisher.pub");
+    std::fs::write(&pubfile, k.public().to_file_text()).unwrap();
+    let front = FrontEnd::start(&bucket, "fe", &dir.path().join("work"), &pubfile);
+    let mut cmd = Command::cargo_bin("qasid").unwrap();
+    let out = cmd
+        .args(["push", "--json", "--repo"])
+        .arg(&repo)
+        .args(["--to", &format!("{}/", front.base)])
+        .output()
+        .unwrap();
+    let doc = ok(out);
+    assert_eq!(doc["pushes"][0]["ok"], true, "{doc}");
+    let store = client(&bucket, "fe");
+    let rt = runtime();
+    assert_eq!(rt.block_on(bucket_sequence(&store, &k)), Some(1));
+    for (relative, bytes) in layout_files(&repo, &k) {
+        let got = rt
+            .block_on(store.get_bytes(&relative, 1 << 30))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{relative} is not in the bucket"));
+        assert_eq!(&got[..], &bytes[..], "{relative} differs");
+    }
+}
