@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in nginx:nginx-light rsync:rsync wrk:wrk curl:curl bc:bc /usr/bin/time:time; do
+for tool in nginx:nginx-light rsync:rsync wrk:wrk curl:curl bc:bc /usr/bin/time:time aria2c:aria2 jq:jq; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "${tool%%:*}" ] || need+=("${tool#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -28,7 +28,7 @@ cargo build --release --quiet --bin qasid
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
-benches=(verify_1gib mirror_vs_nginx sync_vs_rsync reader_race reader_page index_scale bucket_push)
+benches=(verify_1gib mirror_vs_nginx sync_vs_rsync reader_race reader_page index_scale bucket_push segmented)
 status=0
 for b in "${benches[@]}"; do
     [ -n "${ONLY:-}" ] && [ "$ONLY" != "$b" ] && continue

@@ -3,8 +3,8 @@
 //!
 //! Owns the work queue (each connection takes the next run of pending chunks, as many as its
 //! mirror's measured rate moves in about [`TARGET_REQUEST`], so a fast mirror takes more: work
-//! stealing), the connections per mirror (two to start, more while each added one raises the
-//! mirror's measured rate, within [`MAX_CONNECTIONS_PER_MIRROR`] and [`MAX_CONNECTIONS`]), the
+//! stealing), the connections per mirror (one to start, a second once its rate is measured,
+//! more while each added one raises the mirror's measured rate by a quarter, within [`MAX_CONNECTIONS_PER_MIRROR`] and [`MAX_CONNECTIONS`]), the
 //! end game (an idle connection re-asks a chunk only when its holder stalled or is much
 //! slower, within a wasted-bytes budget), blame (a chunk that fails its hash names the mirror,
 //! the chunk index and its byte offset; that mirror is never asked again), and resume (the
@@ -76,9 +76,9 @@ struct MirrorState {
 struct Shared {
     list: ChunkList,
     pending: BTreeSet<u64>,
-    /// Chunk → (mirror, request start, bytes of the chunk received so far) of every request
-    /// holding it (two only in the end game).
-    inflight: HashMap<u64, Vec<(usize, Instant)>>,
+    /// Chunk → (mirror, when the request began, how long it should take at its connection's
+    /// measured rate) of every request holding it (two only in the end game).
+    inflight: HashMap<u64, Vec<(usize, Instant, Duration)>>,
     done: Vec<bool>,
     done_count: u64,
     fetches: Vec<u32>,
@@ -125,17 +125,24 @@ impl Shared {
             run.push(c);
         }
         let now = Instant::now();
+        let bytes: u64 = run.iter().map(|&c| self.list.range(c).1).sum();
+        let expected = if rate > 0.0 {
+            Duration::from_secs_f64(bytes as f64 / rate)
+        } else {
+            stall
+        };
         for &c in &run {
             self.fetches[c as usize] += 1;
-            self.inflight.entry(c).or_default().push((m, now));
+            self.inflight.entry(c).or_default().push((m, now, expected));
         }
         run
     }
 
     /// An in-flight chunk mirror `m` should fetch too: held by one request only, of another
-    /// mirror, running for more than twice `stall` (bytes still come, or the stall timer would
-    /// have cut it, but slowly), while the wasted-bytes budget (counting the duplicates in
-    /// flight as wasted already) and the chunk's fetch cap allow.
+    /// mirror, running for more than twice as long as its measured rate promised and more than
+    /// twice `stall` (bytes still come, or the stall timer would have cut it, but slowly),
+    /// while the wasted-bytes budget (counting the duplicates in flight as wasted already) and
+    /// the chunk's fetch cap allow.
     fn straggler(&self, m: usize, stall: Duration) -> Option<u64> {
         let now = Instant::now();
         let duplicating: u64 = self
@@ -152,7 +159,7 @@ impl Shared {
                     && holders[0].0 != m
                     && self.fetches[c as usize] < MAX_CHUNK_FETCHES
                     && self.wasted + duplicating + len <= self.budget
-                    && now.duration_since(holders[0].1) > stall * 2
+                    && now.duration_since(holders[0].1) > (holders[0].2 * 2).max(stall * 2)
             })
             .map(|(&c, _)| c)
             .min()
@@ -162,7 +169,7 @@ impl Shared {
     fn release(&mut self, m: usize, chunks: &[u64]) {
         for &c in chunks {
             if let Some(holders) = self.inflight.get_mut(&c) {
-                holders.retain(|(h, _)| *h != m);
+                holders.retain(|(h, ..)| *h != m);
                 if holders.is_empty() {
                     self.inflight.remove(&c);
                 }
@@ -184,7 +191,7 @@ impl Shared {
     /// Records a verified chunk; `false` if another request had finished it first.
     fn delivered(&mut self, m: usize, c: u64, len: u64) -> bool {
         if let Some(holders) = self.inflight.get_mut(&c) {
-            holders.retain(|(h, _)| *h != m);
+            holders.retain(|(h, ..)| *h != m);
             if holders.is_empty() {
                 self.inflight.remove(&c);
             }
@@ -232,12 +239,20 @@ impl Shared {
             state.rate_with.resize(n, 0.0);
         }
         state.rate_with[n - 1] = total_rate;
+        // One connection always gets a second; a further one only if the last added raised
+        // the mirror's rate by a quarter (a per-connection throttle, not a per-address one).
         let gained = n < 2 || total_rate > 1.25 * state.rate_with[n - 2];
-        gained
+        let grow = gained
             && state.dead.is_none()
             && n < MAX_CONNECTIONS_PER_MIRROR
             && total_connections < MAX_CONNECTIONS
-            && pending > total_connections
+            && pending > total_connections;
+        if grow {
+            // Measured again once the new connection runs; no other worker of this mirror
+            // asks for one meanwhile.
+            state.window = None;
+        }
+        grow
     }
 }
 
@@ -351,15 +366,15 @@ pub(super) async fn download(
         progress,
     });
     let mut set = JoinSet::new();
-    let initial = (MAX_CONNECTIONS / usable.len().max(1)).clamp(1, 2);
+    // One connection per mirror to start (as many mirrors as the cap allows); each gets more
+    // while they make it faster (`Shared::measured`).
     for i in 0..usable.len() {
-        for _ in 0..initial {
-            spawn_worker(&ctx, &mut set, i);
-        }
+        spawn_worker(&ctx, &mut set, i);
     }
     let mut fatal = None;
     while let Some(joined) = set.join_next().await {
         match joined {
+            Ok(WorkerEnd::Again(i)) => spawn_worker(&ctx, &mut set, i),
             Ok(WorkerEnd::More(i)) => {
                 spawn_worker(&ctx, &mut set, i);
                 spawn_worker(&ctx, &mut set, i);
@@ -512,6 +527,8 @@ async fn resume(partial: &Path, list: &ChunkList) -> std::io::Result<Vec<bool>> 
 enum WorkerEnd {
     /// The worker stopped; its mirror should get another connection (and this one again).
     More(usize),
+    /// The worker's connection was cut: open it again.
+    Again(usize),
     Done,
     Fatal(ReaderError),
 }
@@ -519,8 +536,12 @@ enum WorkerEnd {
 fn spawn_worker(ctx: &Arc<Ctx>, set: &mut JoinSet<WorkerEnd>, i: usize) {
     {
         let mut s = ctx.lock();
+        let total: usize = s.mirrors.iter().map(|m| m.connections).sum();
         let state = &mut s.mirrors[i];
-        if state.dead.is_some() {
+        if state.dead.is_some()
+            || state.connections >= MAX_CONNECTIONS_PER_MIRROR
+            || total >= MAX_CONNECTIONS
+        {
             return;
         }
         state.connections += 1;
@@ -603,15 +624,20 @@ async fn worker(ctx: &Arc<Ctx>, i: usize) -> WorkerEnd {
                 let state = &mut s.mirrors[i];
                 state.failures += 1;
                 let (fate, detail) = error.fate();
-                let fatal_kind = matches!(fate, Fate::Lying);
-                if fatal_kind || state.failures >= 3 {
+                if fate == Fate::Lying || state.failures >= 3 {
                     state.dead = Some((fate, format!("bundle: {detail}")));
                 }
+                let again = state.dead.is_none() && fate == Fate::Failed;
                 drop(s);
                 ctx.changed.notify_waiters();
-                // A cut or stalled connection is not retried at once on this connection: the
-                // others take its chunks; the mirror keeps its other connections.
-                return WorkerEnd::Done;
+                // A cut connection (a reset) is opened again, up to three failures in a row;
+                // a stalled one is not (its mirror may be blocked): the others take its chunks
+                // and the mirror keeps its other connections.
+                return if again {
+                    WorkerEnd::Again(i)
+                } else {
+                    WorkerEnd::Done
+                };
             }
         }
         let done = s.progress_total;
