@@ -304,3 +304,93 @@ async fn an_old_entry_without_a_chunk_list_downloads_whole() {
     assert_eq!(server.ranges(), vec![(0, bundle.size)]);
     assert_eq!(mirror_json(&json, &server)["bytes_delivered"], bundle.size);
 }
+
+/// A fetch killed part-way leaves only verified chunks in its partial file; the next run
+/// hashes each again, keeps those that still match (one is damaged on disk meanwhile, and is
+/// asked for again) and asks only for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_fetch_resumes_from_its_verified_chunks_only() {
+    let s = setup(2_300_000);
+    let bundle = std::fs::read(on_disk(
+        &s.repo,
+        &PublisherLayout::new(key().public()).bundle(&s.sha256.parse().unwrap()),
+    ))
+    .unwrap();
+    let state = s.dir.path().join("state");
+    let slow = RangeServer::start(
+        &s.repo,
+        RangeOptions {
+            rate: Some(600_000),
+            ..RangeOptions::default()
+        },
+    )
+    .await;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("qasid"))
+        .arg("fetch")
+        .args(["big", "--publisher", &key().public().to_base64(), "--state"])
+        .arg(&state)
+        .arg("--out")
+        .arg(s.dir.path().join("out"))
+        .args(["--mirror", &slow.url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = state.join("partial").join(format!("{}.chunked", s.sha256));
+    let verified = |bytes: &[u8]| -> Vec<u64> {
+        (0..bundle.len().div_ceil(CHUNK_SIZE as usize) as u64)
+            .filter(|&c| {
+                let a = (c * CHUNK_SIZE) as usize;
+                let b = (a + CHUNK_SIZE as usize).min(bundle.len());
+                bytes.len() == bundle.len() && bytes[a..b] == bundle[a..b]
+            })
+            .collect()
+    };
+    // Kill it once at least two chunks are in its partial file, well before the end.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let kept = loop {
+        assert!(Instant::now() < deadline, "no progress in the partial file");
+        let held = verified(&std::fs::read(&partial).unwrap_or_default());
+        if held.len() >= 2 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break verified(&std::fs::read(&partial).unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let total = bundle.len().div_ceil(CHUNK_SIZE as usize) as u64;
+    assert!(kept.len() < total as usize, "killed too late: {kept:?}");
+    // Every chunk in the partial file either matches the bundle or was never written.
+    let on_disk_now = std::fs::read(&partial).unwrap();
+    for c in 0..total {
+        let a = (c * CHUNK_SIZE) as usize;
+        let b = (a + CHUNK_SIZE as usize).min(bundle.len());
+        let piece = &on_disk_now[a..b];
+        assert!(
+            piece == &bundle[a..b] || piece.iter().all(|&x| x == 0),
+            "chunk {c} holds unverified bytes"
+        );
+    }
+    // Damage one kept chunk on disk.
+    let damaged = kept[0];
+    let mut bytes = on_disk_now;
+    bytes[(damaged * CHUNK_SIZE + 5) as usize] ^= 0x10;
+    std::fs::write(&partial, &bytes).unwrap();
+    let server = RangeServer::start(&s.repo, RangeOptions::default()).await;
+    let (code, json, _) = run(&state, &s.dir.path().join("out"), &[&server]).await;
+    assert_eq!(code, 0, "{json}");
+    let ranges = server.ranges();
+    let covers = |c: u64| {
+        let (a, b) = (c * CHUNK_SIZE, (c + 1) * CHUNK_SIZE);
+        ranges.iter().any(|&(x, y)| x < b && y > a)
+    };
+    for &c in &kept[1..] {
+        assert!(!covers(c), "kept chunk {c} was asked again: {ranges:?}");
+    }
+    assert!(covers(damaged), "{ranges:?}");
+    let reused: u64 = kept[1..]
+        .iter()
+        .map(|&c| CHUNK_SIZE.min(s.size - c * CHUNK_SIZE))
+        .sum();
+    assert_eq!(server.bundle_bytes(), s.size - reused);
+}
