@@ -325,17 +325,19 @@ async fn a_killed_fetch_resumes_from_its_verified_chunks_only() {
         },
     )
     .await;
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("qasid"))
-        .arg("fetch")
-        .args(["big", "--publisher", &key().public().to_base64(), "--state"])
-        .arg(&state)
-        .arg("--out")
-        .arg(s.dir.path().join("out"))
-        .args(["--mirror", &slow.url])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("qasid"))
+            .arg("fetch")
+            .args(["big", "--publisher", &key().public().to_base64(), "--state"])
+            .arg(&state)
+            .arg("--out")
+            .arg(s.dir.path().join("out"))
+            .args(["--mirror", &slow.url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let partial = state.join("partial").join(format!("{}.chunked", s.sha256));
     let verified = |bytes: &[u8]| -> Vec<u64> {
         (0..bundle.len().div_ceil(CHUNK_SIZE as usize) as u64)
@@ -352,8 +354,8 @@ async fn a_killed_fetch_resumes_from_its_verified_chunks_only() {
         assert!(Instant::now() < deadline, "no progress in the partial file");
         let held = verified(&std::fs::read(&partial).unwrap_or_default());
         if held.len() >= 2 {
-            child.kill().unwrap();
-            child.wait().unwrap();
+            child.0.kill().unwrap();
+            child.0.wait().unwrap();
             break verified(&std::fs::read(&partial).unwrap());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -393,4 +395,14 @@ async fn a_killed_fetch_resumes_from_its_verified_chunks_only() {
         .map(|&c| CHUNK_SIZE.min(s.size - c * CHUNK_SIZE))
         .sum();
     assert_eq!(server.bundle_bytes(), s.size - reused);
+}
+
+/// A child process killed and reaped when the test ends, whatever happens.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
