@@ -804,7 +804,9 @@ impl Reader {
                 }
                 Ok(done.downloaded)
             }
-            Ok(None) => {
+            // No chunk list, or no mirror could give chunks (none answers byte ranges, or all
+            // failed) while none lied: the whole file, as for a bundle without a list.
+            Ok(None) | Err(ReaderError::BundleUnreachable { .. }) => {
                 let done = download::download(
                     job,
                     &self.ranked[j],

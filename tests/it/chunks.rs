@@ -397,6 +397,29 @@ async fn a_killed_fetch_resumes_from_its_verified_chunks_only() {
     assert_eq!(server.bundle_bytes(), s.size - reused);
 }
 
+/// Mirrors that ignore `Range` (answer the whole file) cannot give chunks: the bundle is then
+/// fetched whole, as for an entry without a chunk list, and verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mirrors_without_byte_ranges_fall_back_to_the_whole_file() {
+    let s = setup(1_500_000);
+    let server = RangeServer::start(
+        &s.repo,
+        RangeOptions {
+            no_ranges: true,
+            ..RangeOptions::default()
+        },
+    )
+    .await;
+    let (code, json, _) = run(
+        &s.dir.path().join("state"),
+        &s.dir.path().join("out"),
+        &[&server],
+    )
+    .await;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["article"]["sha256"], s.sha256);
+}
+
 /// A child process killed and reaped when the test ends, whatever happens.
 struct KillOnDrop(std::process::Child);
 

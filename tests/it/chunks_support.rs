@@ -24,6 +24,8 @@ pub struct RangeOptions {
     pub corrupt_first: bool,
     /// After this many bundle bytes sent, go silent: open answers stop, new ones never come.
     pub silent_after: Option<u64>,
+    /// Ignore `Range` and answer the whole file (200), as some static hosts do.
+    pub no_ranges: bool,
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +135,7 @@ async fn serve(stream: TcpStream, root: PathBuf, state: Arc<Mutex<State>>, o: Ra
         let len = body.len() as u64;
         let range = headers
             .get("range")
+            .filter(|_| !o.no_ranges)
             .and_then(|r| r.strip_prefix("bytes="))
             .and_then(|r| r.split_once('-'))
             .and_then(|(a, b)| {
