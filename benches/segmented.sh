@@ -18,6 +18,9 @@
 #   d  qasid <= 1.0 x aria2c's time in cases a and b
 #   e  bundle bytes on the wire <= 1.1 x the bundle size when nobody lies or is cut (from the
 #      mirrors' nginx logs: body bytes sent for the bundle; tc's byte counters are printed too)
+# aria2c gets --split=16 --max-connection-per-server=4 --min-split-size=1M (its smallest split:
+# a 2 MiB file is fetched in two segments at most) and 2 s timeouts. qasid's time includes its
+# index race, the chunk list and the bundle verification; aria2c's is the bundle alone.
 # Each measurement is the median of ROUNDS runs (default 3), each with a fresh state folder.
 # Needs root, iproute2, nftables, nginx, aria2c, jq; prints "SKIPPED: ..." and exits 0 without
 # network namespaces. Everything it creates is removed on exit.
