@@ -3,7 +3,8 @@
 # against its reference (openssl/sha256sum, nginx, rsync, a direct fetch) measured in the same
 # run, with the machine stated (reader_page: Chromium loading the mirror's own page). Installs
 # what the benchmarks need (nginx-light, rsync, wrk, curl, bc, time) with apt when missing;
-# reader_page also needs web/test/node_modules (`cd web/test && npm ci`).
+# reader_page also needs web/test/node_modules (`cd web/test && npm ci`); bucket_serve needs
+# Garage (scripts/install-garage.sh) and rclone.
 #
 #   scripts/bench.sh              # everything (about 5-10 minutes; needs ~2.5 GiB of disk)
 #   ONLY=reader_race scripts/bench.sh
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in nginx:nginx-light rsync:rsync wrk:wrk curl:curl bc:bc /usr/bin/time:time aria2c:aria2 jq:jq; do
+for tool in nginx:nginx-light rsync:rsync wrk:wrk curl:curl bc:bc /usr/bin/time:time aria2c:aria2 jq:jq rclone:rclone; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "${tool%%:*}" ] || need+=("${tool#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -28,7 +29,7 @@ cargo build --release --quiet --bin qasid
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
-benches=(verify_1gib mirror_vs_nginx sync_vs_rsync reader_race reader_page index_scale bucket_push segmented)
+benches=(verify_1gib mirror_vs_nginx bucket_serve sync_vs_rsync reader_race reader_page index_scale bucket_push segmented)
 status=0
 for b in "${benches[@]}"; do
     [ -n "${ONLY:-}" ] && [ "$ONLY" != "$b" ] && continue

@@ -9,6 +9,8 @@
 #   scripts/garage-cluster.sh DIR node-stop N          stop node N (1-3), as a crash would
 #   scripts/garage-cluster.sh DIR node-start N         start node N again, wait until it is back
 #   scripts/garage-cluster.sh DIR bucket NAME          one more bucket (same key, website on)
+#   scripts/garage-cluster.sh DIR alias NAME ALIAS     a global alias for bucket NAME (e.g.
+#                                                      localhost: its website at http://localhost:PORT/)
 #   scripts/garage-cluster.sh DIR env [NAME]           print the environment (for bucket NAME)
 #
 # The environment is printed as `export KEY=VALUE` lines (eval them): AWS_ACCESS_KEY_ID,
@@ -28,7 +30,7 @@ WEB_ROOT_DOMAIN=.web.garage
 BOOT_SECONDS=60
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -238,6 +240,11 @@ bucket)
     DIR=$(cd "$DIR" && pwd)
     create_bucket "$1"
     print_env "$1"
+    ;;
+alias)
+    [ $# -eq 2 ] || usage
+    DIR=$(cd "$DIR" && pwd)
+    g bucket alias "$1" "$2" >/dev/null
     ;;
 env) [ -f "$DIR/ports" ] || die "no cluster in $DIR"; print_env "${1:-}" ;;
 *) usage ;;

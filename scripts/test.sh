@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite on a fresh Debian machine that has only Rust: installs the Debian packages the
 # tests need (scripts/apt-packages.txt) when run as root, otherwise prints the one `apt-get
-# install` line to run and stops with exit code 2; then runs `cargo test --locked` with any
+# install` line to run and stops with exit code 2; then Garage (scripts/install-garage.sh,
+# cargo install, skipped when present); then runs `cargo test --locked` with any
 # arguments given (e.g. `scripts/test.sh --test it repo_publish`).
 #
 #   scripts/test.sh                  packages, then the whole suite
@@ -45,6 +46,8 @@ fi
 if [ "$packages_only" = true ]; then
     exit 0
 fi
+# Garage for the object-storage tests (tests/it/buckets.rs), pinned; skipped when present.
+bash scripts/install-garage.sh
 # The reader page tests' JavaScript dependency, pinned by web/test/package-lock.json.
 if [ -f web/test/package-lock.json ] && [ ! -d web/test/node_modules ]; then
     (cd web/test && npm ci --no-audit --no-fund)

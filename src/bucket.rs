@@ -190,6 +190,14 @@ pub struct Download {
     pub body: futures_util::stream::BoxStream<'static, Result<Bytes, BucketError>>,
 }
 
+/// What a conditional GET ([`Bucket::get_if_changed`]) found.
+pub enum Changed {
+    Missing,
+    /// Still the ETag asked about.
+    Unchanged,
+    Changed(Download),
+}
+
 /// A connected bucket location. Cheap to clone; share it between tasks.
 #[derive(Clone)]
 pub struct Bucket {
@@ -503,6 +511,58 @@ impl Bucket {
             out.extend_from_slice(&chunk);
         }
         Ok(Some(out.freeze()))
+    }
+
+    /// Reads an object unless its ETag is still `etag` (a conditional GET: an unchanged object
+    /// costs a `304` and no body). Same caps as [`Bucket::get`].
+    pub async fn get_if_changed(
+        &self,
+        relative: &str,
+        max: u64,
+        etag: Option<&str>,
+    ) -> Result<Changed, BucketError> {
+        let options = object_store::GetOptions {
+            if_none_match: etag.map(|t| format!("\"{t}\"")),
+            ..Default::default()
+        };
+        let result = match self.store.get_opts(&self.path(relative), options).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Changed::Missing),
+            Err(object_store::Error::NotModified { .. }) => return Ok(Changed::Unchanged),
+            Err(e) => return Err(self.error(relative, e)),
+        };
+        let info = self.info(result.meta.clone());
+        if info.size > max {
+            return Err(BucketError::TooLarge {
+                key: self.url.key(relative),
+                limit: max,
+            });
+        }
+        Ok(Changed::Changed(self.capped(
+            relative,
+            info,
+            result.into_stream(),
+        )))
+    }
+
+    /// A presigned GET URL of `relative`, valid for `expires`: readers fetch a bucket's objects
+    /// through it like any HTTP URL (Range included: only the method, host and path are
+    /// signed). Needs credentials.
+    pub async fn signed_get_url(
+        &self,
+        relative: &str,
+        expires: Duration,
+    ) -> Result<String, BucketError> {
+        use object_store::signer::Signer as _;
+        self.store
+            .signed_url(
+                object_store::signer::Method::GET,
+                &self.path(relative),
+                expires,
+            )
+            .await
+            .map(|u| u.to_string())
+            .map_err(|e| self.error(relative, e))
     }
 
     /// Bytes `range` of an object (the serve side's Range requests).

@@ -129,6 +129,10 @@ pub struct MirrorConfig {
     /// `max_staged_bytes_per_publisher`, `max_staged_age`); defaults and reasons in
     /// [`crate::limits::StagingLimits`].
     pub staging: crate::limits::StagingLimits,
+    /// A front end over a bucket: its verified-object cache and how often it re-reads
+    /// `index.json` (`cache_bytes`, `cache_entries`, `bucket_refresh`); defaults and reasons in
+    /// [`crate::limits::FrontEndLimits`].
+    pub front_end: crate::limits::FrontEndLimits,
 }
 
 impl MirrorConfig {
@@ -186,6 +190,7 @@ impl Default for MirrorConfig {
             shutdown_grace: Duration::from_secs(30),
             access_log: false,
             staging: crate::limits::StagingLimits::default(),
+            front_end: crate::limits::FrontEndLimits::default(),
         }
     }
 }

@@ -292,3 +292,34 @@ pub const MAX_CHUNK_FETCHES: u32 = 3;
 /// 1 s. Longer runs mean fewer requests (less overhead on slow links), shorter ones that a
 /// cut loses less and that the queue stays shared between mirrors near the end.
 pub const SEGMENT_TARGET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How a front end over a bucket (`qasid mirror --store s3://…`) reads it (`[mirror]
+/// cache_bytes`, `cache_entries`, `bucket_refresh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontEndLimits {
+    /// Bytes of verified objects kept in memory (LRU); one object at most an eighth of it.
+    /// 64 MiB: the few thousand small bundles and pieces of the articles being read now, so a
+    /// warm front end rarely asks the bucket, inside a small mirror's memory.
+    pub cache_bytes: u64,
+    /// Objects kept, whatever their size. 50,000: the bookkeeping (about 200 bytes each) stays
+    /// near 10 MB however small the objects.
+    pub cache_entries: usize,
+    /// Longest time `index.json` and `note` are served without asking the bucket whether they
+    /// changed (a conditional GET). 1 s: a push through one front end is served by the others
+    /// within about a second, at one small request per publisher per second.
+    pub refresh: std::time::Duration,
+    /// Most objects too large for the cache spooled to disk at once while hashed (each may take
+    /// a bundle's size of disk). 8: large bundles are rare; more requests for them wait.
+    pub max_spools: usize,
+}
+
+impl Default for FrontEndLimits {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 << 20,
+            cache_entries: 50_000,
+            refresh: std::time::Duration::from_secs(1),
+            max_spools: 8,
+        }
+    }
+}

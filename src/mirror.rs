@@ -12,6 +12,8 @@
 //! - `conn`: accept loop, connection limit, timeouts, graceful shutdown.
 //! - `route`: URL path → store object.
 //! - `serve`: GET/HEAD of objects (ETag, 304, Range, cache headers, streaming).
+//! - [`bucket_source`]: objects read from a bucket and verified, for front ends over one;
+//!   [`object_cache`] its bounded LRU cache.
 //! - `push`: PUT of objects (caps, hash check, verification, JSON errors).
 //! - `reading`: the reader pages.
 //! - `metrics`: counters and gauges for `/metrics`.
@@ -35,10 +37,12 @@ use crate::limits::{BundleLimits, IndexLimits};
 use crate::pages::SiteInfo;
 use crate::store::{PublisherId, Store};
 
+pub mod bucket_source;
 pub mod client;
 mod conn;
 mod log;
 mod metrics;
+pub mod object_cache;
 mod push;
 mod reading;
 mod route;
@@ -68,11 +72,17 @@ pub enum MirrorError {
     /// The listener failed.
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
+    /// The bucket of a front end (`--store s3://…`) cannot be used.
+    #[error(transparent)]
+    Bucket(#[from] crate::bucket::BucketError),
 }
 
 impl MirrorError {
     pub fn class(&self) -> crate::ErrorClass {
-        crate::ErrorClass::Runtime
+        match self {
+            MirrorError::Bucket(e) => e.class(),
+            _ => crate::ErrorClass::Runtime,
+        }
     }
 }
 
@@ -135,6 +145,9 @@ pub struct MirrorState {
     /// before it returns (see [`MirrorState::reload`]).
     conn: Arc<ConnControl>,
     log: log::RequestLog,
+    /// For a front end over a bucket (`--store s3://…`): where layout objects are read from,
+    /// verified, instead of the store's folder (which is then the work folder).
+    bucket: Option<Arc<bucket_source::BucketSource>>,
 }
 
 impl MirrorState {
@@ -161,6 +174,27 @@ impl MirrorState {
                     .to_string(),
                 source: std::io::Error::other(e),
             })?;
+        let bucket = match &config.mirror.bucket {
+            Some(url) => {
+                let client = crate::bucket::Bucket::new(
+                    url,
+                    &config.s3,
+                    crate::bucket::Access::Read,
+                    crate::limits::BucketLimits::default(),
+                )?;
+                let settings = bucket_source::BucketSettings {
+                    limits: config.mirror.front_end,
+                    max_object_bytes: BundleLimits::default().max_bundle_bytes,
+                    spool_dir: store.tmp_dir().to_owned(),
+                };
+                Some(Arc::new(bucket_source::BucketSource::new(
+                    client,
+                    settings,
+                    metrics.clone(),
+                )))
+            }
+            None => None,
+        };
         Ok(Self {
             store,
             metrics,
@@ -171,7 +205,13 @@ impl MirrorState {
             reading,
             conn: ConnControl::new(conn_limits(config)),
             log: log::RequestLog::new(&config.mirror),
+            bucket,
         })
+    }
+
+    /// The bucket a front end serves from (`--store s3://…`), if it is one.
+    pub fn bucket_source(&self) -> Option<&Arc<bucket_source::BucketSource>> {
+        self.bucket.as_ref()
     }
 
     /// Applies a new configuration's publishers, push cap, connection limits and logging to

@@ -107,6 +107,8 @@ pub struct ReaderOptions {
     pub notes: Vec<crate::note::source::NoteSpec>,
     /// Resolver for `dns:` notes (default: the system's; with a proxy, DNS over HTTPS only).
     pub dns_server: Option<crate::note::dns::DnsServer>,
+    /// Endpoint, region and addressing for `s3://` mirrors (`[s3]`; `AWS_*` override it).
+    pub s3: crate::bucket::Settings,
 }
 
 impl ReaderOptions {
@@ -127,6 +129,7 @@ impl ReaderOptions {
             bundle_limits: BundleLimits::default(),
             notes: Vec::new(),
             dns_server: None,
+            s3: crate::bucket::Settings::default(),
         }
     }
 }
@@ -484,7 +487,7 @@ impl Reader {
                 .flatten();
             let proxy = spec.proxy.as_ref().or(options.proxy.as_ref()).or(fallback);
             match (proxy, &spec.location) {
-                (Some(p), MirrorLocation::Http(_)) => {
+                (Some(p), MirrorLocation::Http(_) | MirrorLocation::Bucket(_)) => {
                     match proxies.iter_mut().find(|(q, _)| q == p) {
                         Some((_, n)) => *n += 1,
                         None => proxies.push((p.clone(), 1)),
@@ -492,24 +495,35 @@ impl Reader {
                 }
                 _ => unproxied += 1,
             }
+            let mut client_for = |proxy: Option<&reqwest::Url>| -> Result<_, ReaderError> {
+                let key = proxy.map(|p| p.to_string());
+                if let Some(c) = clients.get(&key) {
+                    return Ok(c.clone());
+                }
+                let c = transport::client(proxy, options.connect_timeout, options.read_timeout)?;
+                clients.insert(key, c.clone());
+                Ok(c)
+            };
             let source = match &spec.location {
-                MirrorLocation::Http(base) => {
-                    let key = proxy.map(|p| p.to_string());
-                    let client = match clients.get(&key) {
-                        Some(c) => c.clone(),
-                        None => {
-                            let c = transport::client(
-                                proxy,
-                                options.connect_timeout,
-                                options.read_timeout,
-                            )?;
-                            clients.insert(key, c.clone());
-                            c
-                        }
-                    };
-                    transport::Source::Http {
-                        client,
-                        base: base.clone(),
+                MirrorLocation::Http(base) => transport::Source::Http {
+                    client: client_for(proxy)?,
+                    base: base.clone(),
+                    patience: options.connect_timeout + options.read_timeout,
+                },
+                MirrorLocation::Bucket(url) => {
+                    let bucket = crate::bucket::Bucket::new(
+                        url,
+                        &options.s3,
+                        crate::bucket::Access::Read,
+                        crate::limits::BucketLimits::default(),
+                    )
+                    .map_err(|e| ReaderError::BadMirror {
+                        text: url.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                    transport::Source::Bucket {
+                        client: client_for(proxy)?,
+                        bucket,
                         patience: options.connect_timeout + options.read_timeout,
                     }
                 }
@@ -927,9 +941,12 @@ fn strictest_proxy(
             .min_by_key(|p| rank(p))
             .cloned(),
     };
-    let needs_network = specs
-        .iter()
-        .any(|s| matches!(s.location, MirrorLocation::Http(_)));
+    let needs_network = specs.iter().any(|s| {
+        matches!(
+            s.location,
+            MirrorLocation::Http(_) | MirrorLocation::Bucket(_)
+        )
+    });
     if options.proxy_only && strictest.is_none() && needs_network {
         return Err(ReaderError::ProxyOnly(
             "no proxy to send requests through: give --proxy (e.g. socks5h://127.0.0.1:9050 \

@@ -51,6 +51,7 @@ mod staging;
 
 pub use bucket::BucketSink;
 pub use lock::{StoreLock, LOCK_FILE};
+pub(crate) use note::verify_note_text;
 pub use object::{ObjectKind, ParsePublisherIdError, PublisherId};
 pub use refusals::Refusal;
 pub use staging::StagingFull;

@@ -37,8 +37,9 @@ pub struct SourceArgs {
     /// flags replace the file's lists).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// A mirror to race: an http(s):// base URL, a file:// URL or a folder (a repo copied to a
-    /// USB stick). Repeat for several. Mirrors learned from signed indexes are tried too.
+    /// A mirror to race: an http(s):// base URL, an s3://bucket/prefix (read with the AWS_*
+    /// credentials and [s3]), a file:// URL or a folder (a repo copied to a USB stick). Repeat
+    /// for several. Mirrors learned from signed indexes are tried too.
     #[arg(long = "mirror", value_name = "URL|DIR")]
     mirrors: Vec<String>,
     /// Send every request through this proxy, e.g. socks5h://127.0.0.1:9050 for Tor (socks5h
@@ -208,6 +209,7 @@ impl SourceArgs {
         options.notes = notes;
         options.dns_server = dns_server;
         options.proxy = proxy;
+        options.s3 = config.s3.clone();
         options.proxy_only = self.proxy_only || config.reader.proxy_only;
         options.race_window = self.race_window.unwrap_or(config.reader.race_window);
         options.hedge_delay = self.hedge_delay.unwrap_or(config.reader.hedge_delay);

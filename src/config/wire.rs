@@ -84,6 +84,9 @@ struct MirrorWire {
     max_staged_bytes: Option<Spanned<SizeWire>>,
     max_staged_bytes_per_publisher: Option<Spanned<SizeWire>>,
     max_staged_age: Option<Spanned<String>>,
+    cache_bytes: Option<Spanned<SizeWire>>,
+    cache_entries: Option<Spanned<i64>>,
+    bucket_refresh: Option<Spanned<String>>,
 }
 
 /// A byte size: an integer, or a string such as `"64 MiB"`.
@@ -472,6 +475,27 @@ fn mirror_fields(m: MirrorWire, d: MirrorConfig) -> Result<MirrorConfig, WireErr
                 d.staging.max_staged_age,
             )?,
         },
+        front_end: crate::limits::FrontEndLimits {
+            cache_bytes: size_or(m.cache_bytes, "mirror.cache_bytes", d.front_end.cache_bytes)?,
+            cache_entries: match m.cache_entries {
+                None => d.front_end.cache_entries,
+                Some(s) => usize::try_from(*s.get_ref())
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        at(
+                            &s,
+                            "mirror.cache_entries: expected a positive number".into(),
+                        )
+                    })?,
+            },
+            refresh: duration(
+                m.bucket_refresh,
+                "mirror.bucket_refresh",
+                d.front_end.refresh,
+            )?,
+            max_spools: d.front_end.max_spools,
+        },
     })
 }
 
@@ -558,13 +582,13 @@ fn proxy_url(s: &Spanned<String>) -> Result<reqwest::Url, WireError> {
     parse_proxy_url(s.get_ref()).map_err(|e| at(s, format!("proxy: {e}")))
 }
 
-/// Parses a mirror base URL (`http`, `https` or `file`).
+/// Parses a mirror base URL (`http`, `https`, `s3` or `file`).
 pub fn parse_mirror_url(text: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
     match url.scheme() {
-        "http" | "https" | "file" => Ok(url),
+        "http" | "https" | "file" | "s3" => Ok(url),
         other => Err(format!(
-            "scheme {other:?} is not supported (use http, https or file)"
+            "scheme {other:?} is not supported (use http, https, s3 or file)"
         )),
     }
 }

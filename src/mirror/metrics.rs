@@ -119,6 +119,8 @@ pub struct Metrics {
     show_upstream_urls: bool,
     /// Upstream as reported → `upstream-N`, in order of first report.
     aliases: Mutex<BTreeMap<String, String>>,
+    /// A front end's reads of its bucket, by outcome (`cache_hit`, `get`).
+    bucket_reads: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -177,6 +179,12 @@ impl Metrics {
     /// Counts content refused by verification, by a fixed reason such as `"bad_signature"`.
     pub fn verification_failure(&self, reason: &'static str) {
         *lock(&self.verification_failures).entry(reason).or_default() += 1;
+    }
+
+    /// Counts a front end's read of an object from its bucket: answered from the verified
+    /// cache (`"cache_hit"`) or by a request to the bucket (`"get"`).
+    pub fn bucket_read(&self, outcome: &'static str) {
+        *lock(&self.bucket_reads).entry(outcome).or_default() += 1;
     }
 
     /// Counts one push of an object kind (`"bundle"`, `"minisig"`, `"piece"`, `"index"`).
@@ -292,6 +300,19 @@ impl Metrics {
                 outcome.label()
             );
         }
+        let bucket_reads = lock(&self.bucket_reads);
+        if !bucket_reads.is_empty() {
+            family(
+                &mut out,
+                "qasid_bucket_reads_total",
+                "counter",
+                "Object reads of a front end over a bucket: from its verified cache, or from the bucket.",
+            );
+            for (outcome, n) in bucket_reads.iter() {
+                let _ = writeln!(out, "qasid_bucket_reads_total{{outcome=\"{outcome}\"}} {n}");
+            }
+        }
+        drop(bucket_reads);
         self.render_upstreams(&mut out);
         out
     }

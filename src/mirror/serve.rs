@@ -21,6 +21,7 @@ use axum::response::Response;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::io::ReaderStream;
 
+use super::bucket_source::{BucketReadError, BucketSource, Loaded};
 use super::metrics::Metrics;
 use super::route::ObjectPath;
 use super::{plain_error, MirrorState};
@@ -147,6 +148,74 @@ fn open(path: PathBuf, read_small: bool) -> io::Result<Opened> {
     }
 }
 
+/// Opens an object of the store's folder (through its cache of small immutable objects).
+/// Objects named by their hash may answer 304 or HEAD without reading a byte (`read_small`
+/// false); the others need their bytes to know their hash.
+async fn open_folder(
+    state: &MirrorState,
+    path: ObjectPath,
+    read_small: bool,
+) -> Result<Opened, Response> {
+    let cached = state.store.cached(&path.publisher, &path.kind);
+    let from_cache = cached.is_some();
+    let opened = match cached {
+        Some(bytes) => Ok(Ok(Opened::Whole(bytes))),
+        None => {
+            let file_path = state.store.path(&path.publisher, &path.kind);
+            tokio::task::spawn_blocking(move || open(file_path, read_small)).await
+        }
+    };
+    match opened {
+        Ok(Ok(Opened::Whole(bytes))) if !from_cache => {
+            state
+                .store
+                .remember(&path.publisher, &path.kind, bytes.clone());
+            Ok(Opened::Whole(bytes))
+        }
+        Ok(Ok(o)) => Ok(o),
+        Ok(Err(e)) => {
+            tracing::error!("reading a stored object failed: {e}");
+            Err(plain_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage error",
+            ))
+        }
+        Err(e) => {
+            tracing::error!("blocking read task failed: {e}");
+            Err(plain_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage error",
+            ))
+        }
+    }
+}
+
+/// Opens an object of the front end's bucket: only verified bytes come back. An object that
+/// failed verification is 502 (the bucket, this mirror's upstream, holds something wrong), an
+/// unreachable bucket 503; both are logged and counted by the bucket source.
+async fn open_bucket(
+    state: &MirrorState,
+    bucket: &BucketSource,
+    path: ObjectPath,
+) -> Result<Opened, Response> {
+    let Some(key) = state.trusted(&path.publisher) else {
+        return Ok(Opened::Missing);
+    };
+    match bucket.load(&key, path.kind).await {
+        Ok(Loaded::Missing) => Ok(Opened::Missing),
+        Ok(Loaded::Whole(bytes)) => Ok(Opened::Whole(bytes)),
+        Ok(Loaded::Large(file, len)) => Ok(Opened::Large(file, len)),
+        Err(BucketReadError::Corrupt { .. }) => Err(plain_error(
+            StatusCode::BAD_GATEWAY,
+            "the stored object failed verification",
+        )),
+        Err(BucketReadError::Storage(_)) => Err(plain_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage unavailable",
+        )),
+    }
+}
+
 /// GET or HEAD of an object of a trusted publisher.
 pub(super) async fn object(
     state: Arc<MirrorState>,
@@ -166,34 +235,13 @@ pub(super) async fn object(
         ObjectKind::Note => ("text/plain; charset=utf-8", INDEX_CACHE),
     };
     let named_etag = path.kind.content_id().map(|id| etag_of(&id));
-    // Objects named by their hash may answer 304 or HEAD without reading a byte; the others
-    // need their bytes to know their hash.
-    let read_small = named_etag.is_none() || method == Method::GET;
-    let cached = state.store.cached(&path.publisher, &path.kind);
-    let from_cache = cached.is_some();
-    let opened = match cached {
-        Some(bytes) => Ok(Ok(Opened::Whole(bytes))),
-        None => {
-            let file_path = state.store.path(&path.publisher, &path.kind);
-            tokio::task::spawn_blocking(move || open(file_path, read_small)).await
-        }
+    let opened = match &state.bucket {
+        Some(bucket) => open_bucket(&state, bucket, path).await,
+        None => open_folder(&state, path, named_etag.is_none() || method == Method::GET).await,
     };
     let opened = match opened {
-        Ok(Ok(Opened::Whole(bytes))) if !from_cache => {
-            state
-                .store
-                .remember(&path.publisher, &path.kind, bytes.clone());
-            Opened::Whole(bytes)
-        }
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => {
-            tracing::error!("reading a stored object failed: {e}");
-            return plain_error(StatusCode::INTERNAL_SERVER_ERROR, "storage error");
-        }
-        Err(e) => {
-            tracing::error!("blocking read task failed: {e}");
-            return plain_error(StatusCode::INTERNAL_SERVER_ERROR, "storage error");
-        }
+        Ok(o) => o,
+        Err(response) => return response,
     };
     let (whole, large, len) = match opened {
         Opened::Missing => return plain_error(StatusCode::NOT_FOUND, "not found"),

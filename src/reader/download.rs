@@ -483,15 +483,30 @@ async fn attempt(job: Arc<Job>, source: Source, tx: mpsc::UnboundedSender<u64>) 
     let resumed_from = spool.len;
     if spool.len < job.size() {
         let filled = match source {
-            Source::Http {
-                client,
-                base,
-                patience,
-            } => {
-                let url = base.join(
-                    &PublisherLayout::new(job.publisher.publisher())
-                        .bundle(&job.article.bundle().sha256),
-                );
+            Source::Http { .. } | Source::Bucket { .. } => {
+                let relative = PublisherLayout::new(job.publisher.publisher())
+                    .bundle(&job.article.bundle().sha256);
+                let (client, url, patience) = match source {
+                    Source::Http {
+                        client,
+                        base,
+                        patience,
+                    } => (client, base.join(&relative), patience),
+                    Source::Bucket {
+                        client,
+                        bucket,
+                        patience,
+                    } => match transport::signed_url(&bucket, &relative).await {
+                        Ok(url) => (client, url, patience),
+                        Err(error) => {
+                            return End::Failed {
+                                error,
+                                progressed: false,
+                            }
+                        }
+                    },
+                    Source::Dir { .. } => unreachable!("matched above"),
+                };
                 let allowed = transport::deadline(patience, job.size().saturating_sub(spool.len));
                 let fill = from_http(&mut spool, &client, &url, job.size(), &tx);
                 tokio::time::timeout(allowed, fill)

@@ -22,15 +22,25 @@ pub enum MirrorLocation {
     Http(MirrorUrl),
     /// A local folder: a repo or mirror copied to a USB stick, a mounted share.
     Dir(PathBuf),
+    /// `s3://bucket/prefix`: read through the S3 API with the `AWS_*` credentials (private
+    /// buckets, and Garage, which has no anonymous S3 reads). A public bucket is a plain
+    /// `https://` mirror.
+    Bucket(crate::bucket::BucketUrl),
 }
 
 impl MirrorLocation {
-    /// Parses `--mirror`: an http(s) URL, a `file://` URL, or else a folder path.
+    /// Parses `--mirror`: an http(s) URL, `s3://bucket/prefix`, a `file://` URL, or else a
+    /// folder path.
     pub fn parse(text: &str, limits: &IndexLimits) -> Result<Self, ReaderError> {
         let bad = |reason: String| ReaderError::BadMirror {
             text: text.to_owned(),
             reason,
         };
+        if text.starts_with(crate::bucket::SCHEME) {
+            return crate::bucket::BucketUrl::parse(text)
+                .map(MirrorLocation::Bucket)
+                .map_err(|e| bad(e.to_string()));
+        }
         if !text.contains("://") {
             if text.is_empty() {
                 return Err(bad("empty".into()));
@@ -58,8 +68,11 @@ impl MirrorLocation {
                 .to_file_path()
                 .map(MirrorLocation::Dir)
                 .map_err(|()| bad("not a local file path".into())),
+            "s3" => crate::bucket::BucketUrl::parse(url.as_str())
+                .map(MirrorLocation::Bucket)
+                .map_err(|e| bad(e.to_string())),
             other => Err(bad(format!(
-                "scheme {other:?} is not supported (use http, https, file or a folder)"
+                "scheme {other:?} is not supported (use http, https, s3, file or a folder)"
             ))),
         }
     }
@@ -69,6 +82,7 @@ impl MirrorLocation {
         match self {
             MirrorLocation::Http(url) => url.to_string(),
             MirrorLocation::Dir(path) => path.display().to_string(),
+            MirrorLocation::Bucket(url) => url.to_string(),
         }
     }
 }

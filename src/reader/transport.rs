@@ -1,4 +1,5 @@
-//! How the reader reaches a mirror: HTTP(S) through an optional proxy, or a local folder.
+//! How the reader reaches a mirror: HTTP(S) through an optional proxy (`s3://` buckets too,
+//! through presigned URLs), or a local folder.
 //!
 //! Owns the HTTP clients (connect and read timeouts, `Proxy::all` so that with a proxy no
 //! request ever goes around it, e.g. Tor with `socks5h://` resolving names too, redirects only
@@ -51,6 +52,29 @@ pub(super) enum Source {
     /// A folder (or `file://`) mirror. Its reads run under the same [`deadline`] as HTTP ones:
     /// a folder can be a hung network mount.
     Dir { root: PathBuf, patience: Duration },
+    /// An `s3://` mirror: each object is read over HTTP through a presigned URL (the S3 API
+    /// with the reader's credentials), so from there on it is an HTTP mirror like any other.
+    Bucket {
+        client: reqwest::Client,
+        bucket: crate::bucket::Bucket,
+        patience: Duration,
+    },
+}
+
+/// How long a presigned URL is valid: only its start has to fall within it (S3 checks the
+/// expiry when a request arrives, not while the body streams). 15 minutes: clocks a few
+/// minutes apart still agree.
+const SIGNED_URL_LIFE: Duration = Duration::from_secs(15 * 60);
+
+/// The presigned URL of `relative` in `bucket`.
+pub(super) async fn signed_url(
+    bucket: &crate::bucket::Bucket,
+    relative: &str,
+) -> Result<String, TransportError> {
+    bucket
+        .signed_get_url(relative, SIGNED_URL_LIFE)
+        .await
+        .map_err(|e| TransportError::Failed(e.to_string()))
 }
 
 /// Why a read from a mirror failed.
@@ -158,6 +182,14 @@ impl Source {
                 base,
                 patience,
             } => get_capped(client, &base.join(relative), limit, *patience, progress).await,
+            Source::Bucket {
+                client,
+                bucket,
+                patience,
+            } => {
+                let url = signed_url(bucket, relative).await?;
+                get_capped(client, &url, limit, *patience, progress).await
+            }
             Source::Dir { root, patience } => {
                 let path = on_disk(root, relative);
                 let read = tokio::task::spawn_blocking(move || {

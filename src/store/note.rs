@@ -48,7 +48,7 @@ impl Store {
 
 /// Parses and verifies the text of a `note` file: one URI, UTF-8, within the size cap,
 /// signed by a note signer of `authority`, unexpired at `now`.
-fn verify_note_text(
+pub(crate) fn verify_note_text(
     bytes: &[u8],
     authority: &crate::roots::Authority,
     now: SystemTime,

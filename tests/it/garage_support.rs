@@ -168,6 +168,12 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// Gives the bucket the global alias `alias` (`localhost`: the website endpoints answer
+    /// `http://localhost:PORT/` with this bucket, no Host header needed).
+    pub fn alias(&self, alias: &str) {
+        run_script(self.cluster.dir(), &["alias", &self.name, alias]);
+    }
+
     /// `s3://<bucket>/<prefix>` (no prefix when it is empty).
     pub fn url(&self, prefix: &str) -> String {
         if prefix.is_empty() {
@@ -202,7 +208,9 @@ impl Bucket {
     /// and corrupt ones included.
     pub fn rclone(&self, n: usize) -> Command {
         let mut cmd = Command::new("rclone");
-        cmd.env("RCLONE_CONFIG_GARAGE_TYPE", "s3")
+        // rclone's AWS SDK refuses a CA bundle over its own transport ("unsupported transport").
+        cmd.env_remove("AWS_CA_BUNDLE")
+            .env("RCLONE_CONFIG_GARAGE_TYPE", "s3")
             .env("RCLONE_CONFIG_GARAGE_PROVIDER", "Other")
             .env(
                 "RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID",

@@ -12,6 +12,7 @@ mod sync_support;
 
 mod adversarial;
 mod bucket_sync;
+mod buckets;
 mod bundle_attacks;
 mod bundle_create;
 mod bundle_throughput;

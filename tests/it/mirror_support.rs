@@ -323,8 +323,14 @@ pub struct Process {
 impl Process {
     /// Starts `qasid <args>` and waits (bounded) for its `listening on` line.
     pub fn start(args: &[&str]) -> Process {
+        Self::start_env(args, &[])
+    }
+
+    /// [`Process::start`] with extra environment variables (`AWS_*` for a bucket store).
+    pub fn start_env(args: &[&str], env: &[(String, String)]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_qasid"))
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
