@@ -118,15 +118,6 @@ pub async fn run(
     let _lock = lock;
     let metrics = Arc::new(Metrics::with_upstream_urls(config.metrics.upstream_urls));
     let state = Arc::new(MirrorState::new(&config, store.clone(), metrics.clone())?);
-    if let Some(bucket) = state.bucket_source() {
-        // Wrong credentials, a missing bucket or an unreachable endpoint: one line, before
-        // listening.
-        bucket
-            .bucket()
-            .probe()
-            .await
-            .map_err(crate::mirror::MirrorError::from)?;
-    }
     tracing::info!(
         store = %config.mirror.store.display(),
         publishers = config.publishers.len(),

@@ -174,14 +174,21 @@ impl MirrorState {
                     .to_string(),
                 source: std::io::Error::other(e),
             })?;
-        let bucket = match &config.mirror.bucket {
-            Some(url) => {
-                let client = crate::bucket::Bucket::new(
-                    url,
-                    &config.s3,
-                    crate::bucket::Access::Read,
-                    crate::limits::BucketLimits::default(),
-                )?;
+        // A front end reads through the store's bucket client when it has one (the daemon
+        // connects it for pushes), else through a read-only one of its own.
+        let bucket = match (&config.mirror.bucket, store.bucket()) {
+            (None, _) => None,
+            (Some(url), existing) => {
+                let client = match existing {
+                    Some(b) => b.clone(),
+                    None => crate::bucket::Bucket::new(
+                        url,
+                        &config.s3,
+                        &crate::bucket::Environment::from_process(),
+                        crate::bucket::Access::Read,
+                        crate::limits::BucketLimits::default(),
+                    )?,
+                };
                 let settings = bucket_source::BucketSettings {
                     limits: config.mirror.front_end,
                     max_object_bytes: BundleLimits::default().max_bundle_bytes,
@@ -193,7 +200,6 @@ impl MirrorState {
                     metrics.clone(),
                 )))
             }
-            None => None,
         };
         Ok(Self {
             store,

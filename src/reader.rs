@@ -514,6 +514,7 @@ impl Reader {
                     let bucket = crate::bucket::Bucket::new(
                         url,
                         &options.s3,
+                        &crate::bucket::Environment::from_process(),
                         crate::bucket::Access::Read,
                         crate::limits::BucketLimits::default(),
                     )

@@ -115,11 +115,6 @@ impl BucketSource {
         }
     }
 
-    /// The bucket (for a probe at start).
-    pub fn bucket(&self) -> &Bucket {
-        &self.bucket
-    }
-
     /// Objects and bytes in the verified-object cache.
     pub fn cache_usage(&self) -> (usize, u64) {
         lock(&self.cache).usage()

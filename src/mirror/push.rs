@@ -235,9 +235,29 @@ async fn put_trusted(
         ObjectKind::Index => {
             let bytes = receive_bytes(state, length, body).await?;
             let object = object_of(&bytes);
-            blocking(move || store.install_index(&key, &bytes, &bundle_limits))
-                .await
-                .map(|installed| (installed, object))
+            let bytes = Arc::new(bytes);
+            // A front end over a bucket answers HEAD from the bucket, so a pusher skips what the
+            // bucket holds; its work folder may lack those objects: they are copied from the
+            // bucket (verified) and the install tried again, pieces first, then bundles.
+            let mut rounds = 0;
+            loop {
+                let (store, k, bytes, limits) = (
+                    store.clone(),
+                    key.clone(),
+                    bytes.clone(),
+                    bundle_limits.clone(),
+                );
+                let result = blocking(move || store.install_index(&k, &bytes, &limits)).await;
+                match (result, state.bucket.as_ref()) {
+                    (Err(StoreError::MissingObjects(missing)), Some(bucket)) if rounds < 3 => {
+                        rounds += 1;
+                        for m in missing {
+                            copy_from_bucket(state, bucket, &key, m).await?;
+                        }
+                    }
+                    (result, _) => break result.map(|installed| (installed, object)),
+                }
+            }
         }
         ObjectKind::Root(version) => {
             let bytes = receive_bytes(state, length, body).await?;
@@ -613,4 +633,69 @@ fn missing_path(layout: &PublisherLayout, m: &MissingObject) -> String {
         ObjectKind::Root(version) => layout.root(version),
         ObjectKind::Note => layout.note(),
     }
+}
+
+/// Copies an object an index lists from the front end's bucket into its work folder, verified
+/// by the bucket source (sha256 against the name) and again by the store as it installs it.
+/// An object the bucket lacks too is left missing (the install then says so).
+async fn copy_from_bucket(
+    state: &Arc<MirrorState>,
+    bucket: &super::bucket_source::BucketSource,
+    key: &PublicKey,
+    missing: crate::store::MissingObject,
+) -> Result<(), ApiError> {
+    use super::bucket_source::Loaded;
+    let layout = PublisherLayout::new(key);
+    let loaded = match bucket.load(key, missing.kind).await {
+        Ok(Loaded::Missing) => return Ok(()),
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::warn!("copying a listed object from the bucket: {e}");
+            return Ok(());
+        }
+    };
+    let (store, key) = (state.store.clone(), key.clone());
+    let bundle_limits = state.bundle_limits.clone();
+    let index_limits = state.store_index_limits().clone();
+    let kind = missing.kind;
+    let expected = missing.object;
+    blocking(move || {
+        if let ObjectKind::Chunks(_) = kind {
+            let bytes = match loaded {
+                Loaded::Whole(b) => b.to_vec(),
+                _ => return Ok(Installed::AlreadyPresent),
+            };
+            return store.install_chunk_list(&key, &bytes);
+        }
+        let mut receiver = store.receiver(expected)?;
+        match loaded {
+            Loaded::Whole(b) => receiver.accept(&b).map_err(StoreError::Object)?,
+            Loaded::Large(mut file, _) => {
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = std::io::Read::read(&mut file, &mut buf).map_err(|source| {
+                        StoreError::Object(crate::index::FetchError::Read(source))
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    receiver.accept(&buf[..n]).map_err(StoreError::Object)?;
+                }
+            }
+            Loaded::Missing => unreachable!("returned above"),
+        }
+        let object = receiver.finish().map_err(StoreError::Object)?;
+        match kind {
+            ObjectKind::Bundle(_) => store
+                .install_bundle(&key, object, &bundle_limits, None)
+                .map(|(installed, _)| installed),
+            _ => {
+                check_piece(&key, &object, &index_limits)?;
+                store.stage_piece(&key, object, PieceOrigin::VerifiedIndex)
+            }
+        }
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| refusal(state, &layout, e))
 }

@@ -151,6 +151,21 @@ fn front_end(bucket: &Bucket, prefix: &str, key: &SecretKey, dir: &Path) -> Proc
     )
 }
 
+/// `qasid push --repo repo --to to` (a mirror URL or `s3://…`) with `env`; panics unless it
+/// succeeds.
+fn push(repo: &Path, to: &str, env: &[(String, String)]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qasid"))
+        .args(["push", "--repo", repo.to_str().unwrap(), "--to", to])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "push to {to}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// GET with optional headers: status, headers, body.
 async fn get(
     server: &Process,
@@ -181,7 +196,7 @@ async fn two_front_ends_over_one_bucket_serve_the_same_verified_bytes() {
     let key = mirror_support::key(1);
     let repo = published_repo(dir.path(), &key, "launch", 1);
     let bucket = garage_support::bucket("front-ends");
-    bucket.put_tree(&repo.join("qasid"), "news/qasid");
+    push(&repo, &bucket.url("news"), &bucket.env);
     let a = front_end(&bucket, "news", &key, &dir.path().join("a"));
     let b = front_end(&bucket, "news", &key, &dir.path().join("b"));
     let files = layout_files(&repo);
@@ -207,19 +222,27 @@ async fn two_front_ends_over_one_bucket_serve_the_same_verified_bytes() {
         Some("bytes 10-19")
     );
     assert_eq!(part, std::fs::read(repo.join(zip)).unwrap()[10..20]);
-    // A new index in the bucket is served by both within the refresh bound (1 s here).
+    // A push through front end A (into the bucket, through its store) is served by B within
+    // the refresh bound (1 s).
     let next = make_bundle(dir.path(), &key, "second", 1, 16 << 10);
     let envelope = mirror_support::publish(&repo, &key, &[&next.path]);
     assert_ne!(envelope, body);
-    bucket.put_tree(&repo.join("qasid"), "news/qasid");
+    push(&repo, &a.base, &[]);
     let started = Instant::now();
-    for server in [&a, &b] {
+    for server in [&b, &a] {
         let deadline = Instant::now() + WAIT;
         while get(server, &index, &[]).await.2 != envelope {
             assert!(Instant::now() < deadline, "the new index never showed");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    let zip = format!(
+        "/{}",
+        PublisherLayout::new(key.public()).bundle(&next.sha256)
+    );
+    let (status, _, bytes) = get(&b, &zip, &[]).await;
+    assert_eq!(status, 200);
+    assert!(bytes == std::fs::read(&next.path).unwrap());
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -341,7 +364,7 @@ fn a_reader_reads_a_bucket_through_the_s3_api_and_the_website_endpoint() {
     let repo = dir.path().join("repo");
     mirror_support::publish(&repo, &key, &[&bundle.path]);
     let bucket = garage_support::bucket("reader");
-    bucket.put_tree(&repo.join("qasid"), "site/qasid");
+    push(&repo, &bucket.url("site"), &bucket.env);
     let ok = |out: &std::process::Output, how: &str| {
         assert!(
             out.status.success(),
