@@ -796,8 +796,15 @@ impl Body {
 /// Asks mirror `i` for bytes `start..end` of the bundle.
 async fn open_range(ctx: &Ctx, i: usize, start: u64, end: u64) -> Result<Body, TransportError> {
     match &ctx.sources[i] {
-        Source::Http { client, base, .. } => {
-            let url = base.join(&ctx.relative);
+        source @ (Source::Http { .. } | Source::Bucket { .. }) => {
+            let (client, url) = match source {
+                Source::Http { client, base, .. } => (client, base.join(&ctx.relative)),
+                Source::Bucket { client, bucket, .. } => (
+                    client,
+                    super::transport::signed_url(bucket, &ctx.relative).await?,
+                ),
+                Source::Dir { .. } => unreachable!("matched above"),
+            };
             let request = client
                 .get(&url)
                 .header(RANGE, format!("bytes={start}-{}", end - 1));
