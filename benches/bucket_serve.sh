@@ -74,21 +74,23 @@ export RCLONE_CONFIG_GARAGE_TYPE=s3 RCLONE_CONFIG_GARAGE_PROVIDER=Other \
 env -u AWS_CA_BUNDLE rclone --config /dev/null copy "$REPO/qasid" "garage:$GARAGE_BUCKET/news/qasid"
 
 # ---- both mirrors ----
-start_mirror() { # NAME STORE [--work DIR]
+start_mirror() { # NAME STORE [--work DIR]; sets BASE
     local name=$1
     shift
     "$QASID" mirror --listen 127.0.0.1:0 --publisher "$WORK/keys/publisher.pub" --store "$@" \
-        2>"$WORK/$name.log" &
+        >/dev/null 2>"$WORK/$name.log" &
     PIDS+=($!)
     for _ in $(seq 1 200); do
         grep -q "listening on" "$WORK/$name.log" 2>/dev/null && break
         sleep 0.05
     done
     grep -q "listening on" "$WORK/$name.log" || { cat "$WORK/$name.log" >&2; exit 1; }
-    sed -n 's/.*listening on //p' "$WORK/$name.log" | head -n1
+    BASE="$(sed -n 's/.*listening on //p' "$WORK/$name.log" | head -n1)"
 }
-FOLDER_BASE="$(start_mirror folder "$REPO")"
-BUCKET_BASE="$(start_mirror bucket "s3://$GARAGE_BUCKET/news" --work "$WORK/front-end")"
+start_mirror folder "$REPO"
+FOLDER_BASE=$BASE
+start_mirror bucket "s3://$GARAGE_BUCKET/news" --work "$WORK/front-end"
+BUCKET_BASE=$BASE
 
 for i in "${!PATHS[@]}"; do
     want="$(sha256sum "${BUNDLES[$i]}" | cut -d' ' -f1)"
