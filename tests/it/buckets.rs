@@ -441,3 +441,75 @@ fn a_reader_reads_a_bucket_through_the_s3_api_and_the_website_endpoint() {
     );
     saved_is(&vhost, &bundle.path);
 }
+
+#[test]
+fn stopping_a_garage_node_during_a_sync_loses_nothing_and_readers_keep_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = mirror_support::key(1);
+    let repo = dir.path().join("repo");
+    let bundles: Vec<_> = (0..8)
+        .map(|i| make_bundle(dir.path(), &key, &format!("story-{i}"), 1, 64 << 10))
+        .collect();
+    let paths: Vec<&Path> = bundles.iter().map(|b| b.path.as_path()).collect();
+    mirror_support::publish(&repo, &key, &paths);
+    // The upstream: the published repo served by a folder-store mirror.
+    let key_file = pub_file(&dir.path().join("keys"), &key);
+    let upstream = Process::start(&[
+        "mirror",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        repo.to_str().unwrap(),
+        "--publisher",
+        key_file.to_str().unwrap(),
+    ]);
+    let cluster = Cluster::private();
+    let bucket = cluster.bucket("node-down");
+    let sync = std::process::Command::new(env!("CARGO_BIN_EXE_qasid"))
+        .args(["sync", "--once", "--store", &bucket.url("m"), "--work"])
+        .arg(dir.path().join("work"))
+        .args([
+            "--publisher",
+            key_file.to_str().unwrap(),
+            "--upstream",
+            &upstream.base,
+        ])
+        .envs(bucket.env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Node 3 goes down while the sync runs: replication factor 3 writes a quorum of two.
+    cluster.node_stop(3);
+    let out = sync.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sync with a node down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Readers keep reading, through the S3 API (node 1) and a website endpoint (node 2).
+    let s3 = dir.path().join("s3");
+    let got = fetch(&s3, &key, "story-7", &bucket.url("m"), &bucket.env, &[]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    saved_is(&s3, &bundles[7].path);
+    cluster.node_start(3);
+    // Node 3, back, serves what was written while it was down (its website endpoint, by Host).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = format!(
+        "/m/{}",
+        PublisherLayout::new(key.public()).bundle(&bundles[0].sha256)
+    );
+    rt.block_on(web_eventually(
+        &cluster.web_url(3),
+        &bucket.name,
+        &path,
+        &std::fs::read(&bundles[0].path).unwrap(),
+    ));
+}
