@@ -278,6 +278,15 @@ async fn a_corrupt_object_planted_in_the_bucket_is_never_served() {
             String::from_utf8_lossy(&body)
         );
     }
+    // A reader reading the bucket directly (S3 API) refuses the corrupt bundle: exit 3.
+    let reader = dir.path().join("reader");
+    let refused = fetch(&reader, &key, "launch", &bucket.url(""), &bucket.env, &[]);
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     // An index signed by another key: a front end that never verified one serves none; one
     // that did keeps serving the verified one.
     let thief = mirror_support::key(9);
