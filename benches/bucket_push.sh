@@ -146,7 +146,7 @@ for run in $(seq 1 "$RUNS"); do
     r=$(($(now_ms) - t))
     sent=$(jq '.pushes[0].sent' "$WORK/push.json")
     bytes=$(jq '.pushes[0].bytes' "$WORK/push.json")
-    # The new bundle, the new index pieces, publisher.pub, the head copy and index.json.
+    # The new bundle and its .minisig, the new index pieces, the head copy and index.json.
     extra=$((bytes - new_bytes))
     echo "run $run: qasid $q ms ($sent objects, $bytes bytes: the $new_bytes-byte bundle + $extra), rclone $r ms"
     if [ "$bytes" -lt "$new_bytes" ] || [ "$extra" -gt $((256 * 1024)) ]; then bytes_ok=FAIL; fi
@@ -158,4 +158,4 @@ rm_=$(median "${r_times[@]}")
 ratio=$(python3 -c "print(f'{$qm / $rm_:.3f}')")
 verdict=$(python3 -c "print('PASS' if $qm <= 0.1 * $rm_ else 'FAIL')")
 echo "RESULT | bucket_push incremental (1 new among $LARGE, Garage x3) | ${ratio}x rclone copy (qasid $qm ms, rclone $rm_ ms) | <= 0.1x | $verdict"
-echo "RESULT | bucket_push incremental bytes | the new bundle, its index pieces, publisher.pub, head copy and index.json only | new objects only | $bytes_ok"
+echo "RESULT | bucket_push incremental bytes | the new bundle, its .minisig and index pieces, head copy and index.json only | new objects only | $bytes_ok"
