@@ -11,6 +11,8 @@
 #   scripts/garage-cluster.sh DIR bucket NAME          one more bucket (same key, website on)
 #   scripts/garage-cluster.sh DIR alias NAME ALIAS     a global alias for bucket NAME (e.g.
 #                                                      localhost: its website at http://localhost:PORT/)
+#   scripts/garage-cluster.sh DIR cors NAME            CORS on bucket NAME's website (any origin,
+#                                                      GET/HEAD, Range): the browser reader reads it
 #   scripts/garage-cluster.sh DIR env [NAME]           print the environment (for bucket NAME)
 #
 # The environment is printed as `export KEY=VALUE` lines (eval them): AWS_ACCESS_KEY_ID,
@@ -30,7 +32,7 @@ WEB_ROOT_DOMAIN=.web.garage
 BOOT_SECONDS=60
 
 usage() {
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -245,6 +247,34 @@ alias)
     [ $# -eq 2 ] || usage
     DIR=$(cd "$DIR" && pwd)
     g bucket alias "$1" "$2" >/dev/null
+    ;;
+cors)
+    # The CORS rule of docs/OBJECT-STORAGE.md, through Garage's admin API (UpdateBucket), so
+    # the browser reader can read the bucket's website. AllowedHeader "*": Garage compares
+    # header names case-sensitively and browsers send them in lower case.
+    [ $# -eq 1 ] || usage
+    python3 - "$(sed -n 's/^admin_token = "\(.*\)"$/\1/p' "$(cfg 1)")" "$(admin_port 1)" "$1" <<'EOF'
+import json, sys, urllib.request
+token, port, name = sys.argv[1:4]
+def call(path, body=None):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v2/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as answer:
+        return json.load(answer)
+rule = {
+    "AllowedOrigin": ["*"],
+    "AllowedMethod": ["GET", "HEAD"],
+    "AllowedHeader": ["*"],
+    "ExposeHeader": ["ETag", "Content-Range", "Content-Length"],
+    "MaxAgeSeconds": 86400,
+}
+bucket = call(f"GetBucketInfo?globalAlias={name}")
+call(f"UpdateBucket?id={bucket['id']}", {"corsRules": [rule]})
+EOF
     ;;
 env) [ -f "$DIR/ports" ] || die "no cluster in $DIR"; print_env "${1:-}" ;;
 *) usage ;;

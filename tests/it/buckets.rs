@@ -153,7 +153,7 @@ fn front_end(bucket: &Bucket, prefix: &str, key: &SecretKey, dir: &Path) -> Proc
 
 /// `qasid push --repo repo --to to` (a mirror URL or `s3://…`) with `env`; panics unless it
 /// succeeds.
-fn push(repo: &Path, to: &str, env: &[(String, String)]) {
+pub(crate) fn push(repo: &Path, to: &str, env: &[(String, String)]) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_qasid"))
         .args(["push", "--repo", repo.to_str().unwrap(), "--to", to])
         .envs(env.iter().map(|(k, v)| (k, v)))

@@ -174,6 +174,12 @@ impl Bucket {
         run_script(self.cluster.dir(), &["alias", &self.name, alias]);
     }
 
+    /// The CORS rule of docs/OBJECT-STORAGE.md on the bucket's website (any origin, GET and
+    /// HEAD, Range), set through Garage's admin API: the browser reader can read it.
+    pub fn cors(&self) {
+        run_script(self.cluster.dir(), &["cors", &self.name]);
+    }
+
     /// `s3://<bucket>/<prefix>` (no prefix when it is empty).
     pub fn url(&self, prefix: &str) -> String {
         if prefix.is_empty() {

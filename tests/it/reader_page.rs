@@ -1167,3 +1167,34 @@ fn the_page_downloads_a_large_bundle_in_chunks_from_every_mirror_and_names_a_bad
         "{sent} bytes sent for a bundle of {size}"
     );
 }
+
+/// The page reads a repo straight from a bucket (Garage's website endpoint, with the CORS rule
+/// docs/OBJECT-STORAGE.md gives): pushed with `push --to s3://`, verified in the browser.
+#[test]
+fn the_page_reads_a_repo_from_a_bucket_website_endpoint() {
+    let tmp = TempDir::new().unwrap();
+    let d = tmp.path();
+    let src = article(d, "alpha", "en", "Alpha report", "Read from a bucket.");
+    let alpha = make(d, &src, "alpha");
+    let repo = d.join("repo");
+    publish(&repo, &key(), &[alpha.path()]);
+    // A cluster of its own: the website alias `localhost` is global to a cluster.
+    let cluster = crate::garage_support::Cluster::private();
+    let bucket = cluster.bucket("page");
+    crate::buckets::push(&repo, &bucket.url("site"), &bucket.env);
+    bucket.alias("localhost");
+    bucket.cors();
+    let port = cluster.web_url(2);
+    let port = port.trim_end_matches('/').rsplit(':').next().unwrap();
+    let mirror = format!("http://localhost:{port}/site/");
+    let url = page(d, "bucket", &[&mirror]);
+    let report = drive(json!({
+        "timeoutMs": 60000,
+        "steps": [{"goto": format!("{url}#read=alpha")}, {"snapshot": "bucket"}]
+    }));
+    let snap = snapshot(&report, "bucket");
+    assert_eq!(snap["statusClass"], "good", "{snap}");
+    assert_eq!(snap["title"], "Alpha report");
+    assert!(snap["badge"].as_str().unwrap().contains(&mirror), "{snap}");
+    only_requests_to(&report, &[&mirror]);
+}
