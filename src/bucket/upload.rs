@@ -469,17 +469,7 @@ fn checked_bytes(w: &Wanted, signers: &Authority) -> Result<Bytes, UploadError> 
                     path: path.clone(),
                     source: Box::new(source),
                 })?;
-            let holds = Listing {
-                name: verified.manifest().name().to_owned(),
-                version: verified.manifest().version(),
-            };
-            if let Some(listed) = w.listed.as_ref().filter(|l| **l != holds) {
-                return Err(UploadError::ListedAsOther {
-                    id,
-                    holds,
-                    listed: listed.clone(),
-                });
-            }
+            holds_listed(id, verified.manifest(), w.listed.as_ref())?;
         }
         ObjectKind::Minisig(id) => {
             let zip = path.with_extension("");
@@ -728,19 +718,29 @@ fn big_check(w: &Wanted, signers: &Authority) -> Result<(), UploadError> {
                     source: Box::new(source),
                 }
             })?;
-        let holds = Listing {
-            name: verified.manifest().name().to_owned(),
-            version: verified.manifest().version(),
-        };
-        if let Some(listed) = w.listed.as_ref().filter(|l| **l != holds) {
-            return Err(UploadError::ListedAsOther {
-                id,
-                holds,
-                listed: listed.clone(),
-            });
-        }
+        holds_listed(id, verified.manifest(), w.listed.as_ref())?;
     }
     Ok(())
+}
+
+/// A verified bundle must hold the article the index lists it as (when it lists it).
+fn holds_listed(
+    id: ContentId,
+    manifest: &crate::manifest::Manifest,
+    listed: Option<&Listing>,
+) -> Result<(), UploadError> {
+    let holds = Listing {
+        name: manifest.name().to_owned(),
+        version: manifest.version(),
+    };
+    match listed {
+        Some(listed) if *listed != holds => Err(UploadError::ListedAsOther {
+            id,
+            holds,
+            listed: listed.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Writes `index.json` so that it never rolls back once every writer has finished, on a store
