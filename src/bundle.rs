@@ -149,7 +149,19 @@ pub fn extract_verified(
     limits: &BundleLimits,
     out_dir: &Path,
 ) -> Result<VerifiedBundle, BundleError> {
-    extract::extract_verified(path, publisher, limits, out_dir)
+    let bundle = std::fs::File::open(path).map_err(io_at(path))?;
+    extract::extract_verified(bundle, publisher, limits, out_dir)
+}
+
+/// [`extract_verified`] of a bundle read sequentially from `r` (a verified download held in
+/// memory or in a temp file), with the same all-or-nothing rule.
+pub fn extract_verified_reader(
+    r: impl Read,
+    publisher: &(impl Trusted + ?Sized),
+    limits: &BundleLimits,
+    out_dir: &Path,
+) -> Result<VerifiedBundle, BundleError> {
+    extract::extract_verified(r, publisher, limits, out_dir)
 }
 
 /// Fully verifies the bundle at `path` and returns its `article.md` as text. The article must be

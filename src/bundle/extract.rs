@@ -14,7 +14,7 @@ use crate::keys::Trusted;
 use crate::limits::BundleLimits;
 
 pub(super) fn extract_verified(
-    path: &Path,
+    bundle: impl std::io::Read,
     publisher: &(impl Trusted + ?Sized),
     limits: &BundleLimits,
     out_dir: &Path,
@@ -24,7 +24,6 @@ pub(super) fn extract_verified(
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let bundle = File::open(path).map_err(io_at(path))?;
     let temp = tempfile::Builder::new()
         .prefix(".qasid-extract-")
         .tempdir_in(parent)

@@ -12,8 +12,9 @@
 //! re-read at most every `refresh` (a conditional GET on the bucket's ETag, so an unchanged
 //! head costs a 304), and never replaced by an older sequence. Objects too large for the cache
 //! are spooled to an unnamed temp file while hashed, a bounded number at a time, and served
-//! from it only once the hash matched. It never writes to the bucket (pushes go through the
-//! store).
+//! from it only once the hash matched. Pages read the same way: [`BucketSource::index`] is the
+//! verified index of the served head, built from pieces read through the cache. It never
+//! writes to the bucket (pushes go through the store).
 
 use std::collections::HashMap;
 use std::io::{Seek as _, SeekFrom, Write as _};
@@ -31,7 +32,7 @@ use super::object_cache::{CacheLimits, ObjectCache};
 use crate::bucket::{Bucket, BucketError, Changed};
 use crate::content_id::ContentId;
 use crate::index::layout::PublisherLayout;
-use crate::index::SignedHead;
+use crate::index::{Index, IndexError, Offer, SignedHead, Tracker};
 use crate::keys::PublicKey;
 use crate::limits::{FrontEndLimits, IndexLimits, MAX_ROOT_VERSIONS};
 use crate::roots::Chain;
@@ -83,6 +84,18 @@ struct Head {
 #[derive(Default)]
 struct HeadSlot(tokio::sync::Mutex<Option<Head>>);
 
+/// A publisher's verified index as pages see it: the tracker that checked it (so a new head
+/// needs only its new pieces) and the index it holds, shared with requests.
+struct HeldIndex {
+    tracker: Tracker,
+    index: Option<Arc<Index>>,
+    /// The root version the tracker's authority came from: another one means a rotation, and
+    /// a tracker built on the new authority.
+    root_version: u64,
+}
+
+type IndexSlot = Arc<tokio::sync::Mutex<Option<HeldIndex>>>;
+
 /// Layout objects read from one bucket under one prefix.
 pub struct BucketSource {
     bucket: Bucket,
@@ -95,6 +108,8 @@ pub struct BucketSource {
     /// Each publisher's chain of roots as read from the bucket (re-read when a head does not
     /// verify against it, which is what a key rotation looks like).
     chains: Mutex<HashMap<PublisherId, Arc<Chain>>>,
+    /// Each publisher's verified index for pages; its updates are serialised per publisher.
+    indexes: Mutex<HashMap<PublisherId, IndexSlot>>,
     spools: Semaphore,
 }
 
@@ -112,6 +127,7 @@ impl BucketSource {
             metrics,
             heads: Mutex::new(HashMap::new()),
             chains: Mutex::new(HashMap::new()),
+            indexes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -162,6 +178,112 @@ impl BucketSource {
             Ok(_) => {}
         }
         result
+    }
+
+    /// The publisher's index as this front end serves it: the verified `index.json` it holds
+    /// (refreshed as for serving, never rolled back) with every entry of its pieces, each read
+    /// through the verified-object cache and checked against the head. Rebuilt only when the
+    /// head changes, from the pieces it lacks. `None` when the bucket holds no index. A head
+    /// whose pieces do not check out is never shown: the index verified before keeps being.
+    pub async fn index(
+        &self,
+        publisher: &PublicKey,
+    ) -> Result<Option<Arc<Index>>, BucketReadError> {
+        let envelope = match self.load(publisher, ObjectKind::Index).await? {
+            Loaded::Whole(bytes) => bytes,
+            Loaded::Missing => return Ok(None),
+            Loaded::Large(..) => return Err(too_large(ObjectKind::Index, 0)),
+        };
+        let pid = PublisherId::of(publisher);
+        let slot = lock(&self.indexes).entry(pid).or_default().clone();
+        let mut held = slot.lock().await;
+        if let Some(index) = held.as_ref().and_then(|h| h.index.as_ref()) {
+            if index.signed().envelope() == &envelope[..] {
+                return Ok(Some(index.clone()));
+            }
+        }
+        let now = SystemTime::now();
+        // `load` verified the head against the chain it holds (re-reading roots if needed).
+        let chain = self.chain(publisher, false).await?;
+        if held
+            .as_ref()
+            .is_some_and(|h| h.root_version != chain.version())
+        {
+            *held = None;
+        }
+        let state = held.get_or_insert_with(|| HeldIndex {
+            tracker: Tracker::ephemeral(&chain.authority(now), self.index_limits.clone()),
+            index: None,
+            root_version: chain.version(),
+        });
+        if let Err(e) = self
+            .update(publisher, &mut state.tracker, &envelope, now)
+            .await
+        {
+            if let BucketReadError::Corrupt { what, reason } = &e {
+                tracing::error!("the bucket's index of publisher {pid} refused: {what}: {reason}");
+                self.metrics.verification_failure("bucket_object");
+            }
+            return match &state.index {
+                Some(index) => Ok(Some(index.clone())),
+                None => Err(e),
+            };
+        }
+        let current = state.index.as_ref().map(|i| *i.signed().id());
+        if state.tracker.held().map(|i| *i.signed().id()) != current {
+            state.index = state.tracker.held().map(|i| Arc::new(i.clone()));
+        }
+        Ok(state.index.clone())
+    }
+
+    /// Offers `envelope` to `tracker` and supplies the pieces it asks for from the bucket.
+    async fn update(
+        &self,
+        publisher: &PublicKey,
+        tracker: &mut Tracker,
+        envelope: &[u8],
+        now: SystemTime,
+    ) -> Result<(), BucketReadError> {
+        let refused = |e: IndexError| corrupt(ObjectKind::Index, e.to_string());
+        let update = match tracker.offer(envelope, now).map_err(refused)? {
+            Offer::Unchanged | Offer::KeptFresher { .. } => return Ok(()),
+            Offer::Update(mut pending) => {
+                loop {
+                    let needed = pending.needed().map_err(refused)?;
+                    if needed.is_empty() {
+                        break;
+                    }
+                    for piece in needed {
+                        let kind = ObjectKind::Piece(piece.sha256);
+                        let bytes = match self.load(publisher, kind).await? {
+                            Loaded::Whole(bytes) => bytes.to_vec(),
+                            Loaded::Large(file, _) => read_spooled(file, piece.size).await?,
+                            // Written before the head that lists it: the bucket is incomplete
+                            // (a writer's objects not all visible yet), not lying.
+                            Loaded::Missing => {
+                                return Err(BucketReadError::Storage(format!(
+                                    "the index lists piece {} that the bucket does not hold",
+                                    piece.sha256
+                                )))
+                            }
+                        };
+                        pending.supply(&piece, bytes).map_err(refused)?;
+                    }
+                }
+                pending.finish().map_err(refused)?
+            }
+        };
+        tracker.accept(update).map_err(refused)?;
+        Ok(())
+    }
+
+    /// Whose signatures count on a bundle of `publisher`: every key its chain of roots (as the
+    /// bucket holds it) ever delegated, as for a `.minisig`.
+    pub async fn bundle_signers(
+        &self,
+        publisher: &PublicKey,
+    ) -> Result<crate::roots::Authority, BucketReadError> {
+        Ok(self.chain(publisher, false).await?.every_signer())
     }
 
     /// The path of `kind` relative to the layout root.
@@ -502,6 +624,18 @@ impl BucketSource {
             Some(_) => Err(corrupt(kind, "not the trusted key's file".into())),
         }
     }
+}
+
+/// The bytes of a verified object spooled to a temp file, at most `cap`.
+async fn read_spooled(file: std::fs::File, cap: u64) -> Result<Vec<u8>, BucketReadError> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        file.take(cap).read_to_end(&mut bytes).map(|_| bytes)
+    })
+    .await
+    .map_err(storage)?
+    .map_err(storage)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -3,7 +3,9 @@
 //! `.../files/<path>` (the article's own files).
 //!
 //! Owns the link between stored content and [`crate::pages`]: listings come from each trusted
-//! publisher's installed, verified index; an article is shown only from a bundle that
+//! publisher's installed, verified index (on a front end over a bucket, the verified index of
+//! the head it serves from the bucket, so every front end over one bucket shows the same
+//! pages); an article is shown only from a bundle that
 //! [`crate::bundle::extract_verified`] verified against the publisher's key in this process
 //! (the extraction becomes visible only once every byte checked out), and a file is served
 //! only if its path is in that bundle's signed manifest. Every page carries the pages' CSP;
@@ -19,11 +21,12 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use tokio::sync::OnceCell;
 
+use super::bucket_source::{BucketReadError, BucketSource, Loaded};
 use super::serve::{etag_of, none_match};
 use super::MirrorState;
 use crate::bundle::{self, VerifiedBundle};
 use crate::content_id::ContentId;
-use crate::index::{Entry, ObjectRef};
+use crate::index::{Entry, Index, ObjectRef};
 use crate::keys::PublicKey;
 use crate::limits::MAX_RENDERED_ARTICLE_BYTES;
 use crate::pages::{self, ArticleListing, ArticlePage, PublisherListing, SiteInfo};
@@ -75,41 +78,151 @@ impl Reading {
         };
         let result = cell
             .get_or_try_init(|| async {
-                let zip = state.store.path(
-                    &PublisherId::of(publisher),
-                    &ObjectKind::Bundle(bundle.sha256),
-                );
                 let dir = self.root.join(bundle.sha256.to_hex());
-                let key = publisher.clone();
-                let limits = state.bundle_limits.clone();
-                let verify_dir = dir.clone();
-                let verified = tokio::task::spawn_blocking(move || {
-                    if verify_dir.exists() {
-                        std::fs::remove_dir_all(&verify_dir)
-                            .map_err(|e| bundle::BundleError::Io {
-                                path: verify_dir.clone(),
-                                source: e,
-                            })?;
+                let verified = match &state.bucket {
+                    None => {
+                        let zip = state.store.path(
+                            &PublisherId::of(publisher),
+                            &ObjectKind::Bundle(bundle.sha256),
+                        );
+                        let key = publisher.clone();
+                        extract(state, bundle, &dir, move |limits, out| {
+                            let file = std::fs::File::open(&zip)
+                                .map_err(|source| bundle::BundleError::Io { path: zip, source })?;
+                            bundle::extract_verified_reader(file, &key, limits, out)
+                        })
+                        .await?
                     }
-                    bundle::extract_verified(&zip, &key, &limits, &verify_dir)
-                })
-                .await
-                .map_err(|e| {
-                    tracing::error!("verification task failed: {e}");
-                    error(StatusCode::INTERNAL_SERVER_ERROR, "This article could not be opened.")
-                })?
-                .map_err(|e| {
-                    tracing::warn!(bundle = %bundle.sha256, "stored bundle failed verification: {e}");
-                    state.metrics.verification_failure("stored_bundle");
-                    error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "This article's bundle did not verify, so it is not shown.",
-                    )
-                })?;
+                    Some(source) => {
+                        extract_from_bucket(state, source, publisher, bundle, &dir).await?
+                    }
+                };
                 Ok(Arc::new(Extracted { verified, dir }))
             })
             .await?;
         Ok(result.clone())
+    }
+}
+
+/// Reads a bundle from the front end's bucket (hash-checked against the index's sha256 by the
+/// bucket source) and extracts it, verified against every key the publisher's roots delegated.
+async fn extract_from_bucket(
+    state: &MirrorState,
+    source: &BucketSource,
+    publisher: &PublicKey,
+    bundle: ObjectRef,
+    dir: &std::path::Path,
+) -> Result<VerifiedBundle, Response> {
+    let unavailable = |e: BucketReadError| match e {
+        BucketReadError::Corrupt { .. } => error(
+            StatusCode::BAD_GATEWAY,
+            "This article's bundle did not verify, so it is not shown.",
+        ),
+        BucketReadError::Storage(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This article cannot be read from storage right now. Try again shortly.",
+        ),
+    };
+    let signers = source
+        .bundle_signers(publisher)
+        .await
+        .map_err(unavailable)?;
+    match source
+        .load(publisher, ObjectKind::Bundle(bundle.sha256))
+        .await
+        .map_err(unavailable)?
+    {
+        Loaded::Missing => Err(error(
+            StatusCode::NOT_FOUND,
+            "This article's bundle is not on this mirror yet.",
+        )),
+        Loaded::Whole(bytes) => {
+            extract(state, bundle, dir, move |limits, out| {
+                bundle::extract_verified_reader(std::io::Cursor::new(bytes), &signers, limits, out)
+            })
+            .await
+        }
+        Loaded::Large(file, _) => {
+            extract(state, bundle, dir, move |limits, out| {
+                let reader = std::io::BufReader::new(file);
+                bundle::extract_verified_reader(reader, &signers, limits, out)
+            })
+            .await
+        }
+    }
+}
+
+/// Runs `verify_into(limits, dir)` (a verified extraction) on the blocking pool into a fresh
+/// `dir`; a failure is logged, counted and answered with an error page, never article text.
+async fn extract(
+    state: &MirrorState,
+    bundle: ObjectRef,
+    dir: &std::path::Path,
+    verify_into: impl FnOnce(
+            &crate::limits::BundleLimits,
+            &std::path::Path,
+        ) -> Result<VerifiedBundle, bundle::BundleError>
+        + Send
+        + 'static,
+) -> Result<VerifiedBundle, Response> {
+    let limits = state.bundle_limits.clone();
+    let verify_dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        if verify_dir.exists() {
+            std::fs::remove_dir_all(&verify_dir).map_err(|e| bundle::BundleError::Io {
+                path: verify_dir.clone(),
+                source: e,
+            })?;
+        }
+        verify_into(&limits, &verify_dir)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!("verification task failed: {e}");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "This article could not be opened.",
+        )
+    })?
+    .map_err(|e| {
+        tracing::warn!(bundle = %bundle.sha256, "stored bundle failed verification: {e}");
+        state.metrics.verification_failure("stored_bundle");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "This article's bundle did not verify, so it is not shown.",
+        )
+    })
+}
+
+/// The index pages show for `publisher`: on a front end over a bucket, the bucket's verified
+/// one (see [`BucketSource::index`]); else the store's installed one. An index that cannot be
+/// had is logged and answered with the error page to send.
+async fn installed_index(
+    state: &Arc<MirrorState>,
+    publisher: &PublicKey,
+) -> Result<Option<Arc<Index>>, Response> {
+    let unavailable = |status| error(status, "This publisher's index is unavailable.");
+    if let Some(source) = &state.bucket {
+        return source.index(publisher).await.map_err(|e| match e {
+            BucketReadError::Corrupt { .. } => unavailable(StatusCode::BAD_GATEWAY),
+            BucketReadError::Storage(e) => {
+                tracing::warn!(publisher = %publisher.id(), "index unreadable: {e}");
+                unavailable(StatusCode::SERVICE_UNAVAILABLE)
+            }
+        });
+    }
+    let task_state = state.clone();
+    let key = publisher.clone();
+    match tokio::task::spawn_blocking(move || task_state.store.index(&key)).await {
+        Ok(Ok(index)) => Ok(index),
+        Ok(Err(e)) => {
+            tracing::warn!(publisher = %publisher.id(), "index unreadable: {e}");
+            Err(unavailable(StatusCode::INTERNAL_SERVER_ERROR))
+        }
+        Err(e) => {
+            tracing::error!("index task failed: {e}");
+            Err(unavailable(StatusCode::INTERNAL_SERVER_ERROR))
+        }
     }
 }
 
@@ -135,63 +248,47 @@ fn page_response(status: StatusCode, html: String, etag: Option<String>) -> Resp
         .expect("static headers are valid")
 }
 
-/// `GET /`: every trusted publisher in configuration order, with its current articles.
+/// `GET /`: every trusted publisher in configuration order, with its current articles (a
+/// publisher whose index is unavailable is left out, and logged).
 pub(super) async fn home(state: Arc<MirrorState>) -> Response {
-    let task_state = state.clone();
-    let listings = tokio::task::spawn_blocking(move || {
-        let mut listings = Vec::new();
-        for trusted in &task_state.trust().publishers {
-            match task_state.store.index(&trusted.key) {
-                Ok(Some(index)) => {
-                    let head = index.head();
-                    listings.push(PublisherListing {
-                        publisher: trusted.key.clone(),
-                        name: trusted.name.clone(),
-                        sequence: head.sequence(),
-                        issued: humantime::format_rfc3339_seconds(head.issued()).to_string(),
-                        expires: humantime::format_rfc3339_seconds(head.expires()).to_string(),
-                        expired: index.freshness(std::time::SystemTime::now())
-                            != crate::index::Freshness::Fresh,
-                        articles: index
-                            .current()
-                            .into_iter()
-                            .map(|(_, a)| ArticleListing {
-                                name: a.name().to_owned(),
-                                version: a.version(),
-                                title: a.title().to_owned(),
-                                date: a.date().to_owned(),
-                                language: a.language().to_owned(),
-                                bundle_sha256: a.bundle().sha256,
-                            })
-                            .collect(),
-                        mirrors: head
-                            .mirrors()
-                            .iter()
-                            .map(|m| m.as_str().to_owned())
-                            .collect(),
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(publisher = %trusted.key.id(), "index unreadable: {e}"),
-            }
-        }
-        listings
-    })
-    .await;
-    match listings {
-        Ok(listings) => page_response(
-            StatusCode::OK,
-            pages::home_page(&state.site, &listings),
-            None,
-        ),
-        Err(e) => {
-            tracing::error!("listing task failed: {e}");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The list of articles is unavailable.",
-            )
-        }
+    let mut listings = Vec::new();
+    for trusted in &state.trust().publishers {
+        let Ok(Some(index)) = installed_index(&state, &trusted.key).await else {
+            continue;
+        };
+        let head = index.head();
+        listings.push(PublisherListing {
+            publisher: trusted.key.clone(),
+            name: trusted.name.clone(),
+            sequence: head.sequence(),
+            issued: humantime::format_rfc3339_seconds(head.issued()).to_string(),
+            expires: humantime::format_rfc3339_seconds(head.expires()).to_string(),
+            expired: index.freshness(std::time::SystemTime::now())
+                != crate::index::Freshness::Fresh,
+            articles: index
+                .current()
+                .into_iter()
+                .map(|(_, a)| ArticleListing {
+                    name: a.name().to_owned(),
+                    version: a.version(),
+                    title: a.title().to_owned(),
+                    date: a.date().to_owned(),
+                    language: a.language().to_owned(),
+                    bundle_sha256: a.bundle().sha256,
+                })
+                .collect(),
+            mirrors: head
+                .mirrors()
+                .iter()
+                .map(|m| m.as_str().to_owned())
+                .collect(),
+        });
     }
+    page_response(
+        StatusCode::OK,
+        pages::home_page(&state.site, &listings),
+        None,
+    )
 }
 
 /// What a `/read/...` path asks for.
@@ -289,26 +386,10 @@ pub(super) async fn read(
     let Some(trusted) = state.trusted(&publisher) else {
         return not_found();
     };
-    let index_state = state.clone();
-    let index_key = trusted.clone();
-    let index = match tokio::task::spawn_blocking(move || index_state.store.index(&index_key)).await
-    {
-        Ok(Ok(Some(index))) => index,
-        Ok(Ok(None)) => return not_found(),
-        Ok(Err(e)) => {
-            tracing::warn!("index unreadable: {e}");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "This publisher's index is unavailable.",
-            );
-        }
-        Err(e) => {
-            tracing::error!("index task failed: {e}");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "This publisher's index is unavailable.",
-            );
-        }
+    let index = match installed_index(&state, &trusted).await {
+        Ok(Some(index)) => index,
+        Ok(None) => return not_found(),
+        Err(response) => return response,
     };
     let (name, version, file) = match request {
         ReadPath::Latest { name, .. } => {

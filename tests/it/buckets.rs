@@ -308,6 +308,72 @@ async fn a_corrupt_object_planted_in_the_bucket_is_never_served() {
     );
 }
 
+/// GET `path` on `server` until its body contains `want` (200), within [`WAIT`]: the body.
+async fn page_eventually(server: &Process, path: &str, want: &str) -> Vec<u8> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, _, body) = get(server, path, &[]).await;
+        if status == 200 && String::from_utf8_lossy(&body).contains(want) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never showed {want:?}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn front_ends_over_one_bucket_show_the_same_pages_from_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = mirror_support::key(1);
+    let repo = published_repo(dir.path(), &key, "launch", 1);
+    let bucket = garage_support::bucket("pages");
+    // Pushed to the bucket directly: neither front end ever saw it go through.
+    push(&repo, &bucket.url("news"), &bucket.env);
+    let a = front_end(&bucket, "news", &key, &dir.path().join("a"));
+    let b = front_end(&bucket, "news", &key, &dir.path().join("b"));
+    let article = qasid::pages::article_url(key.public(), "launch", 1);
+    let home_a = page_eventually(&a, "/", "Story launch").await;
+    let home_b = page_eventually(&b, "/", "Story launch").await;
+    assert!(home_a == home_b, "the home pages differ");
+    let page_a = page_eventually(&a, &article, "Body text.").await;
+    let page_b = page_eventually(&b, &article, "Body text.").await;
+    assert!(page_a == page_b, "the article pages differ");
+    let (status, _, png) = get(&b, &format!("{article}files/images/map.png"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(png.starts_with(b"\x89PNG"));
+    // A push through front end A shows on B's home page (B re-reads the head each second).
+    let next = make_bundle(dir.path(), &key, "second", 1, 16 << 10);
+    mirror_support::publish(&repo, &key, &[&next.path]);
+    push(&repo, &a.base, &[]);
+    page_eventually(&b, "/", "Story second").await;
+    let second = qasid::pages::article_url(key.public(), "second", 1);
+    page_eventually(&b, &second, "Story second").await;
+    // A bundle corrupted in the bucket after it was listed: an error page, never its text.
+    let third = make_bundle(dir.path(), &key, "third", 1, 16 << 10);
+    mirror_support::publish(&repo, &key, &[&third.path]);
+    push(&repo, &bucket.url("news"), &bucket.env);
+    let mut bytes = std::fs::read(&third.path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let zip = PublisherLayout::new(key.public()).bundle(&third.sha256);
+    bucket.put(&format!("news/{zip}"), &bytes);
+    page_eventually(&b, "/", "Story third").await;
+    let third_url = qasid::pages::article_url(key.public(), "third", 1);
+    let (status, headers, body) = get(&b, &third_url, &[]).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{body}");
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(body.contains("did not verify"), "{body}");
+    assert!(!body.contains("Body text"), "{body}");
+}
+
 /// `qasid fetch NAME` from `mirror` trusting `key`, saving under `dir/out`, with `env`;
 /// `wrap` runs it under another program (e.g. `unshare`) when not empty.
 fn fetch(
