@@ -15,6 +15,9 @@
 //!   form for our part size). Anything else under our key (foreign, corrupt, truncated) is
 //!   replaced.
 //! - `index.json` goes last and never rolls back once writers finish: see [`publish_head`].
+//! - The mirror note goes after `index.json` (its mirrors are worth handing out only once the
+//!   index they serve is in), verified first like every signed object, and never over a newer
+//!   note the bucket holds: see [`publish_note`].
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -31,7 +34,8 @@ use crate::content_id::ContentId;
 use crate::index::layout::{on_disk, PublisherLayout};
 use crate::index::{self, Entry, Index, IndexError, SignedHead};
 use crate::keys::PublicKey;
-use crate::limits::{BundleLimits, IndexLimits};
+use crate::limits::{BundleLimits, IndexLimits, MAX_NOTE_TEXT_BYTES};
+use crate::note::{NoteError, SignedNote, VerifiedNote};
 use crate::roots::{Authority, Root};
 use crate::store::{required_bundles, Listing, ObjectKind};
 use crate::ErrorClass;
@@ -72,6 +76,8 @@ pub struct Publication {
     /// The folder laid out like the static layout that holds the objects (a repo, or a bucket
     /// store's work folder).
     pub source: PathBuf,
+    /// The publisher's mirror note, verified (signature, canonical encoding, unexpired).
+    pub note: Option<VerifiedNote>,
 }
 
 /// What became of `index.json`.
@@ -135,6 +141,13 @@ pub enum UploadError {
     },
     #[error("{0}")]
     Index(#[source] IndexError),
+    /// The repo's mirror note does not verify: nothing was uploaded.
+    #[error("{}: {source}; nothing was uploaded", path.display())]
+    Note {
+        path: PathBuf,
+        #[source]
+        source: NoteError,
+    },
 }
 
 impl UploadError {
@@ -143,6 +156,7 @@ impl UploadError {
             UploadError::Bucket(e) => e.class(),
             UploadError::Local { .. } | UploadError::Index(_) => ErrorClass::Runtime,
             UploadError::Bundle { source, .. } => source.class(),
+            UploadError::Note { source, .. } => source.class(),
             UploadError::ListedAsOther { .. } | UploadError::Conflict { .. } => {
                 ErrorClass::Verification
             }
@@ -578,10 +592,17 @@ pub async fn publish(
         _ => publish_head(bucket, p).await?,
     };
     let written = u64::from(matches!(head, HeadOutcome::Written { .. }));
+    let note = match (&p.note, head) {
+        // Our note goes with our index; a bucket serving a newer index keeps its own note.
+        (Some(note), HeadOutcome::Written { .. } | HeadOutcome::Unchanged) => {
+            publish_note(bucket, &p.publisher, &p.authority, note).await?
+        }
+        _ => 0,
+    };
     Ok(Published {
         // The head copy and index.json.
-        objects: objects + 2 * written,
-        bytes: bytes + 2 * written * p.index.signed().envelope().len() as u64,
+        objects: objects + 2 * written + u64::from(note > 0),
+        bytes: bytes + 2 * written * p.index.signed().envelope().len() as u64 + note,
         present,
         head,
     })
@@ -827,6 +848,78 @@ pub async fn publish_head(bucket: &Bucket, p: &Publication) -> Result<HeadOutcom
     Ok(HeadOutcome::Written { sequence: written })
 }
 
+/// The text a store writes for a verified note: its canonical URI and a newline.
+pub fn note_text(note: &VerifiedNote) -> Bytes {
+    Bytes::from(format!("{}\n", note.signed().to_uri()))
+}
+
+/// Puts `note` as the publisher's `note` unless the bucket holds one at least as new: the
+/// bucket's note is read and verified against `authority` (one that does not verify is foreign
+/// or corrupt, and replaced); a newer one, or another note of the same sequence, stays. Bytes
+/// written (0 when left alone). Without conditional writes two writers racing can still leave
+/// the older of two notes for a while; readers keep the newest note they have seen.
+pub async fn publish_note(
+    bucket: &Bucket,
+    publisher: &PublicKey,
+    authority: &Authority,
+    note: &VerifiedNote,
+) -> Result<u64, UploadError> {
+    let key = PublisherLayout::new(publisher).note();
+    let held = bucket.get_bytes(&key, MAX_NOTE_TEXT_BYTES).await;
+    let held = match held {
+        Ok(Some(bytes)) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| SignedNote::from_uri(text).ok())
+            .and_then(|signed| signed.verify(std::slice::from_ref(authority)).ok()),
+        Ok(None) | Err(BucketError::TooLarge { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if held.is_some_and(|h| h.note().sequence >= note.note().sequence) {
+        return Ok(0);
+    }
+    let text = note_text(note);
+    let len = text.len() as u64;
+    bucket
+        .put_bytes(&key, text, attrs(&ObjectKind::Note))
+        .await?;
+    Ok(len)
+}
+
+/// Reads and verifies the mirror note of a repo (or work folder) at `source`: `None` when it
+/// has none. Read one byte past the cap so an oversized file is refused as such.
+pub fn folder_note(
+    source: &Path,
+    publisher: &PublicKey,
+    authority: &Authority,
+) -> Result<Option<VerifiedNote>, UploadError> {
+    use std::io::Read as _;
+    let path = on_disk(source, &PublisherLayout::new(publisher).note());
+    let refused = |source| UploadError::Note {
+        path: path.clone(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    match std::fs::File::open(&path) {
+        Ok(f) => f
+            .take(MAX_NOTE_TEXT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| UploadError::Local {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(UploadError::Local {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    crate::store::verify_note_text(&bytes, authority, std::time::SystemTime::now())
+        .map(Some)
+        .map_err(refused)
+}
+
 /// Deletes head copies older than the newest [`KEPT_HEADS`] (best effort: a failed delete
 /// only leaves a small object behind).
 async fn prune_heads(bucket: &Bucket, sorted: &[(u64, String)]) {
@@ -862,10 +955,13 @@ pub fn from_folder(
     let index = tracker
         .into_held()
         .expect("an accepted update leaves a held index");
+    let authority = chain.authority(std::time::SystemTime::now());
+    let note = folder_note(source, publisher, &authority)?;
     Ok(Publication {
         publisher: publisher.clone(),
         index: Arc::new(index),
-        authority: chain.authority(std::time::SystemTime::now()),
+        authority,
+        note,
         signers,
         roots: chain.roots().to_vec(),
         keep,

@@ -87,16 +87,48 @@ impl Store {
         Ok(())
     }
 
+    /// Uploads a verified note to the bucket (if there is one) unless the bucket holds a newer
+    /// one; called by the note install before the work folder's note is written. Blocking.
+    pub(super) fn upload_note(
+        &self,
+        publisher: &PublicKey,
+        note: &crate::note::VerifiedNote,
+    ) -> Result<(), StoreError> {
+        let Some(sink) = self.bucket.get() else {
+            return Ok(());
+        };
+        let authority = self
+            .chain(publisher)?
+            .authority(std::time::SystemTime::now());
+        sink.runtime
+            .block_on(upload::publish_note(
+                &sink.bucket,
+                publisher,
+                &authority,
+                note,
+            ))
+            .map_err(StoreError::Bucket)?;
+        Ok(())
+    }
+
     fn publication(
         &self,
         publisher: &PublicKey,
         index: Arc<Index>,
     ) -> Result<Publication, StoreError> {
         let chain = self.chain(publisher)?;
+        let authority = chain.authority(std::time::SystemTime::now());
+        // The note this store serves, verified when installed; one that has since expired is
+        // not uploaded (readers would refuse it), and is no reason to hold the index back.
+        let note = upload::folder_note(&self.root, publisher, &authority).unwrap_or_else(|e| {
+            tracing::debug!("not uploading the held note: {e}");
+            None
+        });
         Ok(Publication {
             publisher: publisher.clone(),
             index,
-            authority: chain.authority(std::time::SystemTime::now()),
+            note,
+            authority,
             signers: chain.every_signer(),
             roots: chain.roots().to_vec(),
             keep: self.keep,

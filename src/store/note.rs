@@ -40,6 +40,9 @@ impl Store {
                 return Ok(Installed::AlreadyPresent);
             }
         }
+        // Into the bucket first (a bucket store), so the store never serves a note the
+        // bucket lacks.
+        self.upload_note(publisher, &note)?;
         let text = format!("{}\n", note.signed().to_uri());
         atomic::write(self.tmp_dir(), &path, text.as_bytes()).map_err(StoreError::io(&path))?;
         Ok(Installed::New)

@@ -621,3 +621,85 @@ fn a_push_to_a_front_end_lands_in_its_bucket() {
         assert_eq!(&got[..], &bytes[..], "{relative} differs");
     }
 }
+
+/// A mirror note of `key`, valid for a day, as a repo holds it (one URI and a newline); with
+/// `forger`, the signature is the forger's (over a note of its own) instead of `key`'s.
+fn note_text(key: &SecretKey, forger: Option<&SecretKey>, sequence: u64, url: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let note = |key: &SecretKey| qasid::note::Note {
+        publisher: key.public().id(),
+        sequence,
+        expires: now + 86400,
+        mirrors: vec![qasid::note::NoteMirror::parse(url).unwrap()],
+    };
+    let signed = note(key).sign(key).unwrap();
+    let Some(forger) = forger else {
+        return format!("{}\n", signed.to_uri());
+    };
+    let mut bytes = signed.as_bytes().to_vec();
+    let theirs = note(forger).sign(forger).unwrap();
+    let (at, from) = (bytes.len() - 64, theirs.as_bytes().len() - 64);
+    bytes[at..].copy_from_slice(&theirs.as_bytes()[from..]);
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &bytes);
+    format!("qasid:1:{encoded}\n")
+}
+
+#[test]
+fn push_uploads_the_verified_mirror_note_never_an_older_or_forged_one() {
+    let bucket = garage_support::bucket("note");
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(39);
+    let (repo, _) = repo_with(dir.path(), &k, 1, 100);
+    let relative = PublisherLayout::new(k.public()).note();
+    let in_repo = repo.join(&relative);
+    let store = client(&bucket, "");
+    let rt = runtime();
+    let held = || {
+        rt.block_on(store.get_bytes(&relative, 1 << 16))
+            .unwrap()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+    };
+    // Uploaded with the index.
+    let first = note_text(&k, None, 10, "https://one.example/");
+    std::fs::write(&in_repo, &first).unwrap();
+    ok(push(&bucket, &repo, "").output().unwrap());
+    assert_eq!(held().as_deref(), Some(first.as_str()));
+    // An older note in the repo never replaces the bucket's newer one.
+    std::fs::write(&in_repo, note_text(&k, None, 5, "https://old.example/")).unwrap();
+    ok(push(&bucket, &repo, "").output().unwrap());
+    assert_eq!(held().as_deref(), Some(first.as_str()));
+    // A foreign object under the note's key is replaced by the newer note.
+    plant(&bucket, &relative, b"not a note");
+    let newer = note_text(&k, None, 20, "https://two.example/");
+    std::fs::write(&in_repo, &newer).unwrap();
+    ok(push(&bucket, &repo, "").output().unwrap());
+    assert_eq!(held().as_deref(), Some(newer.as_str()));
+    // A note signed by another key is refused before anything is uploaded: exit 3.
+    let thief = key(40);
+    std::fs::write(
+        &in_repo,
+        note_text(&k, Some(&thief), 99, "https://evil.example/"),
+    )
+    .unwrap();
+    let out = push(&bucket, &repo, "").output().unwrap();
+    one_line_error(&out, 3, "note");
+    assert_eq!(held().as_deref(), Some(newer.as_str()));
+    // A push through a front end over the bucket carries the note into the bucket too.
+    let pubfile = dir.path().join("publisher.pub");
+    std::fs::write(&pubfile, k.public().to_file_text()).unwrap();
+    let front = FrontEnd::start(&bucket, "", &dir.path().join("work"), &pubfile);
+    let latest = note_text(&k, None, 30, "https://three.example/");
+    std::fs::write(&in_repo, &latest).unwrap();
+    let out = Command::cargo_bin("qasid")
+        .unwrap()
+        .args(["push", "--json", "--repo"])
+        .arg(&repo)
+        .args(["--to", &format!("{}/", front.base)])
+        .output()
+        .unwrap();
+    assert_eq!(ok(out)["pushes"][0]["ok"], true);
+    assert_eq!(held().as_deref(), Some(latest.as_str()));
+}
