@@ -162,6 +162,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Read,
+    /// Reads that list the bucket (`qasid status`): credentials required, since no bucket
+    /// qasid writes allows anonymous listing.
+    List,
     Write,
 }
 

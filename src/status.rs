@@ -5,7 +5,7 @@
 //! (`.state/sync/state.json`); the recent refusals (`.state/refusals.json`); and whether a
 //! mirror or sync holds the store now. It only reads: it never creates, cleans or locks the
 //! store (a running mirror is not disturbed), and a missing or unreadable part is reported,
-//! not fatal.
+//! not fatal. `bucket`: the same view of a bucket store (`--store s3://…`).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -19,6 +19,10 @@ use crate::limits::IndexLimits;
 use crate::store::refusals::{self, Refusal, REFUSALS_FILE};
 use crate::store::{PublisherId, LOCK_FILE};
 use crate::sync::{upstream_health, UpstreamHealth};
+
+mod bucket;
+
+pub use bucket::{read_bucket, BucketStatus, HeadStatus};
 
 /// The whole report (its JSON is `qasid status --json`'s, docs/JSON.md).
 #[derive(Debug, Serialize)]
@@ -57,6 +61,10 @@ pub struct PublisherStatus {
     pub pieces: u64,
     /// Bytes of every file in the folder.
     pub bytes: u64,
+    /// Bucket stores: the newest head copies under `heads/` (docs/PROTOCOL.md §14), oldest
+    /// first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heads: Option<Vec<HeadStatus>>,
 }
 
 /// The installed index of a publisher.
@@ -184,6 +192,7 @@ fn publisher(dir: &Path, key: &PublicKey, now: SystemTime) -> PublisherStatus {
         minisigs: 0,
         pieces: 0,
         bytes: 0,
+        heads: None,
     };
     for (sub, count) in [("bundles", true), ("pieces", true), ("", false)] {
         let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
@@ -211,19 +220,21 @@ fn publisher(dir: &Path, key: &PublicKey, now: SystemTime) -> PublisherStatus {
     }
     match installed_index(dir, key) {
         Ok(None) => {}
-        Ok(Some(head)) => {
-            let h = head.head();
-            status.index = Some(IndexStatus {
-                sequence: h.sequence(),
-                issued: humantime::format_rfc3339_seconds(h.issued()).to_string(),
-                expires: humantime::format_rfc3339_seconds(h.expires()).to_string(),
-                expired: h.expires() <= now,
-                mirrors: h.mirrors().iter().map(|m| m.as_str().to_owned()).collect(),
-            });
-        }
+        Ok(Some(head)) => status.index = Some(index_status(&head, now)),
         Err(e) => status.error = Some(e),
     }
     status
+}
+
+fn index_status(head: &SignedHead, now: SystemTime) -> IndexStatus {
+    let h = head.head();
+    IndexStatus {
+        sequence: h.sequence(),
+        issued: humantime::format_rfc3339_seconds(h.issued()).to_string(),
+        expires: humantime::format_rfc3339_seconds(h.expires()).to_string(),
+        expired: h.expires() <= now,
+        mirrors: h.mirrors().iter().map(|m| m.as_str().to_owned()).collect(),
+    }
 }
 
 /// The folder's `index.json`, verified against the key the folder is named after.

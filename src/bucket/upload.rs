@@ -219,7 +219,7 @@ fn dir_of(layout: &PublisherLayout) -> String {
 }
 
 /// The sequence a `heads/` key names, if it is one of ours.
-fn head_copy_sequence(key: &str) -> Option<u64> {
+pub(crate) fn head_copy_sequence(key: &str) -> Option<u64> {
     let name = key.rsplit('/').next()?;
     let (seq, rest) = name.split_once('-')?;
     (seq.len() == 20 && rest.len() == 64 + 5 && rest.ends_with(".json"))

@@ -12,14 +12,23 @@ use super::{print_json, Failure};
 /// bytes. Per upstream: its state (ok, failing, backing off), last success and last error, as
 /// the sync last recorded them. Then the recent refusals (pushes and synced content refused,
 /// newest last). Reads only: safe while the mirror runs.
+///
+/// A bucket store (s3://bucket/prefix, credentials as for push) shows per publisher its
+/// objects, its index.json and the head copies under heads/, each verified against the
+/// publisher's key and roots; anything that fails verification exits 3.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  qasid status --store /var/lib/qasid/store\n  qasid status --store qasid-store --json"
+    after_help = "Examples:\n  qasid status --store /var/lib/qasid/store\n  qasid status --store qasid-store --json\n  qasid status --store s3://news-mirror/qasid"
 )]
 pub struct StatusArgs {
-    /// The store folder (as given to `qasid mirror` or `qasid sync`).
-    #[arg(long, value_name = "DIR", default_value = "qasid-store")]
+    /// The store: a folder (as given to `qasid mirror` or `qasid sync`) or a bucket store
+    /// s3://bucket/prefix (credentials and endpoint from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, an AWS profile, or [s3] of --config).
+    #[arg(long, value_name = "DIR|S3_URL", default_value = "qasid-store")]
     store: PathBuf,
+    /// mirrors.toml whose [s3] endpoint, region and path_style apply to an s3:// store.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Print the status as JSON.
     #[arg(long)]
     json: bool,
@@ -27,6 +36,11 @@ pub struct StatusArgs {
 
 impl StatusArgs {
     pub fn run(self) -> Result<(), Failure> {
+        let text = self.store.to_string_lossy();
+        if text.starts_with(qasid::bucket::SCHEME) {
+            let url = qasid::bucket::BucketUrl::parse(&text)?;
+            return self.run_bucket(&url);
+        }
         let status = qasid::status::read(&self.store)?;
         if self.json {
             return print_json(&status);
@@ -96,5 +110,79 @@ impl StatusArgs {
             }
         }
         Ok(())
+    }
+
+    fn run_bucket(&self, url: &qasid::bucket::BucketUrl) -> Result<(), Failure> {
+        let settings = match &self.config {
+            Some(path) => qasid::config::Config::load(path)?.s3,
+            None => qasid::bucket::Settings::default(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Failure::runtime)?;
+        let status = runtime.block_on(async {
+            let bucket =
+                qasid::bucket::Bucket::connect(url, &settings, qasid::bucket::Access::List).await?;
+            qasid::status::read_bucket(&bucket).await
+        })?;
+        let unverified = status.unverified();
+        if self.json {
+            return match unverified {
+                None => print_json(&status),
+                Some(line) => {
+                    let fields = serde_json::to_value(&status)
+                        .map_err(|e| Failure::runtime(std::io::Error::from(e)))?;
+                    Err(
+                        Failure::new(qasid::ErrorClass::Verification, anyhow::anyhow!(line))
+                            .with_json(fields),
+                    )
+                }
+            };
+        }
+        println!("store {}", status.store);
+        if status.publishers.is_empty() {
+            println!("  no publishers yet");
+        }
+        for p in &status.publishers {
+            let index = match (&p.index, &p.error) {
+                (_, Some(e)) => format!("FAILS VERIFICATION: {e}"),
+                (Some(i), None) => format!(
+                    "index {} issued {}, expires {}{} (verified)",
+                    i.sequence,
+                    i.issued,
+                    i.expires,
+                    if i.expired { " (EXPIRED)" } else { "" }
+                ),
+                (None, None) => "no index yet".to_owned(),
+            };
+            println!("publisher {}: {index}", p.publisher.key_id);
+            println!(
+                "  {} bundle(s), {} signature(s), {} piece(s), {}",
+                p.bundles,
+                p.minisigs,
+                p.pieces,
+                super::sync::human_bytes(p.bytes)
+            );
+            let heads: Vec<String> = p
+                .heads
+                .iter()
+                .flatten()
+                .map(|h| match h.verified {
+                    true => h.sequence.to_string(),
+                    false => format!("{} (DOES NOT VERIFY)", h.sequence),
+                })
+                .collect();
+            if !heads.is_empty() {
+                println!("  head copies: {}", heads.join(", "));
+            }
+        }
+        match unverified {
+            None => Ok(()),
+            Some(line) => Err(Failure::new(
+                qasid::ErrorClass::Verification,
+                anyhow::anyhow!(line),
+            )),
+        }
     }
 }

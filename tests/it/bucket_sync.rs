@@ -703,3 +703,79 @@ fn push_uploads_the_verified_mirror_note_never_an_older_or_forged_one() {
     assert_eq!(ok(out)["pushes"][0]["ok"], true);
     assert_eq!(held().as_deref(), Some(latest.as_str()));
 }
+
+#[test]
+fn status_of_a_bucket_store_reports_what_it_holds_verified_with_the_usual_exit_codes() {
+    let bucket = garage_support::bucket("status");
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(41);
+    let (repo, _) = repo_with(dir.path(), &k, 2, 100);
+    ok(push(&bucket, &repo, "site").output().unwrap());
+    let status = |bucket: &GarageBucket, json: bool| {
+        let mut cmd = qasid(bucket);
+        cmd.args(["status", "--store", &bucket.url("site")]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd
+    };
+    let doc = ok(status(&bucket, true).output().unwrap());
+    let files = layout_files(&repo, &k);
+    let count = |suffix: &str| files.keys().filter(|f| f.ends_with(suffix)).count();
+    let p = &doc["publishers"][0];
+    assert_eq!(doc["publishers"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(p["publisher"]["key"], k.public().to_base64(), "{doc}");
+    assert_eq!(p["index"]["sequence"], 1, "{doc}");
+    assert_eq!(p["bundles"], count(".zip"), "{doc}");
+    assert_eq!(p["minisigs"], count(".zip.minisig"), "{doc}");
+    assert_eq!(
+        p["pieces"],
+        files.keys().filter(|f| f.contains("/pieces/")).count()
+    );
+    assert_eq!(
+        p["heads"],
+        serde_json::json!([{"sequence": 1, "verified": true}])
+    );
+    assert!(p.get("error").is_none(), "{doc}");
+    let out = status(&bucket, false).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("index 1 issued") && text.contains("(verified)"),
+        "{text}"
+    );
+
+    // No credentials: usage (2); wrong ones or a missing bucket: runtime (1).
+    let out = status(&bucket, false)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .output()
+        .unwrap();
+    one_line_error(&out, 2, "no credentials");
+    let out = status(&bucket, false)
+        .env("AWS_SECRET_ACCESS_KEY", "0".repeat(64))
+        .output()
+        .unwrap();
+    one_line_error(&out, 1, "refused the credentials");
+    let out = qasid(&bucket)
+        .args(["status", "--store", "s3://no-such-bucket-qasid/site"])
+        .output()
+        .unwrap();
+    one_line_error(&out, 1, "does not exist");
+
+    // An index.json signed by another key: reported, and a verification failure (3).
+    let thief = key(42);
+    let (forged_repo, _) = repo_with(&dir.path().join("thief"), &thief, 1, 100);
+    let forged =
+        std::fs::read(forged_repo.join(PublisherLayout::new(thief.public()).index())).unwrap();
+    plant(
+        &bucket,
+        &format!("site/{}", PublisherLayout::new(k.public()).index()),
+        &forged,
+    );
+    let out = status(&bucket, true).output().unwrap();
+    one_line_error(&out, 3, "does not verify");
+    let doc = json_of(&out);
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert!(doc["publishers"][0]["error"].is_string(), "{doc}");
+    assert_eq!(doc["publishers"][0]["heads"][0]["verified"], true, "{doc}");
+}
