@@ -29,6 +29,8 @@
 //! - [`daemon`]: `qasid mirror` composed: server, background sync, signals and reloads.
 //! - [`status`]: what a store holds and how its sync is doing, for operators.
 //! - [`reader`]: fetching verified indexes and bundles from racing mirrors (HTTP, Tor, folders).
+//! - [`segmented`]: the chunk-verified download of a large bundle from several sources at once,
+//!   shared by the reader and sync.
 //!
 //! Trust flows one way: bytes from disk or network become [`bundle::VerifiedBundle`] only through
 //! the verifier, and everything that serves or shows an article takes that type.
@@ -52,6 +54,7 @@ pub mod reader_page;
 pub mod render;
 pub mod repo;
 pub mod roots;
+pub mod segmented;
 pub mod shown;
 pub mod status;
 pub mod store;

@@ -793,9 +793,10 @@ impl Store {
         Ok(Installed::New)
     }
 
-    /// Removes bundles (and their `.minisig`) of `publisher` that `keep = "current"` no longer
-    /// needs: candidates that neither the served index's current listing nor the newer index
-    /// held for completion lists are deleted; the rest are left alone. Returns the removed ones.
+    /// Removes bundles (and their `.minisig`, and their chunk list unless a current entry still
+    /// names it) of `publisher` that `keep = "current"` no longer needs: candidates that
+    /// neither the served index's current listing nor the newer index held for completion
+    /// lists are deleted; the rest are left alone. Returns the removed ones.
     /// Checked under the publisher lock, so an index installed meanwhile is never left pointing
     /// at a removed bundle. Does nothing for `keep = "all"`.
     pub fn remove_unlisted_bundles(
@@ -808,23 +809,55 @@ impl Store {
         }
         let mut map = self.lock_publishers();
         let state = self.state(&mut map, publisher)?;
+        let indexes: Vec<&Index> = [state.installed.as_deref(), state.tracker.held()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let current: Vec<&index::ArticleVersion> = indexes
+            .iter()
+            .flat_map(|index| index.current().into_iter().map(|(_, a)| a))
+            .collect();
         let listed: std::collections::HashSet<ContentId> =
-            [state.installed.as_deref(), state.tracker.held()]
-                .into_iter()
-                .flatten()
-                .flat_map(|index| index.current().into_iter().map(|(_, a)| a.bundle().sha256))
-                .collect();
+            current.iter().map(|a| a.bundle().sha256).collect();
+        // A chunk list goes with its bundle, unless a current entry still names it.
+        let needed_lists: std::collections::HashSet<ContentId> = current
+            .iter()
+            .filter_map(|a| Some(a.chunks()?.sha256))
+            .collect();
+        let mut lists_of: std::collections::HashMap<ContentId, Vec<ContentId>> =
+            std::collections::HashMap::new();
+        for index in &indexes {
+            for entry in index.entries() {
+                if let Entry::Add(a) = entry {
+                    if let Some(chunks) = a.chunks() {
+                        lists_of
+                            .entry(a.bundle().sha256)
+                            .or_default()
+                            .push(chunks.sha256);
+                    }
+                }
+            }
+        }
         let pid = PublisherId::of(publisher);
         let mut removed = Vec::new();
         for id in candidates.iter().filter(|id| !listed.contains(id)) {
-            for (kind, counter) in [
-                (ObjectKind::Minisig(*id), &self.counts.minisigs),
-                (ObjectKind::Bundle(*id), &self.counts.bundles),
-            ] {
+            let lists = lists_of
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter(|l| !needed_lists.contains(l))
+                .map(|l| (ObjectKind::Chunks(*l), None));
+            let objects = [
+                (ObjectKind::Minisig(*id), Some(&self.counts.minisigs)),
+                (ObjectKind::Bundle(*id), Some(&self.counts.bundles)),
+            ];
+            for (kind, counter) in lists.chain(objects) {
                 let path = self.path(&pid, &kind);
                 match fs::remove_file(&path) {
                     Ok(()) => {
-                        counter.fetch_sub(1, Ordering::Relaxed);
+                        if let Some(counter) = counter {
+                            counter.fetch_sub(1, Ordering::Relaxed);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(StoreError::io(&path)(e)),
@@ -1289,7 +1322,8 @@ impl Store {
     /// of the entry's bundle. A list a push delivered was checked against the bundle it names
     /// when it was installed, so here it only has to name the entry's bundle; a missing one is
     /// computed from the stored bundle (a list is a function of the bundle's bytes, so a
-    /// syncing mirror never downloads one) and must be exactly the list the entry names.
+    /// syncing mirror never stores one it downloaded) and must be exactly the list the entry
+    /// names.
     /// Refuses the index otherwise ([`StoreError::ChunkList`]): serving it would make readers
     /// blame honest mirrors for every chunk.
     fn complete_chunk_lists(&self, pid: &PublisherId, index: &Index) -> Result<(), StoreError> {

@@ -18,6 +18,8 @@
 //! - `upstream`: transport (HTTP, folders), timeouts, backoff bookkeeping.
 //! - `publisher`: one publisher's round (heads, tracker, pieces, completion).
 //! - `download`: bundles and signatures, failover, resumable `.part` files.
+//! - `segmented`: large bundles in checked chunks from every upstream at once (the engine in
+//!   [`crate::segmented`], shared with the reader).
 //! - `prune`: `keep = "current"` retention.
 //! - `state`: `state.json` (entity tags, prune clocks) and the lock.
 //! - `report`, `error`, `backoff`: what a round did, why things failed, timing policy.
@@ -44,6 +46,7 @@ mod error;
 mod prune;
 mod publisher;
 mod report;
+mod segmented;
 mod state;
 mod upstream;
 
@@ -54,6 +57,7 @@ pub use report::{
     error_chain, Progress, ProgressSnapshot, PublisherReport, RoundReport, UpstreamReport,
     WireBytes,
 };
+pub use segmented::chunked_path;
 pub use state::{upstream_health, UpstreamHealth};
 pub use upstream::Timeouts;
 

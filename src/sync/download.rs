@@ -9,8 +9,10 @@
 //! in memory; larger ones, and small ones whose transfer was cut, stream into
 //! `<store>/.tmp/sync-<sha256>.part`, a name derived from the expected hash, so that a retry, a
 //! restart or the next upstream continues with `Range: bytes=N-` where the upstream answers
-//! 206, and starts over where it does not. It never installs bytes that failed a check, and never
-//! deletes a partial file for a network failure (only for a check failure).
+//! 206, and starts over where it does not. A bundle whose entry names a chunk list is first
+//! tried segmented, from every upstream at once (`sync::segmented`), and comes whole only when
+//! that cannot finish. It never installs bytes that failed a check, and never deletes a partial
+//! file for a network failure (only for a check failure).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use crate::limits::BundleLimits;
 use crate::store::{Listing, Store, StoreError, MAX_MINISIG_BYTES};
 use crate::sync::error::{NetworkKind, SyncError};
 use crate::sync::report::{Round, Wire};
+use crate::sync::segmented::{chunked_path, Segmented};
 use crate::sync::upstream::Upstream;
 use crate::sync::{blocking, cancellable};
 
@@ -75,6 +78,8 @@ pub(crate) struct Fetcher {
     pub cancel: CancellationToken,
     /// What the index lists each bundle as.
     pub listings: Arc<HashMap<ContentId, Listing>>,
+    /// The chunk list each large bundle's entry names (docs/PROTOCOL.md §13).
+    pub chunk_lists: Arc<HashMap<ContentId, ObjectRef>>,
 }
 
 impl Fetcher {
@@ -85,6 +90,29 @@ impl Fetcher {
         let Ok(_permit) = self.downloads.acquire().await else {
             return failed(false);
         };
+        // A large bundle with a chunk list comes in checked chunks from every upstream at
+        // once; without one (small, published before lists, or no upstream serves ranges or
+        // a valid list), whole from one upstream at a time.
+        let whole_order;
+        let mut order = order;
+        let chunked = self
+            .chunk_lists
+            .get(&object.sha256)
+            .filter(|_| crate::index::chunks::is_chunked(object.size));
+        if let Some(&chunks) = chunked {
+            match self.segmented(object, chunks, order).await {
+                Segmented::Installed { url } => {
+                    self.round.bundle_installed(&url);
+                    self.minisig(object.sha256, order).await;
+                    return BundleResult::Installed;
+                }
+                Segmented::Failed => return failed(false),
+                Segmented::Whole(honest) => {
+                    whole_order = honest;
+                    order = &whole_order;
+                }
+            }
+        }
         let part = partial_path(&self.store, &object.sha256);
         for (i, upstream) in order.iter().enumerate() {
             // Censoring networks reset long connections: a transfer cut half way continues
@@ -109,6 +137,12 @@ impl Fetcher {
                 match result {
                     Ok(Attempt::Installed { with_minisig }) => {
                         self.round.bundle_installed(upstream.url());
+                        if chunked.is_some() {
+                            // Verified chunks of an unfinished segmented attempt: not needed.
+                            let _ =
+                                tokio::fs::remove_file(chunked_path(&self.store, &object.sha256))
+                                    .await;
+                        }
                         if !with_minisig {
                             self.minisig(object.sha256, std::slice::from_ref(upstream))
                                 .await;
@@ -228,6 +262,23 @@ impl Fetcher {
         if !self.receive_part(upstream, &relative, object, part).await? {
             return Ok(Attempt::NotFound);
         }
+        self.install_part(&url, object, part).await?;
+        Ok(Attempt::Installed {
+            with_minisig: false,
+        })
+    }
+
+    /// Checks the complete download in `part` (size and sha256, then the store verifies the
+    /// bundle and its listing) and installs it. `part` is removed once installed, and when its
+    /// bytes are wrong (they are never resumed); kept for a local failure.
+    pub(super) async fn install_part(
+        &self,
+        url: &str,
+        object: ObjectRef,
+        part: &Path,
+    ) -> Result<(), SyncError> {
+        let id = object.sha256;
+        let url = url.to_owned();
         let (store, publisher, limits) = (
             self.store.clone(),
             self.publisher.clone(),
@@ -255,12 +306,9 @@ impl Fetcher {
             if !matches!(result, Err(SyncError::Store(_))) {
                 let _ = std::fs::remove_file(&part);
             }
-            result
+            result.map(|_| ())
         })
-        .await?;
-        Ok(Attempt::Installed {
-            with_minisig: false,
-        })
+        .await
     }
 
     /// Streams the object into `part`, resuming after what is already there. `false` on 404.

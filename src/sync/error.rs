@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use crate::bundle::BundleError;
 use crate::content_id::ContentId;
+use crate::index::chunks::ChunkError;
 use crate::index::{FetchError, IndexError};
 use crate::store::StoreError;
 use crate::ErrorClass;
@@ -88,6 +89,24 @@ pub enum SyncError {
         sha256: ContentId,
         #[source]
         source: Box<FetchError>,
+    },
+    /// A chunk of a segmented download failed its hash in the signed chunk list
+    /// ([`ChunkError::ChunkMismatch`] names the chunk and its byte offset), or the upstream's
+    /// chunk list is not the list of the bundle the entry names.
+    #[error("{url}: bundle {sha256}: {source}")]
+    Chunk {
+        url: String,
+        sha256: ContentId,
+        #[source]
+        source: Box<ChunkError>,
+    },
+    /// A byte-range answer the signed size rules out (more bytes than asked, a copy of
+    /// another size).
+    #[error("{url}: bundle {sha256}: {reason}")]
+    Range {
+        url: String,
+        sha256: ContentId,
+        reason: String,
     },
     /// The bundle's bytes match the index but the bundle itself does not verify.
     #[error("{url}: bundle {sha256} does not verify: {source}")]
@@ -182,6 +201,8 @@ impl SyncError {
             SyncError::OlderIndex { .. }
             | SyncError::ExpiredIndex { .. }
             | SyncError::Minisig { .. }
+            | SyncError::Chunk { .. }
+            | SyncError::Range { .. }
             | SyncError::Listing { .. }
             | SyncError::MissingObject { .. } => ErrorClass::Verification,
         }
@@ -217,6 +238,11 @@ impl SyncError {
                 FetchError::Read(_) => "network",
                 FetchError::Io { .. } => "store",
             },
+            SyncError::Chunk { source, .. } => match &**source {
+                ChunkError::ChunkMismatch { .. } => "bad_chunk",
+                _ => "chunk_list",
+            },
+            SyncError::Range { .. } => "size_mismatch",
             SyncError::Bundle { .. } => "bundle",
             SyncError::Minisig { .. } => "minisig",
             SyncError::Root { source, .. } => match &**source {
@@ -245,6 +271,8 @@ impl SyncError {
             | SyncError::ExpiredIndex { url, .. }
             | SyncError::Object { url, .. }
             | SyncError::Bundle { url, .. }
+            | SyncError::Chunk { url, .. }
+            | SyncError::Range { url, .. }
             | SyncError::Minisig { url, .. }
             | SyncError::Listing { url, .. }
             | SyncError::Root { url, .. }

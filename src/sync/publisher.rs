@@ -89,6 +89,8 @@ struct Plan {
     /// What the index lists each bundle to fetch as (the store refuses one holding another
     /// article).
     listings: Arc<HashMap<ContentId, Listing>>,
+    /// The chunk list each large bundle's entry names.
+    chunk_lists: Arc<HashMap<ContentId, ObjectRef>>,
 }
 
 /// Syncs one publisher from `upstreams` (those out of backoff, configured first).
@@ -615,6 +617,7 @@ async fn complete(
         round: ctx.round.clone(),
         cancel: ctx.cancel.clone(),
         listings: plan.listings.clone(),
+        chunk_lists: plan.chunk_lists.clone(),
     });
     let (mut bundles, mut minisigs) = (plan.bundles, plan.minisigs);
     // The plan skips bundles the served index already had; should the store still find some
@@ -776,8 +779,18 @@ fn plan(tracker: &mut LazyTracker, store: &Store) -> Result<Option<Plan>, SyncEr
             _ => None,
         })
         .collect();
+    // Every entry's list, not only the planned bundles': the store may name more missing.
+    let chunk_lists = held
+        .entries()
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Add(a) => Some((a.bundle().sha256, a.chunks()?)),
+            Entry::Retract { .. } => None,
+        })
+        .collect();
     Ok(Some(Plan {
         envelope: held.signed().envelope().to_vec(),
+        chunk_lists: Arc::new(chunk_lists),
         bundles,
         minisigs,
         listings: Arc::new(listings),

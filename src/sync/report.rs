@@ -28,11 +28,13 @@ pub struct WireBytes {
     pub bundles: u64,
     /// Detached `.minisig` signatures.
     pub minisigs: u64,
+    /// Chunk lists of large bundles (fetched to check each chunk of a segmented download).
+    pub chunk_lists: u64,
 }
 
 impl WireBytes {
     pub fn total(&self) -> u64 {
-        self.head + self.pieces + self.bundles + self.minisigs
+        self.head + self.pieces + self.bundles + self.minisigs + self.chunk_lists
     }
 }
 
@@ -43,6 +45,7 @@ pub(crate) enum Wire {
     Piece,
     Bundle,
     Minisig,
+    ChunkList,
 }
 
 /// One upstream's round.
@@ -61,6 +64,10 @@ pub struct UpstreamReport {
     /// Bundles installed from this upstream.
     pub bundles: u64,
     pub bytes: WireBytes,
+    /// Of `bytes.bundles`, the bytes of segmented downloads that were not used: chunks that
+    /// failed their hash, chunks cut part-way, duplicates of chunks another upstream finished
+    /// first. The rest of its segmented bytes were delivered into verified bundles.
+    pub bundle_bytes_wasted: u64,
     /// Everything that went wrong with this upstream, in order.
     #[serde(serialize_with = "serialize_errors")]
     pub errors: Vec<SyncError>,
@@ -131,6 +138,7 @@ impl RoundReport {
                 pieces: acc.pieces + u.bytes.pieces,
                 bundles: acc.bundles + u.bytes.bundles,
                 minisigs: acc.minisigs + u.bytes.minisigs,
+                chunk_lists: acc.chunk_lists + u.bytes.chunk_lists,
             })
     }
 }
@@ -142,6 +150,7 @@ struct Tally {
     not_carried: u64,
     bundles: u64,
     bytes: WireBytes,
+    wasted: u64,
     errors: Vec<SyncError>,
 }
 
@@ -226,8 +235,16 @@ impl Round {
                 Wire::Piece => t.bytes.pieces += bytes,
                 Wire::Bundle => t.bytes.bundles += bytes,
                 Wire::Minisig => t.bytes.minisigs += bytes,
+                Wire::ChunkList => t.bytes.chunk_lists += bytes,
             }
         });
+    }
+
+    /// What an upstream did in a segmented bundle download: `delivered` bytes went into the
+    /// bundle, `wasted` did not.
+    pub fn segmented(&self, url: &str, delivered: u64, wasted: u64) {
+        self.received(url, Wire::Bundle, delivered + wasted);
+        self.with(url, |t| t.wasted += wasted);
     }
 
     pub fn not_modified(&self, url: &str) {
@@ -299,6 +316,7 @@ impl Round {
                 not_carried: 0,
                 bundles: 0,
                 bytes: WireBytes::default(),
+                bundle_bytes_wasted: 0,
                 errors: Vec::new(),
             })
             .collect();
@@ -313,6 +331,7 @@ impl Round {
                     not_carried: t.not_carried,
                     bundles: t.bundles,
                     bytes: t.bytes,
+                    bundle_bytes_wasted: t.wasted,
                     errors: t.errors,
                 }),
         );
@@ -382,6 +401,7 @@ mod tests {
                 not_carried: 0,
                 bundles: 0,
                 bytes: WireBytes::default(),
+                bundle_bytes_wasted: 0,
                 errors,
             }],
             publishers: vec![PublisherReport {

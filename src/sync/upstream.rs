@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use crate::config::display_url;
 use crate::index::layout::on_disk;
 use crate::index::{open_regular, FetchError, IndexError, MemoryReceiver, ObjectRef};
+use crate::segmented::RangeError;
 use crate::sync::backoff::{random_fraction, Backoff};
 use crate::sync::error::{NetworkKind, SyncError};
 
@@ -88,7 +89,8 @@ pub(crate) struct Body {
 
 enum BodyInner {
     Http(reqwest::Response),
-    File(tokio::fs::File, Vec<u8>),
+    /// A file, a read buffer, and how many bytes are left to read (a range ends before EOF).
+    File(tokio::fs::File, Vec<u8>, u64),
 }
 
 impl Upstream {
@@ -167,7 +169,7 @@ impl Upstream {
     }
 
     /// The overall deadline of a request moving `bytes`.
-    fn deadline(&self, bytes: u64) -> Duration {
+    pub fn deadline(&self, bytes: u64) -> Duration {
         self.timeouts.connect + self.timeouts.read + Duration::from_secs(bytes / MIN_RATE)
     }
 
@@ -333,6 +335,101 @@ impl Upstream {
         Ok(Some(body))
     }
 
+    /// Opens bytes `start..end` of an object of `size` bytes for a segmented download: a
+    /// `Range: bytes=start-(end-1)` request that must be answered 206 with exactly that
+    /// `Content-Range` (a folder upstream's copy must be `size` bytes). Errors say what the
+    /// segmented download does next ([`RangeError`]).
+    pub async fn open_range(
+        &self,
+        relative: &str,
+        size: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Body, RangeError> {
+        let network = |e: SyncError| match e {
+            SyncError::Network {
+                kind: NetworkKind::Timeout,
+                reason,
+                ..
+            } => RangeError::TimedOut(reason),
+            SyncError::Network {
+                kind: NetworkKind::Connect,
+                reason,
+                ..
+            } => RangeError::Refused(reason),
+            e => RangeError::Failed(e.to_string()),
+        };
+        let (client, base) = match &self.transport {
+            Transport::Http { client, base } => (client, base),
+            Transport::Dir(root) => {
+                let len = tokio::fs::metadata(on_disk(root, relative))
+                    .await
+                    .map_or(None, |m| Some(m.len()));
+                match len {
+                    None => return Err(RangeError::NoRanges("does not have the file".into())),
+                    Some(len) if len != size => {
+                        return Err(RangeError::Lying(format!(
+                            "its copy is {len} bytes, the index gives {size}"
+                        )))
+                    }
+                    Some(_) => {}
+                }
+                let mut body = self
+                    .open_file(relative, start)
+                    .await
+                    .map_err(network)?
+                    .ok_or_else(|| RangeError::NoRanges("does not have the file".into()))?;
+                if let BodyInner::File(_, _, left) = &mut body.inner {
+                    *left = end - start;
+                }
+                return Ok(body);
+            }
+        };
+        let request = client
+            .get(self.join(base, relative).map_err(network)?)
+            .header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1));
+        let response = request
+            .send()
+            .await
+            .map_err(|e| network(self.network(relative, e)))?;
+        let expected = format!("bytes {start}-{}/{size}", end - 1);
+        match response.status().as_u16() {
+            206 => {}
+            200 => {
+                return Err(RangeError::NoRanges(format!(
+                    "does not answer byte ranges (asked {expected}, got the whole file)"
+                )))
+            }
+            404 | 410 => return Err(RangeError::NoRanges("does not have the file".into())),
+            status => return Err(RangeError::Failed(format!("HTTP {status}"))),
+        }
+        let range = response
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok());
+        if range != Some(expected.as_str()) {
+            return Err(RangeError::Failed(format!(
+                "asked {expected}, got {}",
+                range.unwrap_or("no Content-Range")
+            )));
+        }
+        if response.content_length().is_some_and(|n| n != end - start) {
+            return Err(RangeError::Lying(format!(
+                "announced a body that is not bytes {start}..{end}"
+            )));
+        }
+        Ok(Body {
+            length: response.content_length(),
+            inner: BodyInner::Http(response),
+            start,
+        })
+    }
+
+    /// Longest wait for the next byte of an answer.
+    pub fn read_timeout(&self) -> Duration {
+        self.timeouts.read
+    }
+
     /// Opens a file from `offset`; `None` on 404.
     async fn open_raw(&self, relative: &str, offset: u64) -> Result<Option<Body>, SyncError> {
         let (client, base) = match &self.transport {
@@ -402,7 +499,7 @@ impl Upstream {
                 .map_err(io)?;
         }
         Ok(Some(Body {
-            inner: BodyInner::File(file, vec![0; FILE_CHUNK]),
+            inner: BodyInner::File(file, vec![0; FILE_CHUNK], u64::MAX),
             start: offset,
             length: None,
         }))
@@ -455,13 +552,18 @@ impl Body {
                 .chunk()
                 .await
                 .map_err(|e| upstream.network(path, e)),
-            BodyInner::File(file, buf) => {
-                let n = file.read(buf).await.map_err(|e| SyncError::Network {
-                    url: upstream.url.clone(),
-                    path: path.to_owned(),
-                    kind: NetworkKind::Broken,
-                    reason: e.to_string(),
-                })?;
+            BodyInner::File(file, buf, left) => {
+                let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                let n = file
+                    .read(&mut buf[..want])
+                    .await
+                    .map_err(|e| SyncError::Network {
+                        url: upstream.url.clone(),
+                        path: path.to_owned(),
+                        kind: NetworkKind::Broken,
+                        reason: e.to_string(),
+                    })?;
+                *left -= n as u64;
                 Ok((n > 0).then(|| Bytes::copy_from_slice(&buf[..n])))
             }
         }

@@ -26,6 +26,9 @@ pub struct RangeOptions {
     pub silent_after: Option<u64>,
     /// Ignore `Range` and answer the whole file (200), as some static hosts do.
     pub no_ranges: bool,
+    /// After this many bundle bytes sent, cut: open answers close part-way, new bundle
+    /// requests are closed unanswered (a censor resetting the mirror's connections).
+    pub cut_after: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -165,14 +168,20 @@ async fn serve(stream: TcpStream, root: PathBuf, state: Arc<Mutex<State>>, o: Ra
             ),
         };
         if is_bundle {
-            let silent = {
+            let (silent, cut) = {
                 let mut s = state.lock().unwrap();
                 if o.corrupt_first && s.stats.ranges.is_empty() {
                     body[start as usize] ^= 0x01;
                 }
                 s.stats.ranges.push((start, end));
-                o.silent_after.is_some_and(|n| s.stats.bundle_bytes >= n)
+                (
+                    o.silent_after.is_some_and(|n| s.stats.bundle_bytes >= n),
+                    o.cut_after.is_some_and(|n| s.stats.bundle_bytes >= n),
+                )
             };
+            if cut {
+                return;
+            }
             if silent {
                 // Blocked: the request is swallowed, nothing ever comes back.
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -186,6 +195,9 @@ async fn serve(stream: TcpStream, root: PathBuf, state: Arc<Mutex<State>>, o: Ra
             let wait = {
                 let mut s = state.lock().unwrap();
                 if is_bundle {
+                    if o.cut_after.is_some_and(|n| s.stats.bundle_bytes >= n) {
+                        return;
+                    }
                     if o.silent_after.is_some_and(|n| s.stats.bundle_bytes >= n) {
                         None
                     } else {

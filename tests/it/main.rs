@@ -61,5 +61,6 @@ mod sync_crash;
 mod sync_lies;
 mod sync_mesh;
 mod sync_resume;
+mod sync_segmented;
 mod sync_timeouts;
 mod unicode_attacks;
