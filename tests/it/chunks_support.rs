@@ -5,15 +5,16 @@
 //! mid-download). It counts the bundle bytes it put on the wire and the ranges asked.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::http_support::{read_head, serve_loopback};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RangeOptions {
@@ -53,35 +54,17 @@ pub struct RangeServer {
 
 impl RangeServer {
     pub async fn start(root: &Path, options: RangeOptions) -> RangeServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             stats: Stats::default(),
             clock: None,
         }));
         let stop = CancellationToken::new();
-        let (root, shared, token) = (root.to_owned(), state.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let conn = tokio::select! {
-                    () = token.cancelled() => return,
-                    conn = listener.accept() => conn,
-                };
-                let Ok((stream, _)) = conn else { continue };
-                let (root, shared, token) = (root.clone(), shared.clone(), token.clone());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = token.cancelled() => {}
-                        () = serve(stream, root, shared, options) => {}
-                    }
-                });
-            }
-        });
-        RangeServer {
-            url: format!("http://{addr}/"),
-            state,
-            stop,
-        }
+        let (root, shared) = (root.to_owned(), state.clone());
+        let url = serve_loopback(&stop, move |stream| {
+            serve(stream, root.clone(), shared.clone(), options)
+        })
+        .await;
+        RangeServer { url, state, stop }
     }
 
     pub fn bundle_bytes(&self) -> u64 {
@@ -102,24 +85,10 @@ impl Drop for RangeServer {
 async fn serve(stream: TcpStream, root: PathBuf, state: Arc<Mutex<State>>, o: RangeOptions) {
     let mut reader = BufReader::new(stream);
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+        let Some(head) = read_head(&mut reader).await else {
             return;
-        }
-        let mut headers = HashMap::new();
-        loop {
-            let mut h = String::new();
-            match reader.read_line(&mut h).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) if h.trim().is_empty() => break,
-                Ok(_) => {
-                    if let Some((n, v)) = h.split_once(':') {
-                        headers.insert(n.trim().to_ascii_lowercase(), v.trim().to_owned());
-                    }
-                }
-            }
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        };
+        let (path, headers) = (head.path().to_owned(), head.headers);
         let rel = path.trim_start_matches('/');
         let ok = !rel.split('/').any(|p| p.is_empty() || p.starts_with('.'));
         let body = if ok {

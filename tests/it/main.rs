@@ -4,6 +4,7 @@
 mod bundle_support;
 mod chromium_support;
 mod garage_support;
+mod http_support;
 mod json_support;
 mod mirror_support;
 mod reader_support;

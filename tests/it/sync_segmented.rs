@@ -71,12 +71,14 @@ fn upstream_json<'a>(json: &'a Value, server: &RangeServer) -> &'a Value {
         .unwrap_or_else(|| panic!("{} not in {json}", server.url))
 }
 
-/// Three upstreams each throttled to 1 MiB/s: one alone needs 2.2 s for a 2.3 MB bundle; a
-/// sync takes chunks from every one of them, in well under that, with little waste.
+/// Three upstreams each throttled to 512 KiB/s: one alone needs 4.4 s for a 2.3 MB bundle; a
+/// sync takes chunks from every one of them, in well under that, with little waste. (Slow
+/// links, so that the round's own work, verifying and installing, weighs little even on a
+/// loaded machine.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_large_bundle_comes_from_every_upstream_at_once() {
     let s = setup(2_300_000);
-    let rate = 1 << 20;
+    let rate = 512 << 10;
     let servers = servers(&s.repo, &[throttled(rate); 3]).await;
     let node = Node::start(&s.dir.path().join("node"), &[&s.key], Keep::All).await;
     let (report, json, took) = sync(&node, &servers).await;
@@ -100,7 +102,7 @@ async fn a_large_bundle_comes_from_every_upstream_at_once() {
         s.made.size
     );
     assert!(
-        took < one_upstream.mul_f64(0.8),
+        took < one_upstream.mul_f64(0.7),
         "took {took:?}; one upstream alone needs {one_upstream:?}"
     );
     node.stop().await;

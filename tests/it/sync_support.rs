@@ -19,10 +19,12 @@ use qasid::mirror::{self, Metrics, MirrorState};
 use qasid::repo::{PublishRequest, Repo};
 use qasid::store::Store;
 use qasid::sync::{Backoff, RoundReport, SyncOptions, Syncer, Timeouts};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::http_support::{read_head, serve_loopback};
 
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -375,32 +377,15 @@ pub struct StaticServer {
 
 impl StaticServer {
     pub async fn start(root: &Path, options: StaticOptions) -> StaticServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Mutex::new(Shared::default()));
         let stop = CancellationToken::new();
-        let (root, state, token) = (root.to_owned(), shared.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let conn = tokio::select! {
-                    () = token.cancelled() => return,
-                    conn = listener.accept() => conn,
-                };
-                let Ok((stream, _)) = conn else { continue };
-                let (root, state, token) = (root.clone(), state.clone(), token.clone());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = token.cancelled() => {}
-                        () = serve(stream, &root, &state, options) => {}
-                    }
-                });
-            }
-        });
-        StaticServer {
-            url: format!("http://{addr}/"),
-            shared,
-            stop,
-        }
+        let (root, state) = (root.to_owned(), shared.clone());
+        let url = serve_loopback(&stop, move |stream| {
+            let (root, state) = (root.clone(), state.clone());
+            async move { serve(stream, &root, &state, options).await }
+        })
+        .await;
+        StaticServer { url, shared, stop }
     }
 
     /// Cuts the next full answer for `path` (a URL path with leading `/`) after `bytes`.
@@ -429,26 +414,12 @@ impl Drop for StaticServer {
 
 async fn serve(stream: TcpStream, root: &Path, shared: &Mutex<Shared>, options: StaticOptions) {
     let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).await.is_err() {
+    let Some(head) = read_head(&mut reader).await else {
         return;
-    }
-    let mut headers = HashMap::new();
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) if line.trim().is_empty() => break,
-            Ok(_) => {
-                if let Some((name, value)) = line.split_once(':') {
-                    headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-                }
-            }
-        }
-    }
+    };
     let mut stream = reader.into_inner();
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let (method, path) = (head.method(), head.path());
+    let headers = &head.headers;
     let rel = path.trim_start_matches('/');
     let safe = method == "GET"
         && !rel

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::http_support::{read_head, serve_loopback};
 
 /// How the hostile mirror answers one path.
 #[derive(Debug, Clone)]
@@ -77,31 +79,18 @@ pub struct HostileMirror {
 
 impl HostileMirror {
     pub async fn start(scene: Scene) -> HostileMirror {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Mutex::new(Arc::new(scene)));
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
         let (scene, log2, token) = (shared.clone(), log.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let conn = tokio::select! {
-                    () = token.cancelled() => return,
-                    conn = listener.accept() => conn,
-                };
-                let Ok((stream, _)) = conn else { continue };
-                let current = scene.lock().unwrap().clone();
-                let (log, token) = (log2.clone(), token.clone());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = token.cancelled() => {}
-                        () = serve(stream, &current, &log, &token) => {}
-                    }
-                });
-            }
-        });
+        let url = serve_loopback(&stop, move |stream| {
+            let current = scene.lock().unwrap().clone();
+            let (log, token) = (log2.clone(), token.clone());
+            async move { serve(stream, &current, &log, &token).await }
+        })
+        .await;
         HostileMirror {
-            url: format!("http://{addr}/"),
+            url,
             scene: shared,
             log,
             stop,
@@ -144,24 +133,11 @@ async fn serve(
     stop: &CancellationToken,
 ) {
     let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).await.is_err() {
+    let Some(head) = read_head(&mut reader).await else {
         return;
-    }
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) if line.trim().is_empty() => break,
-            Ok(_) => {}
-        }
-    }
+    };
     let mut stream = reader.into_inner();
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_owned();
+    let path = head.path().to_owned();
     log.lock().unwrap().push(path.clone());
     let reply = match scene.replies.get(&path) {
         Some(reply) => reply.clone(),
