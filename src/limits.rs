@@ -283,9 +283,11 @@ pub const SEGMENTED_MAX_CONNECTIONS: usize = 16;
 /// raised that mirror's measured rate by a quarter or more.
 pub const SEGMENTED_MAX_PER_MIRROR: usize = 4;
 
-/// Most requests for one chunk in a segmented download (first try, re-fetch after a bad or
-/// cut chunk, end-game duplicate). 3: a bad chunk is fetched again once from another mirror;
-/// a chunk that fails three times points at a wrong list, not at three liars.
+/// Most requests for one chunk in a segmented download (first try, re-fetch after a bad
+/// chunk, end-game duplicate; a request lost to a cut or stalled connection is not counted,
+/// since each mirror is dropped after three such failures in a row). 3: a bad chunk is
+/// fetched again once from another mirror; a chunk that fails three times points at a wrong
+/// list, not at three liars.
 pub const MAX_CHUNK_FETCHES: u32 = 3;
 
 /// How long one request of a segmented download aims to take at its mirror's measured rate:
