@@ -336,6 +336,12 @@ fn print_summary(report: &RoundReport) {
         if u.not_carried > 0 {
             println!("    does not carry {} publisher(s)", u.not_carried);
         }
+        if u.bundle_bytes_wasted > 0 {
+            println!(
+                "    {} of its bundle bytes not used (bad, cut or duplicate chunks)",
+                human_bytes(u.bundle_bytes_wasted)
+            );
+        }
         for e in &u.errors {
             println!("    - {}: {}", e.reason(), error_chain(e));
         }

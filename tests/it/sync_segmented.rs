@@ -269,3 +269,44 @@ async fn keep_current_pruning_removes_the_chunk_lists_of_pruned_bundles() {
     assert!(node.has_bundle(&s.key, &big2.sha256) && node.has_bundle(&s.key, &beta.sha256));
     node.stop().await;
 }
+
+/// `qasid sync --once`, the real binary, with one of two upstreams sending a bad chunk: exit 3
+/// (only a verification failure), the bundle installed, and the summary names the upstream,
+/// `bad_chunk` with the chunk and its offset, and the bytes it sent that were not used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sync_summary_names_the_bad_chunk_and_the_wasted_bytes() {
+    let s = setup(1_500_000);
+    let mut options = [throttled(4 << 20); 2];
+    options[0].corrupt_first = true;
+    let servers = servers(&s.repo, &options).await;
+    let publisher = s.dir.path().join("publisher.pub");
+    std::fs::write(&publisher, s.key.public().to_file_text()).unwrap();
+    let store = s.dir.path().join("store");
+    let mut cmd = assert_cmd::Command::cargo_bin("qasid").unwrap();
+    cmd.env("RUST_LOG", "error")
+        .args(["sync", "--once", "--store"])
+        .arg(&store)
+        .arg("--publisher")
+        .arg(&publisher)
+        .args(["--read-timeout", "2s"]);
+    for server in &servers {
+        cmd.args(["--upstream", &server.url]);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        crate::sync_support::bundle_path(&store, &s.key, &s.made.sha256).is_file(),
+        "{stdout}"
+    );
+    let first = servers[0].ranges()[0].0;
+    let named = format!("bad_chunk: {}", servers[0].url);
+    let chunk = format!("chunk {} (bytes {first}..", first / CHUNK_SIZE);
+    assert!(
+        stdout.contains(&named) && stdout.contains(&chunk),
+        "{named} / {chunk} in {stdout}"
+    );
+    assert!(stdout.contains("of its bundle bytes not used"), "{stdout}");
+}
