@@ -28,10 +28,12 @@ use crate::limits::BucketLimits;
 use crate::ErrorClass;
 
 mod error;
+mod profile;
 
 pub mod upload;
 
 pub use error::BucketError;
+pub use profile::{Profile, ProfileFiles};
 
 /// The scheme of a bucket location.
 pub const SCHEME: &str = "s3://";
@@ -228,8 +230,9 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The standard AWS variables, read once ([`Environment::from_process`]) or given (tests,
-/// callers with credentials of their own). Empty values count as unset.
+/// The standard AWS variables, completed from an AWS profile, read once
+/// ([`Environment::from_process`]) or given (tests, callers with credentials of their own).
+/// Empty values count as unset.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Environment {
     pub access_key_id: Option<String>,
@@ -237,6 +240,11 @@ pub struct Environment {
     pub session_token: Option<String>,
     pub region: Option<String>,
     pub endpoint: Option<String>,
+    /// The profile's region and endpoint: used only when neither the variables nor
+    /// `mirrors.toml`'s `[s3]` give one (a default profile for AWS must not send a Garage
+    /// store configured in `mirrors.toml` elsewhere).
+    pub profile_region: Option<String>,
+    pub profile_endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for Environment {
@@ -252,15 +260,34 @@ impl std::fmt::Debug for Environment {
 
 impl Environment {
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` and
-    /// `AWS_ENDPOINT_URL` of this process.
-    pub fn from_process() -> Environment {
-        Environment {
+    /// `AWS_ENDPOINT_URL` of this process, completed from its AWS profile ([`ProfileFiles`]):
+    /// the variables win; credentials count as a unit (key id and secret from the variables,
+    /// else all from the profile).
+    pub fn from_process() -> Result<Environment, BucketError> {
+        let vars = Environment {
             access_key_id: env(ENV_ACCESS_KEY),
             secret_access_key: env(ENV_SECRET_KEY),
             session_token: env(ENV_SESSION_TOKEN),
             region: env(ENV_REGION),
             endpoint: env(ENV_ENDPOINT),
+            ..Environment::default()
+        };
+        let profile = ProfileFiles::from_vars(env).load()?;
+        Ok(vars.with_profile(profile.unwrap_or_default()))
+    }
+
+    /// These variables, completed from `profile`.
+    pub fn with_profile(mut self, profile: Profile) -> Environment {
+        let vars_have_keys = self.access_key_id.is_some() && self.secret_access_key.is_some();
+        if !vars_have_keys && profile.access_key_id.is_some() && profile.secret_access_key.is_some()
+        {
+            self.access_key_id = profile.access_key_id;
+            self.secret_access_key = profile.secret_access_key;
+            self.session_token = profile.session_token;
         }
+        self.profile_region = profile.region;
+        self.profile_endpoint = profile.endpoint;
+        self
     }
 }
 
@@ -287,7 +314,7 @@ impl Bucket {
         settings: &Settings,
         access: Access,
     ) -> Result<Bucket, BucketError> {
-        let environment = Environment::from_process();
+        let environment = Environment::from_process()?;
         let bucket = Self::new(url, settings, &environment, access, BucketLimits::default())?;
         bucket.probe().await?;
         Ok(bucket)
@@ -306,8 +333,11 @@ impl Bucket {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let region = (environment.region.clone())
             .or_else(|| settings.region.clone())
+            .or_else(|| environment.profile_region.clone())
             .unwrap_or_else(|| "us-east-1".to_owned());
-        let endpoint = (environment.endpoint.clone()).or_else(|| settings.endpoint.clone());
+        let endpoint = (environment.endpoint.clone())
+            .or_else(|| settings.endpoint.clone())
+            .or_else(|| environment.profile_endpoint.clone());
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(url.bucket())
             .with_region(&region)

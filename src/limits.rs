@@ -98,6 +98,10 @@ impl Default for IndexLimits {
     }
 }
 
+/// Largest AWS shared config or credentials file read (`~/.aws/config`, `~/.aws/credentials`).
+/// 1 MiB: a file with hundreds of profiles is tens of KiB; anything bigger is not one.
+pub const MAX_AWS_PROFILE_FILE_BYTES: u64 = 1 << 20;
+
 /// Largest answer body `qasid push` reads from a mirror, error pages included. 256 KiB: a
 /// receipt or a refusal is a few hundred bytes, and a 409 listing every object an index still
 /// lacks stays well under it; a server sending more is not a qasid mirror, and holding more

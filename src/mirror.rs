@@ -184,7 +184,7 @@ impl MirrorState {
                     None => crate::bucket::Bucket::new(
                         url,
                         &config.s3,
-                        &crate::bucket::Environment::from_process(),
+                        &crate::bucket::Environment::from_process()?,
                         crate::bucket::Access::Read,
                         crate::limits::BucketLimits::default(),
                     )?,

@@ -511,17 +511,20 @@ impl Reader {
                     patience: options.connect_timeout + options.read_timeout,
                 },
                 MirrorLocation::Bucket(url) => {
-                    let bucket = crate::bucket::Bucket::new(
-                        url,
-                        &options.s3,
-                        &crate::bucket::Environment::from_process(),
-                        crate::bucket::Access::Read,
-                        crate::limits::BucketLimits::default(),
-                    )
-                    .map_err(|e| ReaderError::BadMirror {
-                        text: url.to_string(),
-                        reason: e.to_string(),
-                    })?;
+                    let bucket = crate::bucket::Environment::from_process()
+                        .and_then(|environment| {
+                            crate::bucket::Bucket::new(
+                                url,
+                                &options.s3,
+                                &environment,
+                                crate::bucket::Access::Read,
+                                crate::limits::BucketLimits::default(),
+                            )
+                        })
+                        .map_err(|e| ReaderError::BadMirror {
+                            text: url.to_string(),
+                            reason: e.to_string(),
+                        })?;
                     transport::Source::Bucket {
                         client: client_for(proxy)?,
                         bucket,

@@ -25,9 +25,31 @@ pub enum BucketError {
     /// Writing needs credentials and none are set.
     #[error(
         "no credentials for {location}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-         (and AWS_SESSION_TOKEN for temporary ones)"
+         (and AWS_SESSION_TOKEN for temporary ones), or a profile in ~/.aws/credentials \
+         (AWS_PROFILE)"
     )]
     NoCredentials { location: String },
+    /// An AWS shared config or credentials file cannot be read or parsed.
+    #[error(
+        "AWS profile file {}{}: {reason}",
+        path.display(),
+        line.map(|l| format!(" line {l}")).unwrap_or_default()
+    )]
+    Profile {
+        path: PathBuf,
+        line: Option<usize>,
+        reason: String,
+    },
+    /// `AWS_PROFILE` names a profile that neither file has.
+    #[error(
+        "AWS profile {name:?} (AWS_PROFILE) is not in {credentials} nor in {config} (as \
+         [profile {name}]): add it, or set AWS_PROFILE to one that exists"
+    )]
+    NoProfile {
+        name: String,
+        credentials: String,
+        config: String,
+    },
     /// The service refused the credentials or their rights (401/403).
     #[error(
         "{location} at {endpoint} refused the credentials ({code}): check AWS_ACCESS_KEY_ID, \
@@ -82,7 +104,9 @@ pub(super) fn class(e: &BucketError) -> ErrorClass {
         BucketError::BadLocation { .. }
         | BucketError::BadEndpoint { .. }
         | BucketError::NoWorkFolder
-        | BucketError::NoCredentials { .. } => ErrorClass::Usage,
+        | BucketError::NoCredentials { .. }
+        | BucketError::Profile { .. }
+        | BucketError::NoProfile { .. } => ErrorClass::Usage,
         BucketError::TooLarge { .. } => ErrorClass::Verification,
         BucketError::Credentials { .. }
         | BucketError::MissingBucket { .. }

@@ -32,7 +32,8 @@ pub struct PushArgs {
     repo: PathBuf,
     /// A mirror's base URL (the URL under which qasid/v1/ is served), or an S3-compatible
     /// bucket s3://bucket/prefix (credentials and endpoint from AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, or [s3] of --config). Repeatable.
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, an AWS profile (AWS_PROFILE), or
+    /// [s3] of --config). Repeatable.
     #[arg(long = "to", value_name = "URL", required = true, value_parser = parse_target)]
     to: Vec<Target>,
     /// mirrors.toml whose [s3] endpoint, region and path_style apply to s3:// targets.

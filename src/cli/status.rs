@@ -23,7 +23,8 @@ use super::{print_json, Failure};
 pub struct StatusArgs {
     /// The store: a folder (as given to `qasid mirror` or `qasid sync`) or a bucket store
     /// s3://bucket/prefix (credentials and endpoint from AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, an AWS profile, or [s3] of --config).
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, an AWS profile (AWS_PROFILE), or
+    /// [s3] of --config).
     #[arg(long, value_name = "DIR|S3_URL", default_value = "qasid-store")]
     store: PathBuf,
     /// mirrors.toml whose [s3] endpoint, region and path_style apply to an s3:// store.

@@ -78,6 +78,7 @@ fn client(bucket: &GarageBucket, prefix: &str) -> Bucket {
         session_token: None,
         region: Some(bucket.var("AWS_REGION").to_owned()),
         endpoint: Some(bucket.var("AWS_ENDPOINT_URL").to_owned()),
+        ..Environment::default()
     };
     Bucket::new(
         &BucketUrl::parse(&bucket.url(prefix)).unwrap(),
@@ -778,4 +779,106 @@ fn status_of_a_bucket_store_reports_what_it_holds_verified_with_the_usual_exit_c
     assert_eq!(doc["ok"], false, "{doc}");
     assert!(doc["publishers"][0]["error"].is_string(), "{doc}");
     assert_eq!(doc["publishers"][0]["heads"][0]["verified"], true, "{doc}");
+}
+
+#[test]
+fn an_aws_profile_alone_reaches_the_bucket_the_variables_win_and_a_wrong_name_is_a_usage_error() {
+    let bucket = garage_support::bucket("profile");
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(43);
+    let (repo, _) = repo_with(dir.path(), &k, 1, 100);
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let (id, secret) = (
+        bucket.var("AWS_ACCESS_KEY_ID"),
+        bucket.var("AWS_SECRET_ACCESS_KEY"),
+    );
+    let credentials = format!(
+        "# written by the test\n[garage]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n"
+    );
+    let config = format!(
+        "[default]\nregion = us-east-1\n\n[profile garage]\nregion = {}\nendpoint_url = {}\ns3 =\n  addressing_style = path\n",
+        bucket.var("AWS_REGION"),
+        bucket.var("AWS_ENDPOINT_URL")
+    );
+    std::fs::write(home.join(".aws/credentials"), &credentials).unwrap();
+    std::fs::write(home.join(".aws/config"), &config).unwrap();
+    // No AWS_* variable at all: only HOME's files.
+    let bare = || {
+        let mut cmd = Command::cargo_bin("qasid").unwrap();
+        for (var, _) in std::env::vars() {
+            if var.starts_with("AWS_") {
+                cmd.env_remove(var);
+            }
+        }
+        cmd.env("HOME", &home).env("RUST_LOG", "warn");
+        cmd
+    };
+    let push_with = |cmd: &mut Command, prefix: &str| {
+        cmd.args(["push", "--json", "--repo"])
+            .arg(&repo)
+            .args(["--to", &bucket.url(prefix)])
+            .output()
+            .unwrap()
+    };
+    ok(push_with(bare().env("AWS_PROFILE", "garage"), "p"));
+    let store = client(&bucket, "p");
+    assert_eq!(runtime().block_on(bucket_sequence(&store, &k)), Some(1));
+    let status = bare()
+        .env("AWS_PROFILE", "garage")
+        .args(["status", "--json", "--store", &bucket.url("p")])
+        .output()
+        .unwrap();
+    assert_eq!(ok(status)["publishers"][0]["index"]["sequence"], 1);
+
+    // A profile that neither file has: usage (2), naming it.
+    let out = push_with(bare().env("AWS_PROFILE", "nope"), "p");
+    one_line_error(&out, 2, "AWS profile \\\"nope\\\" (AWS_PROFILE) is not in");
+    // The variables win over the profile: a wrong secret there is used, and refused.
+    let out = push_with(
+        bare()
+            .env("AWS_PROFILE", "garage")
+            .env("AWS_ACCESS_KEY_ID", id)
+            .env("AWS_SECRET_ACCESS_KEY", "0".repeat(64)),
+        "p",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json_of(&out)["pushes"][0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Files named by AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE, the default profile.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(
+        elsewhere.join("creds"),
+        credentials.replace("[garage]", "[default]"),
+    )
+    .unwrap();
+    std::fs::write(
+        elsewhere.join("conf"),
+        config
+            .replace("[default]\nregion = us-east-1\n", "")
+            .replace("[profile garage]", "[default]"),
+    )
+    .unwrap();
+    let out = push_with(
+        bare()
+            .env("AWS_SHARED_CREDENTIALS_FILE", elsewhere.join("creds"))
+            .env("AWS_CONFIG_FILE", elsewhere.join("conf")),
+        "q",
+    );
+    ok(out);
+    // A malformed file: usage (2), naming the file and the line.
+    std::fs::write(home.join(".aws/config"), "[default]\nregion\n").unwrap();
+    let out = push_with(&mut bare(), "p");
+    one_line_error(&out, 2, ".aws/config line 2");
+    // Nothing at all: no credentials (2).
+    std::fs::remove_dir_all(home.join(".aws")).unwrap();
+    let out = push_with(&mut bare(), "p");
+    one_line_error(&out, 2, "no credentials");
 }
