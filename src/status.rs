@@ -22,7 +22,7 @@ use crate::sync::{upstream_health, UpstreamHealth};
 
 mod bucket;
 
-pub use bucket::{read_bucket, BucketStatus, HeadStatus};
+pub use bucket::{read_bucket, BucketStatus, HeadStatus, NoteStatus};
 
 /// The whole report (its JSON is `qasid status --json`'s, docs/JSON.md).
 #[derive(Debug, Serialize)]
@@ -65,6 +65,9 @@ pub struct PublisherStatus {
     /// first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heads: Option<Vec<HeadStatus>>,
+    /// Bucket stores: the mirror note, if the bucket holds one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<NoteStatus>,
 }
 
 /// The installed index of a publisher.
@@ -193,6 +196,7 @@ fn publisher(dir: &Path, key: &PublicKey, now: SystemTime) -> PublisherStatus {
         pieces: 0,
         bytes: 0,
         heads: None,
+        note: None,
     };
     for (sub, count) in [("bundles", true), ("pieces", true), ("", false)] {
         let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {

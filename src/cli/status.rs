@@ -177,6 +177,23 @@ impl StatusArgs {
             if !heads.is_empty() {
                 println!("  head copies: {}", heads.join(", "));
             }
+            match &p.note {
+                Some(n) if n.verified => println!(
+                    "  note sequence {}, expires {}{} (verified)",
+                    n.sequence.unwrap_or_default(),
+                    n.expires.as_deref().unwrap_or_default(),
+                    if n.expired == Some(true) {
+                        " (EXPIRED)"
+                    } else {
+                        ""
+                    }
+                ),
+                Some(n) => println!(
+                    "  note FAILS VERIFICATION: {}",
+                    n.error.as_deref().unwrap_or_default()
+                ),
+                None => {}
+            }
         }
         match unverified {
             None => Ok(()),

@@ -3,12 +3,13 @@
 //! Owns the bucket side of the operator's view: per publisher folder found in one bounded
 //! listing, object counts and bytes, `index.json` verified against the publisher's authority
 //! (its roots, read from the bucket and chained from the key the folder is named after), and
-//! the newest head copies under `heads/` (docs/PROTOCOL.md §14), each verified. It only reads,
+//! the newest head copies under `heads/` (docs/PROTOCOL.md §14) and the mirror note, each
+//! verified. It only reads,
 //! and reports what fails verification instead of stopping: the caller decides the exit code
 //! from [`BucketStatus::unverified`].
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -18,7 +19,8 @@ use crate::bucket::{Bucket, BucketError, ObjectInfo};
 use crate::index::layout::{PublisherLayout, PREFIX};
 use crate::index::SignedHead;
 use crate::keys::PublicKey;
-use crate::limits::{IndexLimits, MAX_ROOT_BYTES, MAX_ROOT_VERSIONS};
+use crate::limits::{IndexLimits, MAX_NOTE_TEXT_BYTES, MAX_ROOT_BYTES, MAX_ROOT_VERSIONS};
+use crate::note::SignedNote;
 use crate::roots::{Authority, Chain};
 use crate::store::PublisherId;
 
@@ -28,6 +30,23 @@ pub struct BucketStatus {
     /// `s3://bucket/prefix`.
     pub store: String,
     pub publishers: Vec<PublisherStatus>,
+}
+
+/// The bucket's mirror note.
+#[derive(Debug, Serialize)]
+pub struct NoteStatus {
+    /// Its signature and encoding verified against the publisher's authority.
+    pub verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// RFC 3339, UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired: Option<bool>,
+    /// Why it does not verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One head copy under `heads/`.
@@ -45,6 +64,9 @@ impl BucketStatus {
         self.publishers.iter().find_map(|p| {
             let who = &p.publisher.key_id;
             if let Some(e) = &p.error {
+                return Some(format!("{}: publisher {who}: {e}", self.store));
+            }
+            if let Some(e) = p.note.as_ref().and_then(|n| n.error.as_ref()) {
                 return Some(format!("{}: publisher {who}: {e}", self.store));
             }
             let bad = p.heads.iter().flatten().find(|h| !h.verified)?;
@@ -107,6 +129,7 @@ async fn publisher(
         pieces: 0,
         bytes: 0,
         heads: Some(Vec::new()),
+        note: None,
     };
     let mut heads = Vec::new();
     for object in objects {
@@ -142,6 +165,7 @@ async fn publisher(
             Err(e) => status.error = Some(format!("index.json does not verify: {e}")),
         }
     }
+    status.note = note(bucket, &layout, &authority, now).await?;
     // The newest head copies (the ones a writer keeps), each verified.
     heads.sort();
     let newest = heads.len().saturating_sub(KEPT_HEADS);
@@ -160,6 +184,46 @@ async fn publisher(
     }
     status.heads = Some(checked);
     Ok(status)
+}
+
+/// The bucket's `note`, its signature checked (an expired one verifies, and says so).
+async fn note(
+    bucket: &Bucket,
+    layout: &PublisherLayout,
+    authority: &Authority,
+    now: SystemTime,
+) -> Result<Option<NoteStatus>, BucketError> {
+    let bytes = match bucket.get_bytes(&layout.note(), MAX_NOTE_TEXT_BYTES).await {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => return Ok(None),
+        Err(BucketError::TooLarge { limit, .. }) => Err(format!("larger than {limit} bytes")),
+        Err(e) => return Err(e),
+    };
+    let verified = bytes.and_then(|bytes| {
+        let text = std::str::from_utf8(&bytes).map_err(|_| "not UTF-8 text".to_owned())?;
+        SignedNote::from_uri(text.trim_end())
+            .and_then(|n| n.verify(std::slice::from_ref(authority)))
+            .map_err(|e| e.to_string())
+    });
+    Ok(Some(match verified {
+        Ok(note) => {
+            let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(note.note().expires);
+            NoteStatus {
+                verified: true,
+                sequence: Some(note.note().sequence),
+                expires: Some(humantime::format_rfc3339_seconds(expires).to_string()),
+                expired: Some(expires <= now),
+                error: None,
+            }
+        }
+        Err(reason) => NoteStatus {
+            verified: false,
+            sequence: None,
+            expires: None,
+            expired: None,
+            error: Some(format!("the note does not verify: {reason}")),
+        },
+    }))
 }
 
 /// The publisher's authority now, from the roots the bucket holds (1, 2, … up to the first

@@ -711,6 +711,8 @@ fn status_of_a_bucket_store_reports_what_it_holds_verified_with_the_usual_exit_c
     let dir = tempfile::tempdir().unwrap();
     let k = key(41);
     let (repo, _) = repo_with(dir.path(), &k, 2, 100);
+    let note = note_text(&k, None, 7, "https://one.example/");
+    std::fs::write(repo.join(PublisherLayout::new(k.public()).note()), &note).unwrap();
     ok(push(&bucket, &repo, "site").output().unwrap());
     let status = |bucket: &GarageBucket, json: bool| {
         let mut cmd = qasid(bucket);
@@ -738,6 +740,9 @@ fn status_of_a_bucket_store_reports_what_it_holds_verified_with_the_usual_exit_c
         serde_json::json!([{"sequence": 1, "verified": true}])
     );
     assert!(p.get("error").is_none(), "{doc}");
+    assert_eq!(p["note"]["verified"], true, "{doc}");
+    assert_eq!(p["note"]["sequence"], 7, "{doc}");
+    assert_eq!(p["note"]["expired"], false, "{doc}");
     let out = status(&bucket, false).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
@@ -745,6 +750,7 @@ fn status_of_a_bucket_store_reports_what_it_holds_verified_with_the_usual_exit_c
         text.contains("index 1 issued") && text.contains("(verified)"),
         "{text}"
     );
+    assert!(text.contains("note sequence 7"), "{text}");
 
     // No credentials: usage (2); wrong ones or a missing bucket: runtime (1).
     let out = status(&bucket, false)
@@ -763,6 +769,16 @@ fn status_of_a_bucket_store_reports_what_it_holds_verified_with_the_usual_exit_c
         .unwrap();
     one_line_error(&out, 1, "does not exist");
 
+    // A note that does not verify: reported, and a verification failure (3).
+    let note_key = format!("site/{}", PublisherLayout::new(k.public()).note());
+    plant(&bucket, &note_key, b"qasid:1:AAAA\n");
+    let out = status(&bucket, false).output().unwrap();
+    one_line_error(&out, 3, "the note does not verify");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("note FAILS VERIFICATION"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // An index.json signed by another key: reported, and a verification failure (3).
     let thief = key(42);
     let (forged_repo, _) = repo_with(&dir.path().join("thief"), &thief, 1, 100);
