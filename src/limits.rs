@@ -282,6 +282,13 @@ pub const MAX_CHUNK_LIST_BYTES: u64 = 32 * (1 + (2 << 30) / CHUNK_SIZE);
 /// links, few enough not to look like a flood to a mirror or a censor's middlebox.
 pub const SEGMENTED_MAX_CONNECTIONS: usize = 16;
 
+/// Most connections one segmented bundle download of a syncing mirror keeps open, all
+/// upstreams together. 8: a mirror syncs up to `max_downloads` bundles at once (16 by
+/// default) and each connection holds one chunk (256 KiB) in memory until it verifies, so
+/// this keeps chunk buffers under 32 MiB by default, while two upstreams can still use four
+/// connections each. A sync is not waiting for a reader, so fewer connections cost little.
+pub const SYNC_SEGMENTED_MAX_CONNECTIONS: usize = 8;
+
 /// Most connections to one mirror in a segmented download. 4: more connections help only
 /// against a per-connection throttle, and the reader adds one only while the last one added
 /// raised that mirror's measured rate by a quarter or more.

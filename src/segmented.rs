@@ -6,9 +6,10 @@
 //! source's measured rate moves in about [`TARGET_REQUEST`], so a fast source takes more: work
 //! stealing), the connections per source (one to start, a second once its rate is measured,
 //! more while each added one raises the source's measured rate by a quarter, within
-//! [`MAX_CONNECTIONS_PER_MIRROR`] and [`MAX_CONNECTIONS`]), the end game (an idle connection
-//! re-asks a chunk only when its holder stalled or is much slower, within a wasted-bytes
-//! budget), blame (a chunk that fails its hash names the source, the chunk index and its byte
+//! [`MAX_CONNECTIONS_PER_MIRROR`] and the download's cap, at most [`MAX_CONNECTIONS`]; a source
+//! left out at the start by the cap takes the first freed slot), the end game (an idle
+//! connection re-asks a chunk only when its holder stalled or is much slower, within a
+//! wasted-bytes budget), blame (a chunk that fails its hash names the source, the chunk index and its byte
 //! offset; that source is never asked again), and resume (the partial file is re-hashed chunk
 //! by chunk at start: only chunks that match the list are kept). Bytes are held in memory one
 //! chunk per connection and are written to the partial file only once their chunk verified,
@@ -151,6 +152,8 @@ pub struct Download<S> {
     pub stall: Duration,
     /// Stops the download (the partial file keeps what verified).
     pub cancel: CancellationToken,
+    /// Most connections open at once over all sources (at most [`MAX_CONNECTIONS`]).
+    pub max_connections: usize,
     pub progress: Option<ProgressFn>,
 }
 
@@ -203,6 +206,8 @@ struct Shared {
     budget: u64,
     /// A chunk that no mirror could give after `MAX_CHUNK_FETCHES` tries.
     exhausted: Option<u64>,
+    /// Most connections open at once, over all sources.
+    max_connections: usize,
     progress_total: u64,
 }
 
@@ -373,7 +378,7 @@ impl Shared {
         let grow = gained
             && state.dead.is_none()
             && n < MAX_CONNECTIONS_PER_MIRROR
-            && total_connections < MAX_CONNECTIONS
+            && total_connections < self.max_connections
             && pending > total_connections;
         if grow {
             // Measured again once the new connection runs; no other worker of this mirror
@@ -432,6 +437,7 @@ impl<S: RangeSource> Download<S> {
             budget: (size / 10).max(CHUNK_SIZE),
             exhausted: None,
             progress_total: resumed,
+            max_connections: self.max_connections.clamp(1, MAX_CONNECTIONS),
         };
         let sources = self.sources.len();
         let ctx = Arc::new(Ctx {
@@ -469,6 +475,15 @@ impl<S: RangeSource> Download<S> {
             let s = ctx.lock();
             if s.finished() || !s.alive() || s.exhausted.is_some() {
                 ctx.cancel.cancel();
+                continue;
+            }
+            // A source the cap left out at the start takes a freed slot.
+            let waiting: Vec<usize> = (0..sources)
+                .filter(|&i| s.mirrors[i].started == 0 && s.mirrors[i].dead.is_none())
+                .collect();
+            drop(s);
+            for i in waiting {
+                spawn_worker(&ctx, &mut set, i);
             }
         }
         if let Some(e) = fatal {
@@ -536,11 +551,9 @@ fn spawn_worker<S: RangeSource>(ctx: &Arc<Ctx<S>>, set: &mut JoinSet<WorkerEnd>,
     {
         let mut s = ctx.lock();
         let total: usize = s.mirrors.iter().map(|m| m.connections).sum();
+        let full = total >= s.max_connections;
         let state = &mut s.mirrors[i];
-        if state.dead.is_some()
-            || state.connections >= MAX_CONNECTIONS_PER_MIRROR
-            || total >= MAX_CONNECTIONS
-        {
+        if state.dead.is_some() || state.connections >= MAX_CONNECTIONS_PER_MIRROR || full {
             return;
         }
         state.connections += 1;
@@ -762,4 +775,118 @@ async fn write_at(path: &Path, offset: u64, bytes: Vec<u8>) -> std::io::Result<(
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::content_id::ContentId;
+    use crate::index::ObjectRef;
+
+    /// Connections open now, and the most at once.
+    #[derive(Default)]
+    struct Gauge {
+        open: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    /// A copy of the bundle in a real file, answering ranges; `whole` answers like a host
+    /// without byte ranges.
+    struct FileRange {
+        path: PathBuf,
+        whole: bool,
+        gauge: Arc<Gauge>,
+    }
+
+    struct FileBody {
+        bytes: Option<Bytes>,
+        gauge: Arc<Gauge>,
+    }
+
+    impl Drop for FileBody {
+        fn drop(&mut self) {
+            self.gauge.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl RangeBody for FileBody {
+        async fn next(&mut self) -> Result<Option<Bytes>, RangeError> {
+            // A little time per answer, so that connections overlap.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok(self.bytes.take())
+        }
+    }
+
+    impl RangeSource for FileRange {
+        type Body = FileBody;
+
+        async fn open(&self, start: u64, end: u64) -> Result<FileBody, RangeError> {
+            if self.whole {
+                // Late, so the other source is surely left out by the cap meanwhile.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Err(RangeError::NoRanges("answered the whole file".into()));
+            }
+            let now = self.gauge.open.fetch_add(1, Ordering::SeqCst) + 1;
+            self.gauge.most.fetch_max(now, Ordering::SeqCst);
+            let bytes = std::fs::read(&self.path).unwrap();
+            Ok(FileBody {
+                bytes: Some(Bytes::copy_from_slice(&bytes[start as usize..end as usize])),
+                gauge: self.gauge.clone(),
+            })
+        }
+    }
+
+    /// A 2.5 MiB bundle-like file and its chunk list.
+    fn bundle(dir: &Path) -> (PathBuf, ChunkList) {
+        let bytes: Vec<u8> = (0..(5u32 << 19)).map(|i| (i * 31 % 251) as u8).collect();
+        let path = dir.join("bundle.zip");
+        std::fs::write(&path, &bytes).unwrap();
+        let object = ObjectRef {
+            sha256: ContentId::of_bytes(&bytes),
+            size: bytes.len() as u64,
+        };
+        let list = crate::index::chunks::list_of(object, &bytes[..])
+            .unwrap()
+            .expect("above the threshold");
+        (path, list)
+    }
+
+    /// The download's connection cap holds over all sources, and a source the cap left out at
+    /// the start takes the slot of one that dropped out (here: no byte ranges).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cap_holds_and_a_left_out_source_takes_a_freed_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, list) = bundle(dir.path());
+        let gauge = Arc::new(Gauge::default());
+        let source = |whole| FileRange {
+            path: path.clone(),
+            whole,
+            gauge: gauge.clone(),
+        };
+        let outcome = Download {
+            list,
+            sources: vec![source(true), source(false)],
+            partial: dir.path().join("partial"),
+            stall: Duration::from_secs(1),
+            cancel: CancellationToken::new(),
+            max_connections: 1,
+            progress: None,
+        }
+        .run()
+        .await
+        .unwrap();
+        assert!(outcome.finished, "{outcome:?}");
+        assert!(matches!(
+            outcome.sources[0].ended,
+            Some(Ended::Failed(RangeError::NoRanges(_)))
+        ));
+        assert_eq!(outcome.sources[1].bytes.delivered, 5 << 19);
+        assert_eq!(gauge.most.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            std::fs::read(dir.path().join("partial")).unwrap(),
+            std::fs::read(&path).unwrap()
+        );
+    }
 }

@@ -92,6 +92,7 @@ pub(super) async fn download(
         partial: partial.clone(),
         stall: (hedge_delay * 2).max(Duration::from_secs(1)),
         cancel: CancellationToken::new(),
+        max_connections: crate::limits::SEGMENTED_MAX_CONNECTIONS,
         progress: progress.map(|progress| -> crate::segmented::ProgressFn {
             Arc::new(move |received| {
                 progress(Progress {

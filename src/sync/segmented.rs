@@ -93,6 +93,7 @@ impl Fetcher {
             partial: partial.clone(),
             stall,
             cancel: self.cancel.clone(),
+            max_connections: crate::limits::SYNC_SEGMENTED_MAX_CONNECTIONS,
             progress: None,
         }
         .run()
