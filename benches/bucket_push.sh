@@ -33,11 +33,10 @@ command -v rclone >/dev/null || { echo "rclone is needed (apt-get install rclone
 command -v "${GARAGE:-garage}" >/dev/null ||
     { echo "garage is needed (cargo install --locked garage --version 2.5.0)"; exit 1; }
 
-# QASID=path/to/qasid skips the release build (a debug build only makes qasid slower).
-if [ -z "${QASID:-}" ]; then
-    cargo build --release --quiet --bin qasid
-    QASID="$PWD/target/release/qasid"
-fi
+# QASID_BIN=path/to/qasid skips the release build (a debug build only makes qasid slower).
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+bench_qasid
 
 WORK="$(mktemp -d /tmp/qasid-bucket-bench.XXXXXX)"
 CLUSTER="$WORK/garage"
@@ -66,29 +65,7 @@ rclone_copy() {
 
 "$QASID" keygen --unencrypted --out "$WORK/keys" >/dev/null
 
-# make_bundles FIRST LAST: one article folder and signed ~16 KiB bundle per number.
-make_bundles() {
-    # shellcheck disable=SC2016 # the single-quoted script is expanded by the inner sh
-    seq "$1" "$2" | xargs -P "$JOBS" -I{} sh -c '
-        set -e
-        d="$0/src/a{}"
-        mkdir -p "$d/images"
-        printf -- "---\ntitle: Benchmark story {}\nauthor: Bench\ndate: 2026-01-01\nlanguage: en\n---\n\n# Story {}\n" >"$d/article.md"
-        head -c 15800 /dev/urandom >"$d/images/photo.bin"
-        "$1" bundle "$d" --key "$0/keys/publisher.key" --name "s{}" --out "$0/zips/s{}.zip" >/dev/null
-        rm -rf "$d"
-    ' "$WORK" "$QASID"
-}
 
-publish_range() {
-    seq "$2" "$3" | sed "s|.*|$WORK/zips/s&.zip|" |
-        xargs "$QASID" publish --repo "$1" --key "$WORK/keys/publisher.key" >/dev/null
-}
-
-now_ms() { date +%s%3N; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-mkdir -p "$WORK/zips"
 echo "making $((LARGE + RUNS)) bundles..."
 make_bundles 1 "$((LARGE + RUNS))"
 SMALL_REPO="$WORK/repo-small"

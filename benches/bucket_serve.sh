@@ -22,11 +22,9 @@ COUNT="${COUNT:-64}"
 for tool in garage wrk rclone jq curl; do
     command -v "$tool" >/dev/null 2>&1 || { echo "bucket_serve: needs $tool on PATH" >&2; exit 1; }
 done
-if [ -z "${QASID_BIN:-}" ]; then
-    cargo build --release --quiet --bin qasid
-    QASID_BIN=target/release/qasid
-fi
-QASID="$(cd "$(dirname "$QASID_BIN")" && pwd)/$(basename "$QASID_BIN")"
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+bench_qasid
 
 WORK="$(mktemp -d /tmp/qasid-bucket-bench.XXXXXX)"
 PIDS=()

@@ -18,20 +18,11 @@ DURATION="${DURATION:-10s}"
 QASID_PORT="${QASID_PORT:-18480}"
 NGINX_PORT="${NGINX_PORT:-18481}"
 
-need=()
-command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-if [ "${#need[@]}" -gt 0 ]; then
-    echo "installing: ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=300 update -qq
-    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+bench_need nginx:nginx-light wrk:wrk curl:curl
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-
-cargo build --release --quiet
-QASID="$PWD/target/release/qasid"
+bench_qasid
 
 WORK="$(mktemp -d /tmp/qasid-bench.XXXXXX)"
 chmod 755 "$WORK"
@@ -48,24 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Incompressible bytes, so the zip has the size asked for.
-noise() { head -c "$1" /dev/urandom; }
-
 "$QASID" keygen --unencrypted --out "$WORK/keys" >/dev/null
-mkdir -p "$WORK/article/images"
-cat >"$WORK/article/article.md" <<'EOF'
----
-title: Benchmark article
-author: Bench
-date: 2026-01-01
-language: en
----
-
-# Benchmark article
-
-![photo](images/photo.jpg)
-EOF
-noise 15800 >"$WORK/article/images/photo.jpg"
+bench_article "$WORK/article" 15800
 "$QASID" bundle "$WORK/article" --key "$WORK/keys/publisher.key" --out "$WORK/small.zip" >/dev/null
 STORE="$WORK/store"
 "$QASID" publish "$WORK/small.zip" --repo "$STORE" --key "$WORK/keys/publisher.key" >/dev/null

@@ -21,11 +21,9 @@ cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-5}"
 command -v node >/dev/null || { echo "node is needed (apt-get install nodejs npm)"; exit 1; }
 [ -d web/test/node_modules/playwright-core ] || { echo "run (cd web/test && npm ci) first"; exit 1; }
-if [ -z "${QASID_BIN:-}" ]; then
-    cargo build --release --quiet --bin qasid
-    QASID_BIN=target/release/qasid
-fi
-QASID="$(realpath "$QASID_BIN")"
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+bench_qasid
 
 WORK="$(mktemp -d /tmp/qasid-reader-page.XXXXXX)"
 MIRROR_PID=""

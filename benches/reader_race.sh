@@ -20,8 +20,9 @@ cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-7}"
 command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
 
-cargo build --release --quiet
-QASID="$PWD/target/release/qasid"
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+bench_qasid
 
 WORK="$(mktemp -d /tmp/qasid-reader-race.XXXXXX)"
 HELPER_PID=""
@@ -35,20 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$QASID" keygen --unencrypted --out "$WORK/keys" >/dev/null
-mkdir -p "$WORK/article/images"
-cat >"$WORK/article/article.md" <<'EOF'
----
-title: Benchmark article
-author: Bench
-date: 2026-01-01
-language: en
----
-
-# Benchmark article
-
-![photo](images/photo.jpg)
-EOF
-head -c 200000 /dev/urandom >"$WORK/article/images/photo.jpg"
+bench_article "$WORK/article" 200000
 "$QASID" bundle "$WORK/article" --key "$WORK/keys/publisher.key" --name bench \
     --out "$WORK/bench.zip" >/dev/null
 "$QASID" publish "$WORK/bench.zip" --repo "$WORK/good" --key "$WORK/keys/publisher.key" >/dev/null
@@ -130,7 +118,6 @@ fetch_once() {
     echo "$end - $start" | bc -l
 }
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "bundle: $SIZE bytes; good $GOOD, liar $LIAR, tarpits $PIT1 $PIT2 $PIT3"
 echo "round  direct(s)  raced(s)"

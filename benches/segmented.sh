@@ -66,12 +66,9 @@ trap 'exit 130' INT TERM
 ip netns add "$P-probe" 2>/dev/null || skip "network namespaces unavailable (ip netns add failed)"
 ip netns del "$P-probe"
 
-if [ -n "${QASID_BIN:-}" ]; then
-    QASID="$(realpath "$QASID_BIN")"
-else
-    cargo build --release --quiet --locked --bin qasid
-    QASID="$PWD/target/release/qasid"
-fi
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+bench_qasid
 WORK="$(mktemp -d /tmp/qasid-segmented.XXXXXX)"
 chmod 755 "$WORK"
 
@@ -202,7 +199,6 @@ tc_bytes() {
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 RUN=0
 # qasid_fetch NAME BLOCK_AFTER MIRRORS...: prints seconds; the JSON goes to $WORK/last.json.

@@ -33,19 +33,10 @@ QASID_PORT="${QASID_PORT:-18490}"
 RSYNC_PORT="${RSYNC_PORT:-18491}"
 JOBS="${JOBS:-$(nproc)}"
 
-need=()
-command -v rsync >/dev/null 2>&1 || need+=(rsync)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-if [ "${#need[@]}" -gt 0 ]; then
-    echo "installing: ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=300 update -qq
-    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-
-cargo build --release --quiet
-QASID="$PWD/target/release/qasid"
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+bench_need rsync:rsync python3:python3 curl:curl
+bench_qasid
 
 WORK="$(mktemp -d /tmp/qasid-sync-bench.XXXXXX)"
 chmod 755 "$WORK"
@@ -147,27 +138,6 @@ calc() { python3 "$WORK/calc.py" "$@"; }
 "$QASID" keygen --unencrypted --out "$WORK/keys" >/dev/null
 PUB="$WORK/keys/publisher.pub"
 
-# make_bundles FIRST LAST: one article folder and signed ~16 KiB bundle per number.
-make_bundles() {
-    # shellcheck disable=SC2016 # the single-quoted script is expanded by the inner sh
-    seq "$1" "$2" | xargs -P "$JOBS" -I{} sh -c '
-        set -e
-        d="$0/src/a{}"
-        mkdir -p "$d/images"
-        printf -- "---\ntitle: Benchmark story {}\nauthor: Bench\ndate: 2026-01-01\nlanguage: en\n---\n\n# Story {}\n" >"$d/article.md"
-        head -c 15800 /dev/urandom >"$d/images/photo.bin"
-        "$1" bundle "$d" --key "$0/keys/publisher.key" --name "s{}" --out "$0/zips/s{}.zip" >/dev/null
-        rm -rf "$d"
-    ' "$WORK" "$QASID"
-}
-
-# publish_range REPO FIRST LAST
-publish_range() {
-    local repo="$1"
-    seq "$2" "$3" | sed "s|.*|$WORK/zips/s&.zip|" |
-        xargs "$QASID" publish --repo "$repo" --key "$WORK/keys/publisher.key" >/dev/null
-    chmod -R a+rX "$repo"
-}
 
 # check_count DIR N WHAT: fails the benchmark unless DIR holds exactly N bundles.
 check_count() {
@@ -179,7 +149,6 @@ check_count() {
     fi
 }
 
-mkdir -p "$WORK/zips"
 echo "making $((LARGE + RUNS)) bundles..."
 make_bundles 1 "$((LARGE + RUNS))"
 BUNDLE_BYTES="$(stat -c %s "$WORK/zips/s1.zip")"
