@@ -16,6 +16,7 @@ use crate::index::layout;
 use crate::index::SignedHead;
 use crate::keys::PublicKey;
 use crate::limits::IndexLimits;
+use crate::roots::{Chain, ChainStorage};
 use crate::store::refusals::{self, Refusal, REFUSALS_FILE};
 use crate::store::{PublisherId, LOCK_FILE};
 use crate::sync::{upstream_health, UpstreamHealth};
@@ -37,6 +38,21 @@ pub struct StoreStatus {
     pub refusals: Vec<Refusal>,
 }
 
+impl StoreStatus {
+    /// The first publisher whose index (or roots) fails verification, as one line naming it
+    /// and what to do; `None` when every index there verifies.
+    pub fn unverified(&self) -> Option<String> {
+        let p = self.publishers.iter().find(|p| p.unverified)?;
+        Some(format!(
+            "{}: publisher {}: {} (changed or damaged outside qasid): push or sync the \
+             publisher's repo to this store again",
+            self.store.display(),
+            p.publisher.key_id,
+            p.error.as_deref().unwrap_or("does not verify")
+        ))
+    }
+}
+
 /// A publisher as every JSON document names it: key id and one-line base64 key.
 #[derive(Debug, Serialize)]
 pub struct PublisherName {
@@ -56,6 +72,10 @@ pub struct PublisherStatus {
     /// Why the index could not be read, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `error` is a verification failure (the index, or the roots it is checked against),
+    /// not a file that could not be read.
+    #[serde(skip)]
+    pub unverified: bool,
     pub bundles: u64,
     pub minisigs: u64,
     pub pieces: u64,
@@ -191,6 +211,7 @@ fn publisher(dir: &Path, key: &PublicKey, now: SystemTime) -> PublisherStatus {
         folder: key.hex(),
         index: None,
         error: None,
+        unverified: false,
         bundles: 0,
         minisigs: 0,
         pieces: 0,
@@ -222,12 +243,22 @@ fn publisher(dir: &Path, key: &PublicKey, now: SystemTime) -> PublisherStatus {
             }
         }
     }
-    match installed_index(dir, key) {
+    match installed_index(dir, key, now) {
         Ok(None) => {}
         Ok(Some(head)) => status.index = Some(index_status(&head, now)),
-        Err(e) => status.error = Some(e),
+        Err(IndexProblem::Unreadable(e)) => status.error = Some(e),
+        Err(IndexProblem::Unverified(e)) => {
+            status.error = Some(e);
+            status.unverified = true;
+        }
     }
     status
+}
+
+/// Why a folder's index is not shown.
+enum IndexProblem {
+    Unreadable(String),
+    Unverified(String),
 }
 
 fn index_status(head: &SignedHead, now: SystemTime) -> IndexStatus {
@@ -241,18 +272,35 @@ fn index_status(head: &SignedHead, now: SystemTime) -> IndexStatus {
     }
 }
 
-/// The folder's `index.json`, verified against the key the folder is named after.
-fn installed_index(dir: &Path, key: &PublicKey) -> Result<Option<SignedHead>, String> {
+/// The folder's `index.json`, verified against whom the publisher's roots in the folder
+/// (re-verified from the key the folder is named after) delegate now, as the store does.
+fn installed_index(
+    dir: &Path,
+    key: &PublicKey,
+    now: SystemTime,
+) -> Result<Option<SignedHead>, IndexProblem> {
     let limits = IndexLimits::default();
     let index_path = dir.join("index.json");
-    let envelope = match std::fs::File::open(&index_path) {
-        Ok(f) => crate::index::read_capped(f, limits.max_head_bytes).map_err(|e| e.to_string())?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", index_path.display())),
+    let unreadable = |e: &dyn std::fmt::Display| {
+        IndexProblem::Unreadable(format!("{}: {e}", index_path.display()))
     };
-    SignedHead::verify(&envelope, key, &limits)
+    let envelope = match std::fs::File::open(&index_path) {
+        Ok(f) => crate::index::read_capped(f, limits.max_head_bytes).map_err(|e| unreadable(&e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(&e)),
+    };
+    // Only read: the temp and evidence folders are for writes, which status never makes.
+    let storage = ChainStorage {
+        dir: dir.join("roots"),
+        tmp: dir.join("roots"),
+        evidence: dir.join("roots"),
+    };
+    let authority = Chain::open(key, Some(storage))
+        .map_err(|e| IndexProblem::Unverified(format!("the roots do not verify: {e}")))?
+        .authority(now);
+    SignedHead::verify(&envelope, &authority, &limits)
         .map(Some)
-        .map_err(|e| format!("index.json does not verify: {e}"))
+        .map_err(|e| IndexProblem::Unverified(format!("index.json does not verify: {e}")))
 }
 
 fn upstream(url: String, h: &UpstreamHealth, now: SystemTime) -> UpstreamStatus {

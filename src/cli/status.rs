@@ -11,7 +11,8 @@ use super::{print_json, Failure};
 /// Per publisher: the installed index (sequence, issued, expiry, listed mirrors), objects and
 /// bytes. Per upstream: its state (ok, failing, backing off), last success and last error, as
 /// the sync last recorded them. Then the recent refusals (pushes and synced content refused,
-/// newest last). Reads only: safe while the mirror runs.
+/// newest last). Reads only: safe while the mirror runs. Each index is verified again against
+/// the publisher's roots in the store; one that fails (changed on disk) exits 3.
 ///
 /// A bucket store (s3://bucket/prefix, credentials as for push) shows per publisher its
 /// objects, its index.json and the head copies under heads/, each verified against the
@@ -43,8 +44,9 @@ impl StatusArgs {
             return self.run_bucket(&url);
         }
         let status = qasid::status::read(&self.store)?;
+        let unverified = status.unverified();
         if self.json {
-            return print_json(&status);
+            return json_or_refusal(&status, unverified);
         }
         let running = if status.in_use {
             "a mirror or sync is running on it"
@@ -110,7 +112,7 @@ impl StatusArgs {
                 );
             }
         }
-        Ok(())
+        refusal(unverified)
     }
 
     fn run_bucket(&self, url: &qasid::bucket::BucketUrl) -> Result<(), Failure> {
@@ -129,17 +131,7 @@ impl StatusArgs {
         })?;
         let unverified = status.unverified();
         if self.json {
-            return match unverified {
-                None => print_json(&status),
-                Some(line) => {
-                    let fields = serde_json::to_value(&status)
-                        .map_err(|e| Failure::runtime(std::io::Error::from(e)))?;
-                    Err(
-                        Failure::new(qasid::ErrorClass::Verification, anyhow::anyhow!(line))
-                            .with_json(fields),
-                    )
-                }
-            };
+            return json_or_refusal(&status, unverified);
         }
         println!("store {}", status.store);
         if status.publishers.is_empty() {
@@ -195,12 +187,31 @@ impl StatusArgs {
                 None => {}
             }
         }
-        match unverified {
-            None => Ok(()),
-            Some(line) => Err(Failure::new(
-                qasid::ErrorClass::Verification,
-                anyhow::anyhow!(line),
-            )),
-        }
+        refusal(unverified)
+    }
+}
+
+/// The report as JSON: printed when everything verified, else carried by the verification
+/// failure (exit 3) that `unverified` names.
+fn json_or_refusal<T: serde::Serialize>(
+    status: &T,
+    unverified: Option<String>,
+) -> Result<(), Failure> {
+    let Some(line) = unverified else {
+        return print_json(status);
+    };
+    let fields =
+        serde_json::to_value(status).map_err(|e| Failure::runtime(std::io::Error::from(e)))?;
+    Err(Failure::new(qasid::ErrorClass::Verification, anyhow::anyhow!(line)).with_json(fields))
+}
+
+/// Exit 3 with the line `unverified` gives, if any.
+fn refusal(unverified: Option<String>) -> Result<(), Failure> {
+    match unverified {
+        None => Ok(()),
+        Some(line) => Err(Failure::new(
+            qasid::ErrorClass::Verification,
+            anyhow::anyhow!(line),
+        )),
     }
 }

@@ -124,6 +124,7 @@ async fn publisher(
         folder: key.hex(),
         index: None,
         error: None,
+        unverified: false,
         bundles: 0,
         minisigs: 0,
         pieces: 0,

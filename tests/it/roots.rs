@@ -917,3 +917,64 @@ fn root_show_prints_the_current_signing_key_that_minisign_verifies_bundles_with(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn status_checks_a_store_index_against_the_publishers_roots_and_a_tampered_one_exits_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    newsroom(dir);
+    // The signing key changes once, so the index is signed by neither the publisher id's key
+    // nor root 1's signing key.
+    replace_signing_key(dir, "r2.json", "S", "S2", &["A", "B"]);
+    bundle(
+        dir,
+        "alpha",
+        "S2/publisher.key",
+        "alpha",
+        "2",
+        "alpha-2.zip",
+    );
+    publish(dir, "repo", "S2/publisher.key", &["alpha-2.zip"]);
+    let m = mirror(dir, "store", &[]);
+    ok(
+        dir,
+        &["push", "--repo", "repo", "--to", &format!("{}/", m.base)],
+    );
+    m.terminate();
+
+    let shown = ok(dir, &["status", "--store", "store", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let publisher = &status["publishers"][0];
+    assert!(publisher["error"].is_null(), "{shown}");
+    assert_eq!(publisher["index"]["sequence"], 2, "{shown}");
+
+    // A byte of the stored index's signature changed on disk: status says so and exits 3.
+    let index = std::fs::read_dir(dir.join("store/qasid/v1/publishers"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("index.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let at = text
+        .find("\"signature\"")
+        .expect("the index has a signature")
+        + 20;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&index, bytes).unwrap();
+    let out = qasid(dir, &["status", "--store", "store"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not verify"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    // What the line says to do mends it.
+    let m = mirror(dir, "store", &[]);
+    ok(
+        dir,
+        &["push", "--repo", "repo", "--to", &format!("{}/", m.base)],
+    );
+    m.terminate();
+    ok(dir, &["status", "--store", "store"]);
+}
