@@ -949,13 +949,7 @@ fn status_checks_a_store_index_against_the_publishers_roots_and_a_tampered_one_e
     assert_eq!(publisher["index"]["sequence"], 2, "{shown}");
 
     // A byte of the stored index's signature changed on disk: status says so and exits 3.
-    let index = std::fs::read_dir(dir.join("store/qasid/v1/publishers"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("index.json");
+    let index = served_file(&dir.join("store"), "index.json");
     let text = std::fs::read_to_string(&index).unwrap();
     let at = text
         .find("\"signature\"")
