@@ -102,6 +102,12 @@ impl Default for IndexLimits {
 /// 1 MiB: a file with hundreds of profiles is tens of KiB; anything bigger is not one.
 pub const MAX_AWS_PROFILE_FILE_BYTES: u64 = 1 << 20;
 
+/// How long `publish` waits for the repo's lock before saying another publish holds it: 1 s.
+/// A publish holds the lock while it signs and writes, and a second one started meanwhile is
+/// refused after this wait. The wait covers the instant a program that publishes in-process
+/// (the demo, the tests) forks a child process, which shares the lock until it executes.
+pub const PUBLISH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Largest answer body `qasid push` reads from a mirror, error pages included. 256 KiB: a
 /// receipt or a refusal is a few hundred bytes, and a 409 listing every object an index still
 /// lacks stays well under it; a server sending more is not a qasid mirror, and holding more

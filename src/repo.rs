@@ -19,7 +19,7 @@ use crate::index::{
     Index, IndexError, LogRef, MirrorUrl, PieceRef, SignedHead, Tracker,
 };
 use crate::keys::{KeyId, PublicKey, Role, SecretKey, Trusted};
-use crate::limits::{BundleLimits, IndexLimits};
+use crate::limits::{BundleLimits, IndexLimits, PUBLISH_LOCK_WAIT};
 use crate::roots::{Chain, ChainStorage};
 use crate::ErrorClass;
 
@@ -589,7 +589,8 @@ impl Repo {
         Ok(tmp)
     }
 
-    /// Takes the repo's publish lock (released when the file is dropped, or the process dies).
+    /// Takes the repo's publish lock (released when the file is dropped, or the process dies),
+    /// waiting [`PUBLISH_LOCK_WAIT`] for it at most.
     fn lock(&self) -> Result<File, RepoError> {
         let path = self.root.join(PRIVATE_DIR).join("lock");
         let file = File::options()
@@ -601,10 +602,16 @@ impl Repo {
                 path: path.clone(),
                 source,
             })?;
-        match file.try_lock() {
-            Ok(()) => Ok(file),
-            Err(TryLockError::WouldBlock) => Err(RepoError::Locked { path }),
-            Err(TryLockError::Error(source)) => Err(RepoError::Io { path, source }),
+        let deadline = std::time::Instant::now() + PUBLISH_LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => return Err(RepoError::Locked { path }),
+                Err(TryLockError::Error(source)) => return Err(RepoError::Io { path, source }),
+            }
         }
     }
 }
