@@ -8,13 +8,15 @@
 # key, a 16 KiB bundle and a store (published with `qasid publish`, since the store is the
 # repo layout), then starts `qasid mirror` and a private nginx (own config, loopback port, pid
 # file; stopped on exit) on the same folder. Runs `wrk -t2 -c64 -d10s --latency` against the
-# same URL path on each and prints requests/s, p99 latency, the qasid/nginx ratio and the
+# same URL path on each, ROUNDS (3) times interleaved, and prints the medians of requests/s and
+# p99 latency, the qasid/nginx ratio and the
 # mirror's peak RSS (VmHWM). Then downloads a 1 GiB bundle through the mirror and prints its
 # RSS before and after. Everything stays on 127.0.0.1; every process it starts is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
+ROUNDS="${ROUNDS:-3}"
 QASID_PORT="${QASID_PORT:-18480}"
 NGINX_PORT="${NGINX_PORT:-18481}"
 
@@ -96,24 +98,36 @@ done
 
 rss_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
-# Prints "requests/s p99" for one wrk run.
+# Prints "requests/s p99-in-ms" for one wrk run.
 bench() {
     local out
     out="$(wrk -t2 -c64 -d"$DURATION" --latency "$1")"
     echo "$out" >>"$WORK/wrk.log"
     local rps p99
     rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
-    p99="$(awk '$1 == "99%" { print $2 }' <<<"$out")"
+    # wrk prints the unit it chose (us, ms or s): in ms.
+    p99="$(awk '$1 == "99%" { v = $2 + 0; u = $2; gsub(/[0-9.]/, "", u);
+        printf "%.2f", (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v }' <<<"$out")"
     echo "$rps $p99"
 }
 
 echo "bundle: $SMALL_SIZE bytes, GET $URL_PATH"
-echo "machine: $(nproc) cores; wrk -t2 -c64 -d$DURATION on loopback"
-# Warm both (page cache, connection setup), then measure nginx first, qasid second.
+echo "machine: $(nproc) cores; wrk -t2 -c64 -d$DURATION on loopback, $ROUNDS runs a side, medians"
+# Warm both (page cache, connection setup).
 wrk -t2 -c64 -d2s "http://127.0.0.1:$NGINX_PORT$URL_PATH" >/dev/null
 wrk -t2 -c64 -d2s "http://127.0.0.1:$QASID_PORT$URL_PATH" >/dev/null
-read -r NGINX_RPS NGINX_P99 < <(bench "http://127.0.0.1:$NGINX_PORT$URL_PATH")
-read -r QASID_RPS QASID_P99 < <(bench "http://127.0.0.1:$QASID_PORT$URL_PATH")
+# ROUNDS runs a side, interleaved (nginx, qasid, nginx, ...), because these machines are shared
+# and one 10 s run moves by several per cent; each side's median req/s and median p99.
+nginx_rps=() nginx_p99=() qasid_rps=() qasid_p99=()
+for _ in $(seq "$ROUNDS"); do
+    read -r rps p99 < <(bench "http://127.0.0.1:$NGINX_PORT$URL_PATH")
+    nginx_rps+=("$rps") nginx_p99+=("$p99")
+    read -r rps p99 < <(bench "http://127.0.0.1:$QASID_PORT$URL_PATH")
+    qasid_rps+=("$rps") qasid_p99+=("$p99")
+done
+echo "nginx runs: ${nginx_rps[*]} req/s; qasid runs: ${qasid_rps[*]} req/s"
+NGINX_RPS="$(median "${nginx_rps[@]}")" NGINX_P99="$(median "${nginx_p99[@]}")ms"
+QASID_RPS="$(median "${qasid_rps[@]}")" QASID_P99="$(median "${qasid_p99[@]}")ms"
 PEAK="$(rss_kib "$MIRROR_PID" VmHWM)"
 RATIO="$(awk -v a="$QASID_RPS" -v b="$NGINX_RPS" 'BEGIN { printf "%.2f", a / b }')"
 printf '%-8s %12s req/s   p99 %s\n' nginx "$NGINX_RPS" "$NGINX_P99"
