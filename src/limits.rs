@@ -102,6 +102,12 @@ impl Default for IndexLimits {
 /// 1 MiB: a file with hundreds of profiles is tens of KiB; anything bigger is not one.
 pub const MAX_AWS_PROFILE_FILE_BYTES: u64 = 1 << 20;
 
+/// Most bytes a mirror keeps in verified extractions for its reader pages (`.state/read`), the
+/// least recently viewed removed first: 1 GiB. Thousands of text-and-photo articles fit, so
+/// a mirror's own pages rarely extract twice, and a front end over a bucket, whose local disk
+/// holds only its work folder, does not fill it with a copy of every article read.
+pub const MAX_EXTRACTED_BYTES: u64 = 1 << 30;
+
 /// How long `publish` waits for the repo's lock before saying another publish holds it: 1 s.
 /// A publish holds the lock while it signs and writes, and a second one started meanwhile is
 /// refused after this wait. The wait covers the instant a program that publishes in-process

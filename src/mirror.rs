@@ -40,6 +40,7 @@ use crate::store::{PublisherId, Store};
 pub mod bucket_source;
 pub mod client;
 mod conn;
+mod extractions;
 mod log;
 mod metrics;
 pub mod object_cache;

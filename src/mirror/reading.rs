@@ -12,23 +12,22 @@
 //! files get a sandboxing CSP. It never renders HTML itself and never serves a path that the
 //! request spelled: request paths are only ever compared with manifest paths.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use tokio::sync::OnceCell;
 
 use super::bucket_source::{BucketReadError, BucketSource, Loaded};
+use super::extractions::{fresh_root, Extractions, OnDisk};
 use super::serve::{etag_of, none_match};
 use super::MirrorState;
 use crate::bundle::{self, VerifiedBundle};
 use crate::content_id::ContentId;
 use crate::index::{Entry, Index, ObjectRef};
 use crate::keys::PublicKey;
-use crate::limits::MAX_RENDERED_ARTICLE_BYTES;
+use crate::limits::{MAX_EXTRACTED_BYTES, MAX_RENDERED_ARTICLE_BYTES};
 use crate::pages::{self, ArticleListing, ArticlePage, PublisherListing, SiteInfo};
 use crate::store::{ObjectKind, PublisherId};
 
@@ -43,26 +42,27 @@ struct Extracted {
     dir: PathBuf,
 }
 
-/// Verified extractions, one per bundle, made on first view. Each cell is filled by exactly
-/// one task while others wait for it; a failed verification leaves the cell empty.
+impl OnDisk for Extracted {
+    fn bytes(&self) -> u64 {
+        let files = self.verified.manifest().files().iter().map(|f| f.size());
+        files.sum()
+    }
+}
+
+/// Verified extractions, one per bundle, made on first view and kept within
+/// [`MAX_EXTRACTED_BYTES`] ([`Extractions`]). Each cell is filled by exactly one task while
+/// others wait for it; a failed verification leaves the cell empty.
 pub(super) struct Reading {
-    root: PathBuf,
-    cells: Mutex<HashMap<ContentId, Arc<OnceCell<Arc<Extracted>>>>>,
+    extractions: Extractions<Extracted>,
 }
 
 impl Reading {
     /// Uses `root` (outside the served layout) for extractions; anything there from an earlier
     /// run is removed, so every bundle shown was verified by this process.
     pub(super) fn new(root: PathBuf) -> std::io::Result<Self> {
-        match std::fs::remove_dir_all(&root) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        std::fs::create_dir_all(&root)?;
+        fresh_root(&root)?;
         Ok(Self {
-            root,
-            cells: Mutex::new(HashMap::new()),
+            extractions: Extractions::new(root, MAX_EXTRACTED_BYTES),
         })
     }
 
@@ -72,13 +72,10 @@ impl Reading {
         publisher: &PublicKey,
         bundle: ObjectRef,
     ) -> Result<Arc<Extracted>, Response> {
-        let cell = {
-            let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-            cells.entry(bundle.sha256).or_default().clone()
-        };
+        let cell = self.extractions.cell(bundle.sha256);
         let result = cell
             .get_or_try_init(|| async {
-                let dir = self.root.join(bundle.sha256.to_hex());
+                let dir = self.extractions.dir(&bundle.sha256);
                 let verified = match &state.bucket {
                     None => {
                         let zip = state.store.path(
@@ -99,8 +96,11 @@ impl Reading {
                 };
                 Ok(Arc::new(Extracted { verified, dir }))
             })
-            .await?;
-        Ok(result.clone())
+            .await?
+            .clone();
+        drop(cell);
+        self.extractions.admit(bundle.sha256);
+        Ok(result)
     }
 }
 
