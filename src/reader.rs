@@ -382,6 +382,29 @@ fn list(ids: &[KeyId]) -> String {
 }
 
 impl ReaderError {
+    /// No mirror delivered the bundle: [`ReaderError::BundleNotAuthentic`] when one of them
+    /// sent bytes that failed the signed hashes, else [`ReaderError::BundleUnreachable`].
+    pub(crate) fn bundle_failed(
+        inauthentic: bool,
+        article: String,
+        sha256: ContentId,
+        summary: String,
+    ) -> Self {
+        if inauthentic {
+            ReaderError::BundleNotAuthentic {
+                article,
+                sha256,
+                summary,
+            }
+        } else {
+            ReaderError::BundleUnreachable {
+                article,
+                sha256,
+                summary,
+            }
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             ReaderError::NoMirrors

@@ -90,6 +90,34 @@ pub struct PublisherStatus {
     pub note: Option<NoteStatus>,
 }
 
+impl PublisherStatus {
+    /// A publisher with nothing counted or read yet.
+    fn new(key: &PublicKey) -> Self {
+        Self {
+            publisher: PublisherName {
+                key_id: key.id().to_string(),
+                key: key.to_base64(),
+            },
+            folder: key.hex(),
+            index: None,
+            error: None,
+            unverified: false,
+            bundles: 0,
+            minisigs: 0,
+            pieces: 0,
+            bytes: 0,
+            heads: None,
+            note: None,
+        }
+    }
+
+    /// Records that the index (or the roots it is checked against) failed verification.
+    fn refused(&mut self, why: String) {
+        self.error = Some(why);
+        self.unverified = true;
+    }
+}
+
 /// The installed index of a publisher.
 #[derive(Debug, Serialize)]
 pub struct IndexStatus {
@@ -203,22 +231,7 @@ fn in_use(lock: &Path) -> bool {
 }
 
 fn publisher(dir: &Path, key: &PublicKey, now: SystemTime) -> PublisherStatus {
-    let mut status = PublisherStatus {
-        publisher: PublisherName {
-            key_id: key.id().to_string(),
-            key: key.to_base64(),
-        },
-        folder: key.hex(),
-        index: None,
-        error: None,
-        unverified: false,
-        bundles: 0,
-        minisigs: 0,
-        pieces: 0,
-        bytes: 0,
-        heads: None,
-        note: None,
-    };
+    let mut status = PublisherStatus::new(key);
     for (sub, count) in [("bundles", true), ("pieces", true), ("", false)] {
         let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
             continue;
@@ -247,10 +260,7 @@ fn publisher(dir: &Path, key: &PublicKey, now: SystemTime) -> PublisherStatus {
         Ok(None) => {}
         Ok(Some(head)) => status.index = Some(index_status(&head, now)),
         Err(IndexProblem::Unreadable(e)) => status.error = Some(e),
-        Err(IndexProblem::Unverified(e)) => {
-            status.error = Some(e);
-            status.unverified = true;
-        }
+        Err(IndexProblem::Unverified(e)) => status.refused(e),
     }
     status
 }

@@ -58,25 +58,7 @@ impl StatusArgs {
             println!("  no publishers yet");
         }
         for p in &status.publishers {
-            let index = match (&p.index, &p.error) {
-                (Some(i), _) => format!(
-                    "index {} issued {}, expires {}{}",
-                    i.sequence,
-                    i.issued,
-                    i.expires,
-                    if i.expired { " (EXPIRED)" } else { "" }
-                ),
-                (None, Some(e)) => format!("index unreadable: {e}"),
-                (None, None) => "no index yet".to_owned(),
-            };
-            println!("publisher {}: {index}", p.publisher.key_id);
-            println!(
-                "  {} bundle(s), {} signature(s), {} piece(s), {}",
-                p.bundles,
-                p.minisigs,
-                p.pieces,
-                super::sync::human_bytes(p.bytes)
-            );
+            print_publisher(p);
         }
         if status.upstreams.is_empty() {
             println!("upstreams: none synced yet");
@@ -138,25 +120,7 @@ impl StatusArgs {
             println!("  no publishers yet");
         }
         for p in &status.publishers {
-            let index = match (&p.index, &p.error) {
-                (_, Some(e)) => format!("FAILS VERIFICATION: {e}"),
-                (Some(i), None) => format!(
-                    "index {} issued {}, expires {}{} (verified)",
-                    i.sequence,
-                    i.issued,
-                    i.expires,
-                    if i.expired { " (EXPIRED)" } else { "" }
-                ),
-                (None, None) => "no index yet".to_owned(),
-            };
-            println!("publisher {}: {index}", p.publisher.key_id);
-            println!(
-                "  {} bundle(s), {} signature(s), {} piece(s), {}",
-                p.bundles,
-                p.minisigs,
-                p.pieces,
-                super::sync::human_bytes(p.bytes)
-            );
+            print_publisher(p);
             let heads: Vec<String> = p
                 .heads
                 .iter()
@@ -189,6 +153,30 @@ impl StatusArgs {
         }
         refusal(unverified)
     }
+}
+
+/// The two lines every kind of store prints for a publisher: its index, then what it holds.
+fn print_publisher(p: &qasid::status::PublisherStatus) {
+    let index = match (&p.index, &p.error) {
+        (_, Some(e)) if p.unverified => format!("FAILS VERIFICATION: {e}"),
+        (_, Some(e)) => format!("index unreadable: {e}"),
+        (Some(i), None) => format!(
+            "index {} issued {}, expires {}{} (verified)",
+            i.sequence,
+            i.issued,
+            i.expires,
+            if i.expired { " (EXPIRED)" } else { "" }
+        ),
+        (None, None) => "no index yet".to_owned(),
+    };
+    println!("publisher {}: {index}", p.publisher.key_id);
+    println!(
+        "  {} bundle(s), {} signature(s), {} piece(s), {}",
+        p.bundles,
+        p.minisigs,
+        p.pieces,
+        super::sync::human_bytes(p.bytes)
+    );
 }
 
 /// The report as JSON: printed when everything verified, else carried by the verification

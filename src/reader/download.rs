@@ -256,19 +256,12 @@ pub(super) async fn download(
             } else {
                 schedule.lines.join("; ")
             };
-            Err(if schedule.inauthentic {
-                ReaderError::BundleNotAuthentic {
-                    article,
-                    sha256,
-                    summary,
-                }
-            } else {
-                ReaderError::BundleUnreachable {
-                    article,
-                    sha256,
-                    summary,
-                }
-            })
+            Err(ReaderError::bundle_failed(
+                schedule.inauthentic,
+                article,
+                sha256,
+                summary,
+            ))
         }
     }
 }

@@ -155,19 +155,12 @@ pub(super) async fn download(
             .iter()
             .any(|s| s.ended.as_ref().is_some_and(Ended::is_lying));
         let (article, sha256) = (job.label(), job.bundle().sha256);
-        return Err(if inauthentic {
-            ReaderError::BundleNotAuthentic {
-                article,
-                sha256,
-                summary,
-            }
-        } else {
-            ReaderError::BundleUnreachable {
-                article,
-                sha256,
-                summary,
-            }
-        });
+        return Err(ReaderError::bundle_failed(
+            inauthentic,
+            article,
+            sha256,
+            summary,
+        ));
     }
     let fetched = job
         .verify(partial.clone())

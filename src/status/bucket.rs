@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{index_status, PublisherName, PublisherStatus};
+use super::{index_status, PublisherStatus};
 use crate::bucket::upload::{head_copy_sequence, KEPT_HEADS};
 use crate::bucket::{Bucket, BucketError, ObjectInfo};
 use crate::index::layout::{PublisherLayout, PREFIX};
@@ -116,22 +116,8 @@ async fn publisher(
 ) -> Result<PublisherStatus, BucketError> {
     let layout = PublisherLayout::new(key);
     let base = format!("{}/", layout.dir());
-    let mut status = PublisherStatus {
-        publisher: PublisherName {
-            key_id: key.id().to_string(),
-            key: key.to_base64(),
-        },
-        folder: key.hex(),
-        index: None,
-        error: None,
-        unverified: false,
-        bundles: 0,
-        minisigs: 0,
-        pieces: 0,
-        bytes: 0,
-        heads: Some(Vec::new()),
-        note: None,
-    };
+    let mut status = PublisherStatus::new(key);
+    status.heads = Some(Vec::new());
     let mut heads = Vec::new();
     for object in objects {
         status.bytes += object.size;
@@ -153,7 +139,7 @@ async fn publisher(
     let authority = match authority(bucket, key, now).await? {
         Ok(authority) => authority,
         Err(e) => {
-            status.error = Some(e);
+            status.refused(e);
             return Ok(status);
         }
     };
@@ -163,7 +149,7 @@ async fn publisher(
     {
         match SignedHead::verify(&envelope, &authority, &limits) {
             Ok(head) => status.index = Some(index_status(&head, now)),
-            Err(e) => status.error = Some(format!("index.json does not verify: {e}")),
+            Err(e) => status.refused(format!("index.json does not verify: {e}")),
         }
     }
     status.note = note(bucket, &layout, &authority, now).await?;
