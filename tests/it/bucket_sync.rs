@@ -6,6 +6,7 @@
 //! http endpoint off loopback get their one-line errors and exit codes.
 
 use crate::garage_support::{self, Bucket as GarageBucket};
+use crate::mirror_support::Process;
 use crate::sync_support::{self, key, make_bundle, publish, Made};
 
 use std::collections::HashMap;
@@ -534,63 +535,22 @@ fn a_bundle_over_the_multipart_threshold_goes_up_in_parts_with_its_chunk_list_an
     assert_eq!(doc["pushes"][0]["sent"], 0, "{doc}");
 }
 
-/// A `qasid mirror --store s3://…` front end, killed on drop.
-struct FrontEnd {
-    child: std::process::Child,
-    base: String,
-}
-
-impl FrontEnd {
-    fn start(bucket: &GarageBucket, prefix: &str, work: &Path, publisher: &Path) -> FrontEnd {
-        use std::io::BufRead as _;
-        let mut cmd = qasid(bucket);
-        cmd.args([
+/// A `qasid mirror --store s3://…` front end (killed on drop) with the bucket's variables.
+fn front_end(bucket: &GarageBucket, prefix: &str, work: &Path, publisher: &Path) -> Process {
+    Process::start_env(
+        &[
             "mirror",
             "--listen",
             "127.0.0.1:0",
             "--store",
             &bucket.url(prefix),
-        ])
-        .arg("--work")
-        .arg(work)
-        .arg("--publisher")
-        .arg(publisher)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
-        let mut front = FrontEnd {
-            child,
-            base: String::new(),
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the front end logs its address in time");
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                front.base = addr.to_owned();
-                return front;
-            }
-        }
-    }
-}
-
-impl Drop for FrontEnd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            "--work",
+            work.to_str().unwrap(),
+            "--publisher",
+            publisher.to_str().unwrap(),
+        ],
+        &bucket.env,
+    )
 }
 
 #[test]
@@ -601,7 +561,7 @@ fn a_push_to_a_front_end_lands_in_its_bucket() {
     let (repo, _) = repo_with(dir.path(), &k, 3, 500);
     let pubfile = dir.path().join("publisher.pub");
     std::fs::write(&pubfile, k.public().to_file_text()).unwrap();
-    let front = FrontEnd::start(&bucket, "fe", &dir.path().join("work"), &pubfile);
+    let front = front_end(&bucket, "fe", &dir.path().join("work"), &pubfile);
     let mut cmd = Command::cargo_bin("qasid").unwrap();
     let out = cmd
         .args(["push", "--json", "--repo"])
@@ -691,7 +651,7 @@ fn push_uploads_the_verified_mirror_note_never_an_older_or_forged_one() {
     // A push through a front end over the bucket carries the note into the bucket too.
     let pubfile = dir.path().join("publisher.pub");
     std::fs::write(&pubfile, k.public().to_file_text()).unwrap();
-    let front = FrontEnd::start(&bucket, "", &dir.path().join("work"), &pubfile);
+    let front = front_end(&bucket, "", &dir.path().join("work"), &pubfile);
     let latest = note_text(&k, None, 30, "https://three.example/");
     std::fs::write(&in_repo, &latest).unwrap();
     let out = Command::cargo_bin("qasid")

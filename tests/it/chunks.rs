@@ -35,6 +35,18 @@ fn setup(extra: usize) -> Setup {
     }
 }
 
+impl Setup {
+    /// The published bundle's bytes.
+    fn bundle_bytes(&self) -> Vec<u8> {
+        let layout = PublisherLayout::new(key().public());
+        std::fs::read(on_disk(
+            &self.repo,
+            &layout.bundle(&self.sha256.parse().unwrap()),
+        ))
+        .unwrap()
+    }
+}
+
 /// Runs `qasid fetch big --json` against `mirrors`; returns the exit code, JSON and time.
 async fn run(state: &Path, out: &Path, mirrors: &[&RangeServer]) -> (i32, Value, Duration) {
     let mut args: Vec<String> = vec!["big".into(), "--json".into(), "--out".into()];
@@ -201,11 +213,7 @@ async fn a_blocked_mirror_loses_its_chunks_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_resumed_download_reuses_only_chunks_that_verify() {
     let s = setup(2_300_000);
-    let bundle = std::fs::read(on_disk(
-        &s.repo,
-        &PublisherLayout::new(key().public()).bundle(&s.sha256.parse().unwrap()),
-    ))
-    .unwrap();
+    let bundle = s.bundle_bytes();
     let state = s.dir.path().join("state");
     let partial_dir = state.join("partial");
     std::fs::create_dir_all(&partial_dir).unwrap();
@@ -311,11 +319,7 @@ async fn an_old_entry_without_a_chunk_list_downloads_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_fetch_resumes_from_its_verified_chunks_only() {
     let s = setup(2_300_000);
-    let bundle = std::fs::read(on_disk(
-        &s.repo,
-        &PublisherLayout::new(key().public()).bundle(&s.sha256.parse().unwrap()),
-    ))
-    .unwrap();
+    let bundle = s.bundle_bytes();
     let state = s.dir.path().join("state");
     let slow = RangeServer::start(
         &s.repo,
