@@ -497,6 +497,17 @@ impl Bucket {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.error(relative, e)),
         };
+        self.capped(relative, result, max).map(Some)
+    }
+
+    /// The body of `result`, refused before it is read when the object is larger than `max`,
+    /// and stopped with [`BucketError::TooLarge`] if more than the announced size arrives.
+    fn capped(
+        &self,
+        relative: &str,
+        result: object_store::GetResult,
+        max: u64,
+    ) -> Result<Download, BucketError> {
         let info = self.info(result.meta.clone());
         if info.size > max {
             return Err(BucketError::TooLarge {
@@ -504,15 +515,7 @@ impl Bucket {
                 limit: max,
             });
         }
-        Ok(Some(self.capped(relative, info, result.into_stream())))
-    }
-
-    fn capped(
-        &self,
-        relative: &str,
-        info: ObjectInfo,
-        stream: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
-    ) -> Download {
+        let stream = result.into_stream();
         let this = self.clone();
         let rel = relative.to_owned();
         let limit = info.size;
@@ -530,7 +533,7 @@ impl Bucket {
                 Ok(chunk)
             })
             .boxed();
-        Download { info, body }
+        Ok(Download { info, body })
     }
 
     /// The whole object in memory, or `None` if there is none; refused past `max` bytes.
@@ -564,18 +567,7 @@ impl Bucket {
             Err(object_store::Error::NotModified { .. }) => return Ok(Changed::Unchanged),
             Err(e) => return Err(self.error(relative, e)),
         };
-        let info = self.info(result.meta.clone());
-        if info.size > max {
-            return Err(BucketError::TooLarge {
-                key: self.url.key(relative),
-                limit: max,
-            });
-        }
-        Ok(Changed::Changed(self.capped(
-            relative,
-            info,
-            result.into_stream(),
-        )))
+        self.capped(relative, result, max).map(Changed::Changed)
     }
 
     /// A presigned GET URL of `relative`, valid for `expires`: readers fetch a bucket's objects

@@ -211,15 +211,8 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, WireError> {
                 "sync.read_timeout",
                 defaults.sync.read_timeout,
             )?,
-            max_downloads: match file.sync.max_downloads {
-                None => defaults.sync.max_downloads,
-                Some(s) => usize::try_from(*s.get_ref())
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| {
-                        at(&s, "sync.max_downloads: expected a positive number".into())
-                    })?,
-            },
+            max_downloads: count(file.sync.max_downloads, "sync.max_downloads")?
+                .unwrap_or(defaults.sync.max_downloads),
             prune_grace: duration(
                 file.sync.prune_grace,
                 "sync.prune_grace",
@@ -417,32 +410,13 @@ fn mirror_fields(m: MirrorWire, d: MirrorConfig) -> Result<MirrorConfig, WireErr
                 )
             })?,
         },
-        max_connections: match m.max_connections {
-            None => d.max_connections,
-            Some(s) => usize::try_from(*s.get_ref())
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| {
-                    at(
-                        &s,
-                        "mirror.max_connections: expected a positive number".into(),
-                    )
-                })?,
-        },
-        max_connections_per_address: match m.max_connections_per_address {
-            None => d.max_connections_per_address,
-            Some(s) => Some(
-                usize::try_from(*s.get_ref())
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| {
-                        at(
-                            &s,
-                            "mirror.max_connections_per_address: expected a positive number".into(),
-                        )
-                    })?,
-            ),
-        },
+        max_connections: count(m.max_connections, "mirror.max_connections")?
+            .unwrap_or(d.max_connections),
+        max_connections_per_address: count(
+            m.max_connections_per_address,
+            "mirror.max_connections_per_address",
+        )?
+        .or(d.max_connections_per_address),
         min_body_rate: match m.min_body_rate {
             None => d.min_body_rate,
             Some(s) => size(&s).ok_or_else(|| {
@@ -477,18 +451,8 @@ fn mirror_fields(m: MirrorWire, d: MirrorConfig) -> Result<MirrorConfig, WireErr
         },
         front_end: crate::limits::FrontEndLimits {
             cache_bytes: size_or(m.cache_bytes, "mirror.cache_bytes", d.front_end.cache_bytes)?,
-            cache_entries: match m.cache_entries {
-                None => d.front_end.cache_entries,
-                Some(s) => usize::try_from(*s.get_ref())
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| {
-                        at(
-                            &s,
-                            "mirror.cache_entries: expected a positive number".into(),
-                        )
-                    })?,
-            },
+            cache_entries: count(m.cache_entries, "mirror.cache_entries")?
+                .unwrap_or(d.front_end.cache_entries),
             refresh: duration(
                 m.bucket_refresh,
                 "mirror.bucket_refresh",
@@ -500,6 +464,18 @@ fn mirror_fields(m: MirrorWire, d: MirrorConfig) -> Result<MirrorConfig, WireErr
 }
 
 /// An optional positive byte size, `default` when absent.
+/// A positive count, if the file gives one.
+fn count(value: Option<Spanned<i64>>, what: &str) -> Result<Option<usize>, WireError> {
+    value
+        .map(|s| {
+            usize::try_from(*s.get_ref())
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| at(&s, format!("{what}: expected a positive number")))
+        })
+        .transpose()
+}
+
 fn size_or(value: Option<Spanned<SizeWire>>, what: &str, default: u64) -> Result<u64, WireError> {
     match value {
         None => Ok(default),

@@ -159,6 +159,21 @@ fn replace_signing_key(dir: &Path, out: &str, old: &str, new: &str, signers: &[&
     );
 }
 
+/// Root 2 (signed by A and B) replaces signing key S with S2, and `alpha` v2 signed by S2 is
+/// published into `repo`.
+fn rotate_to_s2_and_publish_alpha_2(dir: &Path) {
+    replace_signing_key(dir, "r2.json", "S", "S2", &["A", "B"]);
+    bundle(
+        dir,
+        "alpha",
+        "S2/publisher.key",
+        "alpha",
+        "2",
+        "alpha-2.zip",
+    );
+    publish(dir, "repo", "S2/publisher.key", &["alpha-2.zip"]);
+}
+
 /// A `qasid mirror` trusting `publisher` (a key or root file in `dir`), store `dir/STORE`.
 pub(crate) fn mirror_trusting(dir: &Path, store: &str, publisher: &str, extra: &[&str]) -> Process {
     let store = dir.join(store);
@@ -842,16 +857,7 @@ fn a_mirror_trusting_root_json_in_its_config_follows_the_publisher_from_upstream
     let first = mirror(dir, "store1", &[]);
     let to = format!("{}/", first.base);
     // A rotation before the second mirror exists: it must learn roots 1 and 2 by itself.
-    replace_signing_key(dir, "r2.json", "S", "S2", &["A", "B"]);
-    bundle(
-        dir,
-        "alpha",
-        "S2/publisher.key",
-        "alpha",
-        "2",
-        "alpha-2.zip",
-    );
-    publish(dir, "repo", "S2/publisher.key", &["alpha-2.zip"]);
+    rotate_to_s2_and_publish_alpha_2(dir);
     ok(dir, &["push", "--repo", "repo", "--to", &to]);
     std::fs::write(
         dir.join("mirrors.toml"),
@@ -925,16 +931,7 @@ fn status_checks_a_store_index_against_the_publishers_roots_and_a_tampered_one_e
     newsroom(dir);
     // The signing key changes once, so the index is signed by neither the publisher id's key
     // nor root 1's signing key.
-    replace_signing_key(dir, "r2.json", "S", "S2", &["A", "B"]);
-    bundle(
-        dir,
-        "alpha",
-        "S2/publisher.key",
-        "alpha",
-        "2",
-        "alpha-2.zip",
-    );
-    publish(dir, "repo", "S2/publisher.key", &["alpha-2.zip"]);
+    rotate_to_s2_and_publish_alpha_2(dir);
     let m = mirror(dir, "store", &[]);
     ok(
         dir,
